@@ -1,0 +1,100 @@
+// Copyright atoll authors. Bootstrap: installs the globals of SPEC section 3, registers the
+// function the host calls to run an agent, then removes every host handle from the
+// global scope before any tenant code can run.
+
+import { core, primordials } from "ext:core/mod.js";
+import {
+  op_atoll_log,
+  op_atoll_register_runner,
+  op_atoll_run_error,
+  op_atoll_run_output,
+  op_atoll_run_start,
+} from "ext:core/ops";
+import { makeContext } from "ext:atoll/10_ctx.js";
+
+const { JSONParse, JSONStringify, String, TypeError } = primordials;
+const unrefOpPromise = (promise) => core.unrefOpPromise(promise);
+
+function describe(value, key) {
+  try {
+    const v = value?.[key];
+    return v === undefined || v === null ? "" : String(v);
+  } catch {
+    return "";
+  }
+}
+
+function report(phase, err) {
+  let name = describe(err, "name");
+  let message = describe(err, "message");
+  const stack = describe(err, "stack");
+  if (!name && !message) {
+    // A thrown non-Error: show what it was.
+    name = "Error";
+    try {
+      message = typeof err === "string" ? err : `thrown value: ${JSONStringify(err)}`;
+    } catch {
+      message = "thrown value (not printable)";
+    }
+  }
+  op_atoll_run_error(phase, name, message, stack);
+}
+
+async function runAgent() {
+  const start = JSONParse(op_atoll_run_start());
+  let ns;
+  try {
+    ns = await import(start.entry);
+  } catch (e) {
+    report("load", e);
+    return;
+  }
+  const main = ns.default;
+  if (typeof main !== "function") {
+    report(
+      "load",
+      new TypeError(`the entry module must export a default async function (input, ctx) => output`),
+    );
+    return;
+  }
+  let output;
+  try {
+    output = await main(start.input, makeContext(start, unrefOpPromise));
+  } catch (e) {
+    report("run", e);
+    return;
+  }
+  let json;
+  try {
+    json = JSONStringify(output === undefined ? null : output);
+  } catch (e) {
+    report("output", e);
+    return;
+  }
+  try {
+    op_atoll_run_output(json === undefined ? "null" : json);
+  } catch (e) {
+    report("output", e);
+  }
+}
+
+if (!globalThis.console || typeof globalThis.console.log !== "function" || true) {
+  // Placeholder console until the web globals land: every call becomes a log event.
+  const consoleImpl = {};
+  for (const level of ["log", "info", "warn", "error", "debug"]) {
+    consoleImpl[level] = (...args) => {
+      let text = "";
+      for (let i = 0; i < args.length; i++) {
+        const a = args[i];
+        text += (i ? " " : "") + (typeof a === "string" ? a : JSONStringify(a));
+      }
+      op_atoll_log(level, text);
+    };
+  }
+  globalThis.console = consoleImpl;
+}
+
+op_atoll_register_runner(runAgent);
+
+delete globalThis.Deno;
+delete globalThis.__bootstrap;

@@ -1,0 +1,119 @@
+//! `atoll exec`: one package, one run, one JSON line — the way agent authors try an
+//! agent locally and the way tests drive the sandbox from outside.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::broker::{AddressPolicy, HttpFetcher};
+use crate::host::memory::{in_memory_services, CollectingEvents};
+use crate::host::Tenant;
+use crate::package::{AgentPackage, PackageLimits};
+use crate::sandbox::{ErrorCode, Limits, Pool, PoolConfig, RunError, RunGrant, RunOutcome, RunRequest, Usage};
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// A package directory, `.tar.gz` or `.zip`.
+    package: PathBuf,
+    /// The run's input, as JSON.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// The end-user the run acts for (enables `end_user` memory).
+    #[arg(long, default_value = "local-user")]
+    end_user: String,
+    /// Let fetch reach these addresses despite their class (e.g. 127.0.0.1/32 for a
+    /// local test server). Hosts must still be in the manifest's permissions.fetch.
+    #[arg(long = "allow-net", value_name = "CIDR")]
+    allow_net: Vec<String>,
+    /// Also print every event of the run, one JSON line each, before the record.
+    #[arg(long)]
+    events: bool,
+}
+
+pub fn run(args: ExecArgs) -> ExitCode {
+    let outcome = execute(&args);
+    let record = json!({
+        "status": outcome.status,
+        "output": outcome.output,
+        "error": outcome.error,
+        "state": outcome.state,
+        "usage": outcome.usage,
+    });
+    println!("{record}");
+    if outcome.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn failed(code: ErrorCode, message: String) -> RunOutcome {
+    RunOutcome::failed(RunError::new(code, message), Usage::default())
+}
+
+fn execute(args: &ExecArgs) -> RunOutcome {
+    let package = match AgentPackage::load_path(&args.package, &PackageLimits::default()) {
+        Ok(p) => Arc::new(p),
+        Err(e) => return failed(ErrorCode::PackageInvalid, e.to_string()),
+    };
+    let input: Value = match serde_json::from_str(&args.input) {
+        Ok(v) => v,
+        Err(e) => return failed(ErrorCode::InputInvalid, format!("--input is not JSON: {e}")),
+    };
+    let policy = match AddressPolicy::parse(&args.allow_net) {
+        Ok(p) => p,
+        Err(e) => return failed(ErrorCode::Internal, format!("--allow-net: {e}")),
+    };
+    let fetcher = match HttpFetcher::new(policy) {
+        Ok(f) => Arc::new(f),
+        Err(e) => return failed(ErrorCode::Internal, format!("could not build the HTTP client: {e}")),
+    };
+    let events = Arc::new(CollectingEvents::default());
+    let services = in_memory_services(fetcher, events.clone());
+    let config = PoolConfig {
+        min_threads: 1,
+        max_threads: 1,
+        prewarm: 0,
+        ..PoolConfig::default()
+    };
+    let pool = match Pool::new(config) {
+        Ok(p) => p,
+        Err(e) => return failed(ErrorCode::Internal, format!("could not start the sandbox: {e}")),
+    };
+    let grant = RunGrant::from_manifest(&package.manifest, &Limits::default());
+    let run_id = format!("run_{}", uuid::Uuid::new_v4().simple());
+    let request = RunRequest {
+        run_id: run_id.clone(),
+        package,
+        tenant: Tenant {
+            org_id: "org_local".into(),
+            app_id: "app_local".into(),
+            end_user: Some(args.end_user.clone()),
+        },
+        input,
+        state: None,
+        grant,
+        services,
+        trigger: "cli".into(),
+        attempt: 1,
+    };
+    let handle = match pool.submit(request) {
+        Ok(h) => h,
+        Err(e) => return failed(ErrorCode::Internal, e.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return failed(ErrorCode::Internal, e.to_string()),
+    };
+    let outcome = runtime.block_on(handle.outcome());
+    if args.events {
+        for event in events.take_run(&run_id) {
+            println!("{}", json!(event));
+        }
+    }
+    pool.shutdown();
+    outcome
+}

@@ -1,0 +1,163 @@
+//! What the sandbox asks of the rest of atoll, as small traits.
+//!
+//! Ops never reach a database, a provider or the network directly: they call these
+//! traits with the run's tenant, after checking its grant. The control plane plugs in
+//! PostgreSQL/Redis/provider-backed implementations; [`memory`] has the in-process ones
+//! used by `atoll exec` and the tests.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::broker::{FetchError, FetchLimits, FetchRequest, FetchResponse};
+use crate::package::MemoryScope;
+use crate::sandbox::record::RunEvent;
+
+/// Who a run acts for. Every host call carries it, so every implementation can scope
+/// what it touches to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tenant {
+    pub org_id: String,
+    pub app_id: String,
+    /// The app's `external_id` of the end-user the run acts for, if any.
+    pub end_user: Option<String>,
+}
+
+/// A failure of a host service, as the agent sees it: a code and a message that never
+/// carries secrets or internals.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HostError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl HostError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        HostError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The answer of a capability that this deployment does not provide.
+    pub fn unavailable(what: &str) -> Self {
+        HostError::new(
+            "capability_unavailable",
+            format!("{what} is not configured on this atoll host"),
+        )
+    }
+}
+
+/// Where a memory key lives: one namespace per (tenant, scope).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemoryNamespace {
+    pub org_id: String,
+    pub app_id: String,
+    pub scope: MemoryScope,
+    /// Set for `end_user` scope only.
+    pub end_user: Option<String>,
+}
+
+#[async_trait]
+pub trait MemoryStore: Send + Sync {
+    async fn get(&self, ns: &MemoryNamespace, key: &str) -> Result<Option<Value>, HostError>;
+    async fn set(&self, ns: &MemoryNamespace, key: &str, value: Value) -> Result<(), HostError>;
+    async fn delete(&self, ns: &MemoryNamespace, key: &str) -> Result<bool, HostError>;
+    /// Keys in `ns` starting with `prefix`, in order, at most `limit`.
+    async fn list(
+        &self,
+        ns: &MemoryNamespace,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, HostError>;
+}
+
+/// The state a run starts from and leaves for the next run of the same agent and
+/// end-user.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn load(&self, tenant: &Tenant, agent: &str) -> Result<Option<Value>, HostError>;
+    async fn save(&self, tenant: &Tenant, agent: &str, state: Value) -> Result<(), HostError>;
+}
+
+#[async_trait]
+pub trait ToolInvoker: Send + Sync {
+    /// Calls the app's tool `name`; the invoker validates `args` and the result against
+    /// the tool's schemas.
+    async fn call(&self, tenant: &Tenant, name: &str, args: Value) -> Result<Value, HostError>;
+}
+
+/// A chat request as the agent wrote it (`ctx.llm.chat`), after the grant check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// `provider/model`.
+    pub model: String,
+    pub messages: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChatUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub message: Value,
+    #[serde(default)]
+    pub tool_calls: Vec<Value>,
+    #[serde(default)]
+    pub usage: ChatUsage,
+}
+
+/// Receives streamed token deltas while a chat is in flight.
+pub type DeltaSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+#[async_trait]
+pub trait LlmClient: Send + Sync {
+    async fn chat(
+        &self,
+        tenant: &Tenant,
+        request: ChatRequest,
+        deltas: DeltaSink,
+    ) -> Result<ChatResponse, HostError>;
+}
+
+/// Outbound HTTP for `fetch`. The op has already checked the manifest's host grant;
+/// `allow_host` re-checks every redirect hop.
+#[async_trait]
+pub trait Fetcher: Send + Sync {
+    async fn fetch(
+        &self,
+        tenant: &Tenant,
+        connection: Option<&str>,
+        request: FetchRequest,
+        limits: &FetchLimits,
+        allow_host: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<FetchResponse, FetchError>;
+}
+
+/// Receives every event of every run, in order per run. Must not block: implementations
+/// hand events to a channel or buffer.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, event: RunEvent);
+}
+
+/// The services one run may use. Cheap to clone.
+#[derive(Clone)]
+pub struct HostServices {
+    pub memory: Arc<dyn MemoryStore>,
+    pub tools: Arc<dyn ToolInvoker>,
+    pub llm: Arc<dyn LlmClient>,
+    pub fetcher: Arc<dyn Fetcher>,
+    pub events: Arc<dyn EventSink>,
+}

@@ -1,0 +1,150 @@
+//! One isolate: a `JsRuntime` bootstrapped with atoll's runtime-js, not yet (or no
+//! longer) serving a tenant, with the bookkeeping needed to run many on one thread.
+//!
+//! Several isolates live on one worker thread at once and finish in any order, but an
+//! engine isolate must be *entered* on the thread while it runs and may only be
+//! disposed while it is the current one. So an isolate is left un-entered between
+//! uses: each poll enters it (see [`EnteredIsolate`]) and `Drop` enters it once more so
+//! disposal finds it current.
+
+use std::cell::RefCell;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use deno_core::{v8, JsRuntime, RuntimeOptions};
+
+use super::limits::{Breach, RunShared};
+use super::loader::PackageLoader;
+use super::ops;
+
+/// The function runtime-js registered at bootstrap to run an agent; kept in `OpState`.
+pub struct AgentRunner(pub v8::Global<v8::Function>);
+
+pub struct Isolate {
+    runtime: ManuallyDrop<JsRuntime>,
+    loader: Rc<PackageLoader>,
+    /// The run whose heap limit the near-heap-limit callback enforces.
+    heap_watch: Rc<RefCell<Option<Arc<RunShared>>>>,
+    heap_limit: usize,
+}
+
+impl Isolate {
+    /// Creates and bootstraps an isolate whose heap may grow to `heap_limit` bytes.
+    pub fn new(heap_limit: usize) -> Result<Isolate, anyhow::Error> {
+        let loader = Rc::new(PackageLoader::default());
+        let mut runtime = JsRuntime::try_new(RuntimeOptions {
+            module_loader: Some(loader.clone()),
+            extensions: vec![ops::extension()],
+            create_params: Some(v8::CreateParams::default().heap_limits(0, heap_limit)),
+            ..Default::default()
+        })?;
+        let heap_watch: Rc<RefCell<Option<Arc<RunShared>>>> = Rc::default();
+        let watch = heap_watch.clone();
+        let handle = runtime.v8_isolate().thread_safe_handle();
+        runtime.add_near_heap_limit_callback(move |current, _initial| {
+            if let Some(run) = watch.borrow().as_ref() {
+                run.condemn(Breach::Memory);
+            }
+            handle.terminate_execution();
+            near_heap_limit_answer(current)
+        });
+        if !runtime.op_state().borrow().has::<AgentRunner>() {
+            anyhow::bail!("runtime-js did not register the agent runner");
+        }
+        // Creation entered the isolate; leave it so isolates on this thread can be
+        // entered and disposed in any order.
+        // SAFETY: the isolate was entered exactly once, by its creation, on this thread.
+        unsafe { runtime.v8_isolate().exit() };
+        Ok(Isolate {
+            runtime: ManuallyDrop::new(runtime),
+            loader,
+            heap_watch,
+            heap_limit,
+        })
+    }
+
+    pub fn heap_limit(&self) -> usize {
+        self.heap_limit
+    }
+
+    pub fn loader(&self) -> &PackageLoader {
+        &self.loader
+    }
+
+    /// Makes the near-heap-limit callback condemn `run`.
+    pub fn watch_heap(&self, run: Arc<RunShared>) {
+        *self.heap_watch.borrow_mut() = Some(run);
+    }
+
+    pub fn thread_safe_handle(&mut self) -> v8::IsolateHandle {
+        self.runtime.v8_isolate().thread_safe_handle()
+    }
+
+    /// A handle that enters this isolate for the duration of a poll.
+    pub fn entry(&mut self) -> EnteredIsolate {
+        let isolate: &mut v8::Isolate = self.runtime.v8_isolate();
+        EnteredIsolate(NonNull::from(isolate))
+    }
+
+    pub fn runtime(&mut self) -> &mut JsRuntime {
+        &mut self.runtime
+    }
+
+    /// Bytes of heap in use, read with the isolate entered.
+    pub fn heap_used(&mut self) -> u64 {
+        let entry = self.entry();
+        let _entered = entry.enter();
+        let stats = self.runtime.v8_isolate().get_heap_statistics();
+        stats.used_heap_size().max(stats.total_heap_size()) as u64
+    }
+}
+
+impl Drop for Isolate {
+    fn drop(&mut self) {
+        // SAFETY: disposal requires the isolate to be the thread's current one; entering
+        // it here is balanced by the exit inside the isolate's own drop.
+        unsafe {
+            self.runtime.v8_isolate().enter();
+            ManuallyDrop::drop(&mut self.runtime);
+        }
+    }
+}
+
+/// A pointer to an isolate that can enter it on the current thread.
+///
+/// It is only used by [`super::limits::Metered`] while the `Isolate` it came from is
+/// alive and borrowed by the run, on that isolate's own thread.
+pub struct EnteredIsolate(NonNull<v8::Isolate>);
+
+pub struct EntryGuard<'a>(&'a EnteredIsolate);
+
+impl EnteredIsolate {
+    pub fn enter(&self) -> EntryGuard<'_> {
+        // SAFETY: the isolate outlives this handle (see the type's doc) and enter/exit
+        // are paired by the guard on the same thread.
+        unsafe { self.0.as_ref().enter() };
+        EntryGuard(self)
+    }
+}
+
+impl Drop for EntryGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: paired with the `enter` in `EnteredIsolate::enter`.
+        unsafe { self.0 .0.as_ref().exit() };
+    }
+}
+
+/// What the near-heap-limit callback returns. V8 aborts the process if the limit is not
+/// raised, so it gets head-room to unwind the termination; QuickJS must get the same
+/// limit back or allocation races on past it (see notes/quickjs-engine.md).
+#[cfg(feature = "quickjs")]
+fn near_heap_limit_answer(current: usize) -> usize {
+    current
+}
+
+#[cfg(not(feature = "quickjs"))]
+fn near_heap_limit_answer(current: usize) -> usize {
+    current.saturating_mul(2)
+}

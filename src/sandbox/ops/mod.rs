@@ -1,0 +1,73 @@
+//! The `atoll` extension: every op an isolate can call, and the runtime-js it boots.
+//!
+//! Ops are grouped by capability. Each one that reaches outside the isolate looks up
+//! the run's [`RunScope`] in `OpState` and checks its grant there, on the host side, at
+//! every call — whatever the JS in front of it does.
+
+mod capability;
+mod fetch;
+mod run;
+mod web;
+
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use deno_core::{Extension, ExtensionFileSource, OpState};
+use deno_error::JsErrorBox;
+
+use super::scope::RunScope;
+
+/// runtime-js, in load order. Embedded in the binary.
+const RUNTIME_JS: &[(&str, &str)] = &[
+    ("ext:atoll/10_ctx.js", include_str!("../../../runtime-js/10_ctx.js")),
+    ("ext:atoll/99_main.js", include_str!("../../../runtime-js/99_main.js")),
+];
+
+deno_core::extension!(
+    atoll,
+    ops = [
+        run::op_atoll_register_runner,
+        run::op_atoll_run_start,
+        run::op_atoll_run_output,
+        run::op_atoll_run_error,
+        run::op_atoll_state_set,
+        run::op_atoll_log,
+        run::op_atoll_emit,
+        run::op_atoll_cancel_wait,
+        capability::op_atoll_memory,
+        capability::op_atoll_tool_call,
+        capability::op_atoll_llm_chat,
+        fetch::op_atoll_fetch,
+        web::op_atoll_url_parse,
+        web::op_atoll_url_set,
+        web::op_atoll_random_fill,
+    ],
+);
+
+pub fn extension() -> Extension {
+    let mut ext = atoll::init();
+    ext.esm_files = Cow::Owned(
+        RUNTIME_JS
+            .iter()
+            .map(|(specifier, source)| ExtensionFileSource::new_computed(specifier, Arc::from(*source)))
+            .collect(),
+    );
+    ext.esm_entry_point = Some("ext:atoll/99_main.js");
+    ext
+}
+
+/// The scope of the run this isolate serves. Bootstrap code runs before any run is
+/// assigned, so ops called then are refused.
+pub(crate) fn run_scope(state: &OpState) -> Result<Rc<RunScope>, JsErrorBox> {
+    state
+        .try_borrow::<Rc<RunScope>>()
+        .cloned()
+        .ok_or_else(|| JsErrorBox::generic("no run is assigned to this isolate"))
+}
+
+/// An error the agent sees as `Error("<code>: <message>")`; runtime-js exposes the code as
+/// `err.code`.
+pub(crate) fn refusal(code: &str, message: impl std::fmt::Display) -> JsErrorBox {
+    JsErrorBox::generic(format!("{code}: {message}"))
+}

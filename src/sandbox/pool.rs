@@ -1,0 +1,274 @@
+//! The isolate pool: worker threads that run agents, a bounded queue in front of them,
+//! and a `Send` handle to submit runs from anywhere.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::limits::{RunShared, Watchdog};
+use super::record::{ErrorCode, RunError, RunOutcome, Usage};
+use super::run::RunRequest;
+use super::worker;
+
+/// How the pool sizes itself. Defaults suit one node; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Worker threads kept alive (default: one per core).
+    pub min_threads: usize,
+    /// Threads added on demand, while every worker is full, up to this many.
+    pub max_threads: usize,
+    /// Runs one thread hosts at once.
+    pub max_live_per_thread: usize,
+    /// Isolates one thread creates in its lifetime before it is retired.
+    pub isolates_per_thread: usize,
+    /// Runs waiting for a worker before `submit` answers `Saturated`.
+    pub queue_capacity: usize,
+    /// Blank isolates each worker keeps ready.
+    pub prewarm: usize,
+    /// Heap limit of blank isolates (the ceiling most runs use), in MiB.
+    pub heap_mb: u64,
+    /// How long a cancelled run may react to `ctx.signal` before it is terminated.
+    pub cancel_grace: Duration,
+    pub watchdog_tick: Duration,
+    /// A thread above `min_threads` that got no run for this long exits.
+    pub idle_thread_timeout: Duration,
+    pub thread_stack_bytes: usize,
+}
+
+/// Isolates a thread may create before v8x's per-thread native-function table (16-bit
+/// indices, never cleared) gets near its limit of ~260 runtimes; see
+/// notes/quickjs-engine.md. V8 has no such table.
+#[cfg(feature = "quickjs")]
+pub const DEFAULT_ISOLATES_PER_THREAD: usize = 128;
+#[cfg(not(feature = "quickjs"))]
+pub const DEFAULT_ISOLATES_PER_THREAD: usize = 10_000;
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PoolConfig {
+            min_threads: cores,
+            max_threads: 64,
+            max_live_per_thread: DEFAULT_ISOLATES_PER_THREAD.min(256),
+            isolates_per_thread: DEFAULT_ISOLATES_PER_THREAD,
+            queue_capacity: 10_000,
+            prewarm: 2,
+            heap_mb: 64,
+            cancel_grace: Duration::from_millis(50),
+            watchdog_tick: Duration::from_millis(5),
+            idle_thread_timeout: Duration::from_secs(30),
+            thread_stack_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl PoolConfig {
+    pub fn heap_bytes(&self) -> usize {
+        usize::try_from(self.heap_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PoolError {
+    #[error("the sandbox is saturated: {0} runs are already waiting; retry later")]
+    Saturated(usize),
+    #[error("the sandbox is shutting down")]
+    Closed,
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub threads_started: AtomicU64,
+    pub threads_retired: AtomicU64,
+    pub isolates_created: AtomicU64,
+    pub runs_completed: AtomicU64,
+}
+
+/// Counters of a pool, for tests, benchmarks and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub threads_alive: usize,
+    pub threads_started: u64,
+    pub threads_retired: u64,
+    pub isolates_created: u64,
+    pub runs_completed: u64,
+    pub queued: usize,
+}
+
+pub(crate) struct Job {
+    pub req: RunRequest,
+    pub run: Arc<RunShared>,
+    pub reply: oneshot::Sender<RunOutcome>,
+}
+
+pub(crate) struct PoolShared {
+    pub config: PoolConfig,
+    pub queue: async_channel::Receiver<Job>,
+    sender: async_channel::Sender<Job>,
+    pub watchdog: Arc<Watchdog>,
+    pub threads: AtomicUsize,
+    pub idle: AtomicUsize,
+    pub next_worker_id: AtomicUsize,
+    pub stats: Stats,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl PoolShared {
+    pub fn track_thread(&self, handle: JoinHandle<()>) {
+        let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+    }
+
+    /// An idle thread above the minimum may leave. Racing leavers may dip below the
+    /// minimum for a moment; `worker_exited` tops it up again.
+    pub fn release_idle_thread(&self) -> bool {
+        self.threads.load(Ordering::Acquire) > self.config.min_threads
+    }
+
+    /// Called by a worker as it leaves: replaces it if the pool still needs threads.
+    pub fn worker_exited(self: &Arc<Self>) {
+        let left = self.threads.fetch_sub(1, Ordering::AcqRel) - 1;
+        if !self.queue.is_closed() && (left < self.config.min_threads || !self.queue.is_empty()) {
+            worker::spawn(self.clone());
+        }
+    }
+
+    fn grow_if_starved(self: &Arc<Self>) {
+        if self.idle.load(Ordering::Acquire) == 0
+            && self.threads.load(Ordering::Acquire) < self.config.max_threads
+        {
+            worker::spawn(self.clone());
+        }
+    }
+}
+
+/// The pool. Cheap to clone; every clone submits to the same workers.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<PoolShared>,
+}
+
+impl Pool {
+    pub fn new(config: PoolConfig) -> std::io::Result<Pool> {
+        let (sender, queue) = async_channel::bounded(config.queue_capacity.max(1));
+        let shared = Arc::new(PoolShared {
+            watchdog: Watchdog::start(config.watchdog_tick)?,
+            config,
+            queue,
+            sender,
+            threads: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            next_worker_id: AtomicUsize::new(0),
+            stats: Stats::default(),
+            handles: Mutex::new(Vec::new()),
+        });
+        for _ in 0..shared.config.min_threads.max(1) {
+            if !worker::spawn(shared.clone()) {
+                return Err(std::io::Error::other("could not start worker threads"));
+            }
+        }
+        Ok(Pool { shared })
+    }
+
+    /// Queues a run. Answers at once: `Saturated` when the queue is full.
+    pub fn submit(&self, req: RunRequest) -> Result<RunHandle, PoolError> {
+        let run = RunShared::new();
+        let (reply, outcome) = oneshot::channel();
+        let run_id = req.run_id.clone();
+        let job = Job {
+            req,
+            run: run.clone(),
+            reply,
+        };
+        match self.shared.sender.try_send(job) {
+            Ok(()) => {}
+            Err(async_channel::TrySendError::Full(_)) => {
+                return Err(PoolError::Saturated(self.shared.sender.len()))
+            }
+            Err(async_channel::TrySendError::Closed(_)) => return Err(PoolError::Closed),
+        }
+        self.shared.grow_if_starved();
+        Ok(RunHandle {
+            run_id,
+            canceller: RunCanceller {
+                run,
+                grace: self.shared.config.cancel_grace,
+            },
+            outcome,
+        })
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.shared.stats;
+        PoolStats {
+            threads_alive: self.shared.threads.load(Ordering::Acquire),
+            threads_started: s.threads_started.load(Ordering::Relaxed),
+            threads_retired: s.threads_retired.load(Ordering::Relaxed),
+            isolates_created: s.isolates_created.load(Ordering::Relaxed),
+            runs_completed: s.runs_completed.load(Ordering::Relaxed),
+            queued: self.shared.sender.len(),
+        }
+    }
+
+    /// Stops taking runs, lets running ones finish, and waits for every thread.
+    pub fn shutdown(&self) {
+        self.shared.sender.close();
+        loop {
+            let handle = {
+                let mut handles = self.shared.handles.lock().unwrap_or_else(|p| p.into_inner());
+                handles.pop()
+            };
+            match handle {
+                Some(h) => {
+                    let _ = h.join();
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Cancels a run from any thread.
+#[derive(Clone)]
+pub struct RunCanceller {
+    run: Arc<RunShared>,
+    grace: Duration,
+}
+
+impl RunCanceller {
+    pub fn cancel(&self) {
+        self.run.request_cancel(self.grace);
+    }
+}
+
+/// A submitted run.
+pub struct RunHandle {
+    pub run_id: String,
+    canceller: RunCanceller,
+    outcome: oneshot::Receiver<RunOutcome>,
+}
+
+impl RunHandle {
+    pub fn canceller(&self) -> RunCanceller {
+        self.canceller.clone()
+    }
+
+    pub fn cancel(&self) {
+        self.canceller.cancel();
+    }
+
+    /// Waits for the run to end. A worker that died mid-run yields an `internal` failure,
+    /// never a hang.
+    pub async fn outcome(self) -> RunOutcome {
+        self.outcome.await.unwrap_or_else(|_| {
+            RunOutcome::failed(
+                RunError::new(ErrorCode::Internal, "the worker running this run stopped unexpectedly"),
+                Usage::default(),
+            )
+        })
+    }
+}
