@@ -65,7 +65,7 @@ fn execute(args: &ExecArgs) -> RunOutcome {
     };
     let policy = match AddressPolicy::parse(&args.allow_net) {
         Ok(p) => p,
-        Err(e) => return failed(ErrorCode::Internal, format!("--allow-net: {e}")),
+        Err(e) => return failed(ErrorCode::Internal, format!("--allow-net: {e}; expected CIDRs like 127.0.0.1/32")),
     };
     let fetcher = match HttpFetcher::new(policy) {
         Ok(f) => Arc::new(f),

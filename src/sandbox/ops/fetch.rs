@@ -83,6 +83,7 @@ pub async fn op_atoll_fetch(
         url: url.clone(),
         headers: call.headers,
         body: call.has_body.then(|| bytes::Bytes::copy_from_slice(&body)),
+        sensitive_headers: Vec::new(),
     };
     let grant = scope.grant.clone();
     let allow_host = move |h: &str| grant.allows_host(h);

@@ -1,0 +1,9 @@
+//! Integration tests: real agent packages from `agents/` on a real pool, real HTTP on
+//! loopback, and the `atoll` binary itself.
+
+mod capabilities;
+mod common;
+mod exec_cli;
+mod hostile;
+mod lifecycle;
+mod pool;
