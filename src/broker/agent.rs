@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::{FetchError, FetchLimits, FetchRequest, FetchResponse, HttpFetcher};
-use crate::host::{Fetcher, Tenant};
+use crate::host::{Fetcher, HostCheck, Tenant};
 
 #[async_trait]
 impl Fetcher for HttpFetcher {
@@ -15,13 +15,13 @@ impl Fetcher for HttpFetcher {
         connection: Option<&str>,
         request: FetchRequest,
         limits: &FetchLimits,
-        allow_host: &(dyn Fn(&str) -> bool + Sync),
+        allow_host: HostCheck,
     ) -> Result<FetchResponse, FetchError> {
         if let Some(name) = connection {
             return Err(FetchError::BadRequest(format!(
                 "connection '{name}' is not available: this host has no credential broker configured"
             )));
         }
-        HttpFetcher::fetch(self, request, limits, allow_host).await
+        HttpFetcher::fetch(self, request, limits, &*allow_host).await
     }
 }

@@ -132,6 +132,9 @@ pub trait LlmClient: Send + Sync {
     ) -> Result<ChatResponse, HostError>;
 }
 
+/// Says whether a host (of the first URL or a redirect hop) may be fetched.
+pub type HostCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Outbound HTTP for `fetch`. The op has already checked the manifest's host grant;
 /// `allow_host` re-checks every redirect hop.
 #[async_trait]
@@ -142,7 +145,7 @@ pub trait Fetcher: Send + Sync {
         connection: Option<&str>,
         request: FetchRequest,
         limits: &FetchLimits,
-        allow_host: &(dyn Fn(&str) -> bool + Sync),
+        allow_host: HostCheck,
     ) -> Result<FetchResponse, FetchError>;
 }
 

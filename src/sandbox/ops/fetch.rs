@@ -86,11 +86,11 @@ pub async fn op_atoll_fetch(
         sensitive_headers: Vec::new(),
     };
     let grant = scope.grant.clone();
-    let allow_host = move |h: &str| grant.allows_host(h);
+    let allow_host: crate::host::HostCheck = std::sync::Arc::new(move |h: &str| grant.allows_host(h));
     let fetcher = scope.services.fetcher.clone();
     let started = Instant::now();
     let result = fetcher
-        .fetch(scope.tenant(), call.connection.as_deref(), request, &fetch_limits, &allow_host)
+        .fetch(scope.tenant(), call.connection.as_deref(), request, &fetch_limits, allow_host)
         .await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut event = json!({
