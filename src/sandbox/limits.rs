@@ -233,7 +233,8 @@ pub struct CpuBudget {
 /// Wraps a run's future: every poll enters the run's isolate, is timed on the thread's
 /// CPU clock and is visible to the watchdog; a breach ends the future at once.
 pub struct Metered<'a, F> {
-    inner: Pin<Box<F>>,
+    /// Always `Some` until drop, which must happen with the isolate entered.
+    inner: Option<Pin<Box<F>>>,
     meter: Arc<WorkerMeter>,
     run: Arc<RunShared>,
     budget: &'a mut CpuBudget,
@@ -249,12 +250,22 @@ impl<'a, F> Metered<'a, F> {
         isolate: super::isolate::EnteredIsolate,
     ) -> Self {
         Metered {
-            inner: Box::pin(inner),
+            inner: Some(Box::pin(inner)),
             meter,
             run,
             budget,
             isolate,
         }
+    }
+}
+
+impl<F> Drop for Metered<'_, F> {
+    fn drop(&mut self) {
+        // A future abandoned mid-run still holds engine handles (promises, functions);
+        // they may only be released inside their own isolate.
+        let _entered = self.isolate.enter();
+        let inner = self.inner.take();
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(inner)));
     }
 }
 
@@ -272,9 +283,12 @@ impl<F: Future> Future for Metered<'_, F> {
             budget_left: this.budget.limit.saturating_sub(this.budget.used),
             run: this.run.clone(),
         });
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(Breach::Crash));
+        };
         let polled = {
             let _entered = this.isolate.enter();
-            catch_unwind(AssertUnwindSafe(|| this.inner.as_mut().poll(cx)))
+            catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)))
         };
         *lock(&this.meter.active) = None;
         this.budget.used += this.meter.clock.now().saturating_sub(entered_cpu);

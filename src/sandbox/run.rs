@@ -115,7 +115,9 @@ async fn drive(
     shared.attach_isolate(isolate.thread_safe_handle());
     let op_state = isolate.runtime().op_state();
     op_state.borrow_mut().put(scope.clone());
-    let runner = op_state.borrow().try_borrow::<AgentRunner>().map(|r| r.0.clone());
+    // Taken, not cloned: cloning a handle needs the isolate entered, and this isolate
+    // serves exactly one run anyway.
+    let runner = op_state.borrow_mut().try_take::<AgentRunner>().map(|r| r.0);
     let Some(runner) = runner else {
         return Collected {
             ended: Ok(Err("the isolate has no agent runner".into())),
