@@ -31,14 +31,19 @@ struct ParkingTool {
 impl ToolInvoker for ParkingTool {
     async fn call(&self, _t: &Tenant, _name: &str, args: Value) -> Result<Value, HostError> {
         self.parked.fetch_add(1, Ordering::SeqCst);
-        let permit = self.gate.acquire().await.map_err(|_| HostError::new("closed", "closed"))?;
+        let permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| HostError::new("closed", "closed"))?;
         permit.forget();
         Ok(args)
     }
 }
 
 fn package(source: &str, tools: &[&str]) -> Arc<AgentPackage> {
-    let manifest = json!({ "name": "@bench/trivial", "version": "1.0.0", "permissions": { "tools": tools } });
+    let manifest =
+        json!({ "name": "@bench/trivial", "version": "1.0.0", "permissions": { "tools": tools } });
     let files = BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
     Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
 }
@@ -57,7 +62,11 @@ fn request(pkg: &Arc<AgentPackage>, services: &HostServices, n: u64) -> RunReque
     RunRequest {
         run_id: format!("run_{n}"),
         package: pkg.clone(),
-        tenant: Tenant { org_id: "o".into(), app_id: "a".into(), end_user: Some("u".into()) },
+        tenant: Tenant {
+            org_id: "o".into(),
+            app_id: "a".into(),
+            end_user: Some("u".into()),
+        },
         input: json!({ "n": n }),
         state: None,
         grant: RunGrant::from_manifest(&pkg.manifest, &Limits::default()),
@@ -69,7 +78,11 @@ fn request(pkg: &Arc<AgentPackage>, services: &HostServices, n: u64) -> RunReque
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -113,7 +126,13 @@ fn creation_rate(threads: usize, secs: f64, per_thread: usize) -> f64 {
     count.load(Ordering::Relaxed) as f64 / secs
 }
 
-async fn pool_throughput(pool: &Pool, pkg: &Arc<AgentPackage>, svc: &HostServices, secs: f64, in_flight: usize) -> f64 {
+async fn pool_throughput(
+    pool: &Pool,
+    pkg: &Arc<AgentPackage>,
+    svc: &HostServices,
+    secs: f64,
+    in_flight: usize,
+) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
@@ -142,29 +161,51 @@ async fn pool_throughput(pool: &Pool, pkg: &Arc<AgentPackage>, svc: &HostService
 }
 
 fn main() {
-    let secs: f64 = std::env::var("ATOLL_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10.0);
+    let secs: f64 = std::env::var("ATOLL_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
     let parked_counts: Vec<usize> = std::env::var("ATOLL_BENCH_PARKED")
         .unwrap_or_else(|_| "1000,5000".into())
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
-    let soak: u64 = std::env::var("ATOLL_BENCH_SOAK").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let soak: u64 = std::env::var("ATOLL_BENCH_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
     let config = PoolConfig::default();
-    println!("atoll sandbox benchmarks — {cores} cores, isolates/thread {}", config.isolates_per_thread);
+    println!(
+        "atoll sandbox benchmarks — {cores} cores, isolates/thread {}",
+        config.isolates_per_thread
+    );
 
     // 1. What isolate creation alone allows on every core.
     let create = creation_rate(cores, secs, config.isolates_per_thread);
-    println!("isolate create+drop alone, {cores} threads: {create:.0}/s ({:.2} ms each per core)", 1000.0 * cores as f64 / create);
+    println!(
+        "isolate create+drop alone, {cores} threads: {create:.0}/s ({:.2} ms each per core)",
+        1000.0 * cores as f64 / create
+    );
 
     let trivial = package("export default async (input) => input.n;", &[]);
-    let svc = services(Arc::new(ParkingTool { gate: Arc::new(Semaphore::new(0)), parked: AtomicU64::new(0) }));
+    let svc = services(Arc::new(ParkingTool {
+        gate: Arc::new(Semaphore::new(0)),
+        parked: AtomicU64::new(0),
+    }));
 
     // 2. Sustained trivial runs on the pool.
     let pool = Pool::new(config.clone()).expect("pool");
     let runs = rt.block_on(pool_throughput(&pool, &trivial, &svc, secs, 64));
-    println!("pool trivial runs: {runs:.0}/s = {:.1}% of creation alone", 100.0 * runs / create);
+    println!(
+        "pool trivial runs: {runs:.0}/s = {:.1}% of creation alone",
+        100.0 * runs / create
+    );
 
     // 3. Run start latency with a blank isolate ready: one run at a time, pausing so the
     //    worker refills its blanks between runs.
@@ -191,14 +232,27 @@ fn main() {
     // 4. Memory per parked run.
     for &n in &parked_counts {
         let gate = Arc::new(Semaphore::new(0));
-        let tool = Arc::new(ParkingTool { gate: gate.clone(), parked: AtomicU64::new(0) });
+        let tool = Arc::new(ParkingTool {
+            gate: gate.clone(),
+            parked: AtomicU64::new(0),
+        });
         let svc = services(tool.clone());
-        let parker = package("export default async (input, ctx) => ctx.tools.call('park', input);", &["park"]);
-        let pool = Pool::new(PoolConfig { prewarm: 0, max_threads: 128, ..config.clone() }).expect("pool");
+        let parker = package(
+            "export default async (input, ctx) => ctx.tools.call('park', input);",
+            &["park"],
+        );
+        let pool = Pool::new(PoolConfig {
+            prewarm: 0,
+            max_threads: 128,
+            ..config.clone()
+        })
+        .expect("pool");
         std::thread::sleep(Duration::from_millis(300));
         let before = rss_bytes();
         let t0 = Instant::now();
-        let handles: Vec<_> = (0..n as u64).map(|i| pool.submit(request(&parker, &svc, i)).expect("submit")).collect();
+        let handles: Vec<_> = (0..n as u64)
+            .map(|i| pool.submit(request(&parker, &svc, i)).expect("submit"))
+            .collect();
         while tool.parked.load(Ordering::SeqCst) < n as u64 {
             std::thread::sleep(Duration::from_millis(20));
             if t0.elapsed() > Duration::from_secs(600) {
@@ -233,7 +287,9 @@ fn main() {
             let step = soak / 10;
             let mut n = 0u64;
             while n < soak {
-                let batch: Vec<_> = (0..64).map(|i| pool.submit(request(&trivial, &svc, n + i)).expect("submit")).collect();
+                let batch: Vec<_> = (0..64)
+                    .map(|i| pool.submit(request(&trivial, &svc, n + i)).expect("submit"))
+                    .collect();
                 for h in batch {
                     assert!(h.outcome().await.succeeded());
                 }
@@ -243,9 +299,16 @@ fn main() {
                 }
             }
             let first = samples.first().map_or(0, |s| s.1) as f64;
-            let line: Vec<String> = samples.iter().map(|(n, r)| format!("{}k:{:.0}", n / 1000, *r as f64 / 1048576.0)).collect();
+            let line: Vec<String> = samples
+                .iter()
+                .map(|(n, r)| format!("{}k:{:.0}", n / 1000, *r as f64 / 1048576.0))
+                .collect();
             let last = samples.last().map_or(0, |s| s.1) as f64;
-            println!("RSS (MiB) over {soak} runs: {} — last vs first sample {:+.1}%", line.join(" "), 100.0 * (last - first) / first.max(1.0));
+            println!(
+                "RSS (MiB) over {soak} runs: {} — last vs first sample {:+.1}%",
+                line.join(" "),
+                100.0 * (last - first) / first.max(1.0)
+            );
         });
         pool.shutdown();
     }

@@ -4,13 +4,13 @@
 
 import { core, primordials } from "ext:core/mod.js";
 import {
-  op_atoll_log,
   op_atoll_register_runner,
   op_atoll_run_error,
   op_atoll_run_output,
   op_atoll_run_start,
 } from "ext:core/ops";
 import { makeContext } from "ext:atoll/10_ctx.js";
+import { installWebGlobals } from "ext:atoll/08_web_globals.js";
 
 const { JSONParse, JSONStringify, String, TypeError } = primordials;
 const unrefOpPromise = (promise) => core.unrefOpPromise(promise);
@@ -78,22 +78,7 @@ async function runAgent() {
   }
 }
 
-if (!globalThis.console || typeof globalThis.console.log !== "function" || true) {
-  // Placeholder console until the web globals land: every call becomes a log event.
-  const consoleImpl = {};
-  for (const level of ["log", "info", "warn", "error", "debug"]) {
-    consoleImpl[level] = (...args) => {
-      let text = "";
-      for (let i = 0; i < args.length; i++) {
-        const a = args[i];
-        text += (i ? " " : "") + (typeof a === "string" ? a : JSONStringify(a));
-      }
-      op_atoll_log(level, text);
-    };
-  }
-  globalThis.console = consoleImpl;
-}
-
+installWebGlobals(globalThis);
 op_atoll_register_runner(runAgent);
 
 delete globalThis.Deno;

@@ -12,7 +12,9 @@ use crate::broker::{AddressPolicy, HttpFetcher};
 use crate::host::memory::{in_memory_services, CollectingEvents};
 use crate::host::Tenant;
 use crate::package::{AgentPackage, PackageLimits};
-use crate::sandbox::{ErrorCode, Limits, Pool, PoolConfig, RunError, RunGrant, RunOutcome, RunRequest, Usage};
+use crate::sandbox::{
+    ErrorCode, Limits, Pool, PoolConfig, RunError, RunGrant, RunOutcome, RunRequest, Usage,
+};
 
 #[derive(Args)]
 pub struct ExecArgs {
@@ -65,11 +67,21 @@ fn execute(args: &ExecArgs) -> RunOutcome {
     };
     let policy = match AddressPolicy::parse(&args.allow_net) {
         Ok(p) => p,
-        Err(e) => return failed(ErrorCode::Internal, format!("--allow-net: {e}; expected CIDRs like 127.0.0.1/32")),
+        Err(e) => {
+            return failed(
+                ErrorCode::Internal,
+                format!("--allow-net: {e}; expected CIDRs like 127.0.0.1/32"),
+            )
+        }
     };
     let fetcher = match HttpFetcher::new(policy) {
         Ok(f) => Arc::new(f),
-        Err(e) => return failed(ErrorCode::Internal, format!("could not build the HTTP client: {e}")),
+        Err(e) => {
+            return failed(
+                ErrorCode::Internal,
+                format!("could not build the HTTP client: {e}"),
+            )
+        }
     };
     let events = Arc::new(CollectingEvents::default());
     let services = in_memory_services(fetcher, events.clone());
@@ -81,7 +93,12 @@ fn execute(args: &ExecArgs) -> RunOutcome {
     };
     let pool = match Pool::new(config) {
         Ok(p) => p,
-        Err(e) => return failed(ErrorCode::Internal, format!("could not start the sandbox: {e}")),
+        Err(e) => {
+            return failed(
+                ErrorCode::Internal,
+                format!("could not start the sandbox: {e}"),
+            )
+        }
     };
     let grant = RunGrant::from_manifest(&package.manifest, &Limits::default());
     let run_id = format!("run_{}", uuid::Uuid::new_v4().simple());
@@ -104,7 +121,10 @@ fn execute(args: &ExecArgs) -> RunOutcome {
         Ok(h) => h,
         Err(e) => return failed(ErrorCode::Internal, e.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return failed(ErrorCode::Internal, e.to_string()),
     };

@@ -57,11 +57,17 @@ impl Breach {
 
     pub fn message(self, cpu: Duration, wall: Duration, heap_mb: u64) -> String {
         match self {
-            Breach::Cpu => format!("the run used more than its {} ms of CPU time", cpu.as_millis()),
+            Breach::Cpu => format!(
+                "the run used more than its {} ms of CPU time",
+                cpu.as_millis()
+            ),
             Breach::Memory => format!("the run's heap grew past its {heap_mb} MiB limit"),
             Breach::Wall => format!("the run did not finish within {} ms", wall.as_millis()),
             Breach::Cancelled => "the run was cancelled".to_owned(),
-            Breach::Crash => "the JavaScript engine failed while running this agent; the isolate was discarded".to_owned(),
+            Breach::Crash => {
+                "the JavaScript engine failed while running this agent; the isolate was discarded"
+                    .to_owned()
+            }
         }
     }
 }

@@ -43,7 +43,9 @@ impl PackageLoader {
     }
 
     fn fail(&self, message: String) -> JsErrorBox {
-        self.failure.borrow_mut().get_or_insert_with(|| message.clone());
+        self.failure
+            .borrow_mut()
+            .get_or_insert_with(|| message.clone());
         JsErrorBox::type_error(message)
     }
 

@@ -219,7 +219,11 @@ impl Pool {
         self.shared.sender.close();
         loop {
             let handle = {
-                let mut handles = self.shared.handles.lock().unwrap_or_else(|p| p.into_inner());
+                let mut handles = self
+                    .shared
+                    .handles
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 handles.pop()
             };
             match handle {
@@ -266,7 +270,10 @@ impl RunHandle {
     pub async fn outcome(self) -> RunOutcome {
         self.outcome.await.unwrap_or_else(|_| {
             RunOutcome::failed(
-                RunError::new(ErrorCode::Internal, "the worker running this run stopped unexpectedly"),
+                RunError::new(
+                    ErrorCode::Internal,
+                    "the worker running this run stopped unexpectedly",
+                ),
                 Usage::default(),
             )
         })

@@ -77,15 +77,24 @@ pub(crate) async fn execute(
 
     let outcome = match (isolate, req.package.validate_input(&req.input)) {
         _ if shared.cancel_requested() => RunOutcome::failed(
-            RunError::new(ErrorCode::Cancelled, "the run was cancelled before it started"),
+            RunError::new(
+                ErrorCode::Cancelled,
+                "the run was cancelled before it started",
+            ),
             Usage::default(),
         ),
         (_, Err(why)) => RunOutcome::failed(
-            RunError::new(ErrorCode::InputInvalid, format!("input does not match the agent's input schema: {why}")),
+            RunError::new(
+                ErrorCode::InputInvalid,
+                format!("input does not match the agent's input schema: {why}"),
+            ),
             Usage::default(),
         ),
         (None, _) => RunOutcome::failed(
-            RunError::new(ErrorCode::Internal, "no isolate could be created for this run"),
+            RunError::new(
+                ErrorCode::Internal,
+                "no isolate could be created for this run",
+            ),
             Usage::default(),
         ),
         (Some(isolate), Ok(())) => {
@@ -183,16 +192,31 @@ fn conclude(collected: Collected, req: &RunRequest, scope: &RunScope) -> RunOutc
         heap_peak_bytes: collected.heap_bytes,
         ..Usage::default()
     };
-    let fail = |code, message: String| RunOutcome::failed(RunError::new(code, message), usage.clone());
+    let fail =
+        |code, message: String| RunOutcome::failed(RunError::new(code, message), usage.clone());
 
     if scope.shared.cancel_requested() {
-        return fail(ErrorCode::Cancelled, Breach::Cancelled.message(limits.cpu(), limits.wall(), limits.memory_mb));
+        return fail(
+            ErrorCode::Cancelled,
+            Breach::Cancelled.message(limits.cpu(), limits.wall(), limits.memory_mb),
+        );
     }
     match collected.ended {
-        Err(breach) => return fail(breach.code(), breach.message(limits.cpu(), limits.wall(), limits.memory_mb)),
+        Err(breach) => {
+            return fail(
+                breach.code(),
+                breach.message(limits.cpu(), limits.wall(), limits.memory_mb),
+            )
+        }
         Ok(Err(engine_error)) => {
             if let Some((code, message)) = scope.violation() {
                 return fail(code, message);
+            }
+            if engine_error.contains("Promise resolution is still pending") {
+                return fail(
+                    ErrorCode::AgentError,
+                    "the agent awaits a promise that can never settle: nothing it waits for (timer, fetch, tool, ...) is pending".into(),
+                );
             }
             return fail(ErrorCode::AgentError, engine_error);
         }
@@ -203,12 +227,20 @@ fn conclude(collected: Collected, req: &RunRequest, scope: &RunScope) -> RunOutc
     }
     if let Some(reported) = scope.error.borrow().clone() {
         let code = match reported.phase.as_str() {
-            "load" if collected.load_failure.is_some() || reported.name == "SyntaxError" => ErrorCode::PackageInvalid,
+            "load" if collected.load_failure.is_some() || reported.name == "SyntaxError" => {
+                ErrorCode::PackageInvalid
+            }
             "output" => ErrorCode::OutputInvalid,
             _ => ErrorCode::AgentError,
         };
         let message = match (&collected.load_failure, code) {
             (Some(failure), ErrorCode::PackageInvalid) => failure.clone(),
+            (None, ErrorCode::PackageInvalid) => format!(
+                "{}: {}: {}",
+                package_location(reported.stack.as_deref()).unwrap_or(&req.package.manifest.entry),
+                reported.name,
+                reported.message
+            ),
             _ if reported.name.is_empty() => reported.message.clone(),
             _ => format!("{}: {}", reported.name, reported.message),
         };
@@ -219,14 +251,20 @@ fn conclude(collected: Collected, req: &RunRequest, scope: &RunScope) -> RunOutc
         return outcome;
     }
     let Some(json) = scope.output.borrow_mut().take() else {
-        return fail(ErrorCode::Internal, "the runner finished without output or error".into());
+        return fail(
+            ErrorCode::Internal,
+            "the runner finished without output or error".into(),
+        );
     };
     let output: Value = match serde_json::from_str(&json) {
         Ok(v) => v,
         Err(e) => return fail(ErrorCode::OutputInvalid, format!("output is not JSON: {e}")),
     };
     if let Err(why) = req.package.validate_output(&output) {
-        return fail(ErrorCode::OutputInvalid, format!("output does not match the agent's output schema: {why}"));
+        return fail(
+            ErrorCode::OutputInvalid,
+            format!("output does not match the agent's output schema: {why}"),
+        );
     }
     RunOutcome {
         status: RunStatus::Succeeded,
@@ -245,7 +283,20 @@ fn finish_events(scope: &RunScope, outcome: &RunOutcome) {
     }
     let status = outcome.status.as_str();
     scope.publish(EventKind::Status, json!({ "status": status }));
-    scope.publish(EventKind::End, json!({ "status": status, "usage": outcome.usage }));
+    scope.publish(
+        EventKind::End,
+        json!({ "status": status, "usage": outcome.usage }),
+    );
+}
+
+/// `lib/x.js:3:7` from the first package frame of an engine stack trace.
+fn package_location(stack: Option<&str>) -> Option<&str> {
+    let at = stack?.find(super::loader::PACKAGE_URL_PREFIX)?;
+    let rest = &stack?[at + super::loader::PACKAGE_URL_PREFIX.len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ')')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 fn ms(d: std::time::Duration) -> f64 {

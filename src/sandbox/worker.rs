@@ -52,7 +52,10 @@ pub(crate) fn spawn(shared: Arc<PoolShared>) -> bool {
 }
 
 fn thread_main(shared: Arc<PoolShared>, id: usize) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             warn!(error = %e, "worker could not build its tokio runtime");
@@ -85,7 +88,11 @@ async fn worker_loop(shared: Arc<PoolShared>, id: usize) {
 
     loop {
         if local.created.get() >= config.isolates_per_thread && local.blanks.borrow().is_empty() {
-            debug!(worker = id, created = local.created.get(), "worker retiring: isolate budget spent");
+            debug!(
+                worker = id,
+                created = local.created.get(),
+                "worker retiring: isolate budget spent"
+            );
             break;
         }
         while local.live.get() >= config.max_live_per_thread {
@@ -111,17 +118,28 @@ async fn worker_loop(shared: Arc<PoolShared>, id: usize) {
     }
     local.blanks.borrow_mut().clear();
     shared.stats.threads_retired.fetch_add(1, Ordering::Relaxed);
-    info!(worker = id, isolates = local.created.get(), "worker thread retired");
+    info!(
+        worker = id,
+        isolates = local.created.get(),
+        "worker thread retired"
+    );
     shared.worker_exited();
 }
 
-fn start_run(shared: &Arc<PoolShared>, local: &Rc<WorkerLocal>, meter: &Arc<WorkerMeter>, job: Job) {
+fn start_run(
+    shared: &Arc<PoolShared>,
+    local: &Rc<WorkerLocal>,
+    meter: &Arc<WorkerMeter>,
+    job: Job,
+) {
     local.live.set(local.live.get() + 1);
     let heap = job.req.grant.limits.heap_bytes();
     let isolate = take_isolate(shared, local, heap);
     let (shared, local, meter) = (shared.clone(), local.clone(), meter.clone());
     tokio::task::spawn_local(async move {
-        let Job { req, run, reply, .. } = job;
+        let Job {
+            req, run, reply, ..
+        } = job;
         let outcome = run::execute(isolate, req, run, meter).await;
         shared.stats.runs_completed.fetch_add(1, Ordering::Relaxed);
         let _ = reply.send(outcome);
@@ -143,7 +161,10 @@ fn take_isolate(shared: &PoolShared, local: &WorkerLocal, heap: usize) -> Option
 
 fn create(shared: &PoolShared, local: &WorkerLocal, heap: usize) -> Option<Isolate> {
     local.created.set(local.created.get() + 1);
-    shared.stats.isolates_created.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .isolates_created
+        .fetch_add(1, Ordering::Relaxed);
     // The engine reports some bootstrap failures by panicking; a failed creation must
     // cost one run, not the worker thread.
     match std::panic::catch_unwind(|| Isolate::new(heap)) {

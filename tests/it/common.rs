@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn agent_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("agents").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("agents")
+        .join(name)
 }
 
 pub fn load(name: &str) -> Arc<AgentPackage> {
@@ -129,7 +131,10 @@ impl ToolInvoker for ScriptedTools {
                 "name": "Ada",
                 "app": tenant.app_id,
             })),
-            other => Err(HostError::new("tool_not_found", format!("no tool '{other}'"))),
+            other => Err(HostError::new(
+                "tool_not_found",
+                format!("no tool '{other}'"),
+            )),
         }
     }
 }
@@ -163,17 +168,28 @@ impl LlmClient for ScriptedLlm {
         match tool_message {
             None => Ok(ChatResponse {
                 message: json!({ "role": "assistant", "content": null }),
-                tool_calls: vec![json!({ "id": format!("call_{round}"), "name": "lookup_customer", "arguments": { "id": "c_42" } })],
-                usage: ChatUsage { input_tokens: 10, output_tokens: 5 },
+                tool_calls: vec![
+                    json!({ "id": format!("call_{round}"), "name": "lookup_customer", "arguments": { "id": "c_42" } }),
+                ],
+                usage: ChatUsage {
+                    input_tokens: 10,
+                    output_tokens: 5,
+                },
             }),
             Some(tool) => {
                 deltas("The customer ");
                 deltas("is Ada.");
-                let content = format!("The customer is Ada. ({})", tool["content"].as_str().unwrap_or(""));
+                let content = format!(
+                    "The customer is Ada. ({})",
+                    tool["content"].as_str().unwrap_or("")
+                );
                 Ok(ChatResponse {
                     message: json!({ "role": "assistant", "content": content }),
                     tool_calls: vec![],
-                    usage: ChatUsage { input_tokens: 20, output_tokens: 7 },
+                    usage: ChatUsage {
+                        input_tokens: 20,
+                        output_tokens: 7,
+                    },
                 })
             }
         }
@@ -189,7 +205,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
         let seen: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
@@ -201,7 +219,9 @@ impl TestServer {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     let head_end = loop {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -220,10 +240,15 @@ impl TestServer {
                             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
                         }
                     }
-                    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let length: usize = headers
+                        .get("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                     let mut body = buf[head_end + 4..].to_vec();
                     while body.len() < length {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             break;
                         }
@@ -233,7 +258,11 @@ impl TestServer {
                     log.lock().expect("lock").push(headers.clone());
                     let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
                     let (status, content_type, payload) = match path.as_str() {
-                        "/big" => ("200 OK", "application/octet-stream", vec![b'x'; 11 * 1024 * 1024]),
+                        "/big" => (
+                            "200 OK",
+                            "application/octet-stream",
+                            vec![b'x'; 11 * 1024 * 1024],
+                        ),
                         "/echo" => {
                             let echo = json!({
                                 "request": request_line,
@@ -255,7 +284,11 @@ impl TestServer {
                 });
             }
         });
-        TestServer { addr, requests, seen }
+        TestServer {
+            addr,
+            requests,
+            seen,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

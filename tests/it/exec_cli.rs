@@ -16,8 +16,12 @@ fn exec(package: &Path, input: &str) -> (i32, Value) {
         .expect("run atoll");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    let record: Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("not one JSON line ({e}): {stdout} / {}", String::from_utf8_lossy(&out.stderr)));
+    let record: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON line ({e}): {stdout} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out.status.code().unwrap_or(-1), record)
 }
 
@@ -28,29 +32,59 @@ fn exec_prints_the_run_record_and_exits_zero_on_success() {
     assert_eq!(record["status"], "succeeded");
     assert_eq!(record["output"]["greeting"], "Hello, Ada!");
     assert!(record["usage"]["cpu_ms"].as_f64().is_some_and(|v| v > 0.0));
-    assert!(record["usage"]["heap_peak_bytes"].as_u64().is_some_and(|v| v > 0));
+    assert!(record["usage"]["heap_peak_bytes"]
+        .as_u64()
+        .is_some_and(|v| v > 0));
 }
 
 #[test]
 fn exec_reports_limits_and_bad_input_with_exit_one() {
     let (code, record) = exec(&agent_dir("hostile-loop"), "{}");
-    assert_eq!((code, record["error"]["code"].as_str()), (1, Some("cpu_limit")), "{record}");
+    assert_eq!(
+        (code, record["error"]["code"].as_str()),
+        (1, Some("cpu_limit")),
+        "{record}"
+    );
     let (code, record) = exec(&agent_dir("hello"), "{not json");
-    assert_eq!((code, record["error"]["code"].as_str()), (1, Some("input_invalid")), "{record}");
+    assert_eq!(
+        (code, record["error"]["code"].as_str()),
+        (1, Some("input_invalid")),
+        "{record}"
+    );
     let (code, record) = exec(&agent_dir("hello"), r#"{"name": 1}"#);
-    assert_eq!((code, record["error"]["code"].as_str()), (1, Some("input_invalid")), "{record}");
+    assert_eq!(
+        (code, record["error"]["code"].as_str()),
+        (1, Some("input_invalid")),
+        "{record}"
+    );
 }
 
 #[test]
 fn exec_refuses_a_broken_package_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("agent.json"), r#"{"name":"@t/broken","version":"1.0.0"}"#).expect("write");
-    std::fs::write(dir.path().join("main.js"), "export default async () => { return (; };").expect("write");
+    std::fs::write(
+        dir.path().join("agent.json"),
+        r#"{"name":"@t/broken","version":"1.0.0"}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("main.js"),
+        "export default async () => { return (; };",
+    )
+    .expect("write");
     let (code, record) = exec(dir.path(), "{}");
-    assert_eq!((code, record["error"]["code"].as_str()), (1, Some("package_invalid")), "{record}");
+    assert_eq!(
+        (code, record["error"]["code"].as_str()),
+        (1, Some("package_invalid")),
+        "{record}"
+    );
     let message = record["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("main.js"), "{message}");
 
     let (code, record) = exec(Path::new("/nonexistent/package"), "{}");
-    assert_eq!((code, record["error"]["code"].as_str()), (1, Some("package_invalid")), "{record}");
+    assert_eq!(
+        (code, record["error"]["code"].as_str()),
+        (1, Some("package_invalid")),
+        "{record}"
+    );
 }

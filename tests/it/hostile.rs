@@ -17,10 +17,17 @@ async fn run_among_neighbours(
     input: Value,
 ) -> (String, atoll::sandbox::RunOutcome) {
     let hello = load("hello");
-    let hostile = h.pool.submit(h.request(&load(agent), input)).expect("submit");
+    let hostile = h
+        .pool
+        .submit(h.request(&load(agent), input))
+        .expect("submit");
     let hostile_id = hostile.run_id.clone();
     let neighbours: Vec<_> = (0..50)
-        .map(|i| h.pool.submit(h.request(&hello, json!({ "name": format!("n{i}") }))).expect("submit"))
+        .map(|i| {
+            h.pool
+                .submit(h.request(&hello, json!({ "name": format!("n{i}") })))
+                .expect("submit")
+        })
         .collect();
     let outcome = hostile.outcome().await;
     for n in neighbours {
@@ -72,9 +79,16 @@ async fn array_buffer_bomb_hits_the_memory_limit() {
 async fn unbounded_recursion_is_an_agent_error() {
     let h = harness();
     let (_, outcome) = run_among_neighbours(&h, "hostile-recursion", json!({})).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::AgentError), "{outcome:?}");
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::AgentError),
+        "{outcome:?}"
+    );
     let message = outcome.error.expect("error").message.to_lowercase();
-    assert!(message.contains("stack") || message.contains("recursion"), "{message}");
+    assert!(
+        message.contains("stack") || message.contains("recursion"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +96,10 @@ async fn recursion_that_catches_overflow_hits_a_limit() {
     let h = harness();
     let (_, outcome) = run_among_neighbours(&h, "hostile-recursion-catch", json!({})).await;
     assert!(
-        matches!(outcome.error_code(), Some(ErrorCode::CpuLimit | ErrorCode::AgentError)),
+        matches!(
+            outcome.error_code(),
+            Some(ErrorCode::CpuLimit | ErrorCode::AgentError)
+        ),
         "{outcome:?}"
     );
 }
@@ -93,7 +110,10 @@ async fn ten_thousand_timers_never_hang() {
     let (_, outcome) = run_among_neighbours(&h, "hostile-timers", json!({})).await;
     assert_ne!(outcome.status, RunStatus::TimedOut, "{outcome:?}");
     if outcome.succeeded() {
-        assert_eq!(outcome.output, Some(json!({ "scheduled": 10000, "fired": 10000 })));
+        assert_eq!(
+            outcome.output,
+            Some(json!({ "scheduled": 10000, "fired": 10000 }))
+        );
     }
 }
 
@@ -110,7 +130,10 @@ async fn log_flood_is_truncated_but_the_run_finishes() {
     assert!(outcome.succeeded(), "{outcome:?}");
     assert_eq!(outcome.output, Some(json!({ "lines": 50000 })));
     let events = h.events.of_run(&run_id);
-    let truncated = events.iter().filter(|e| e.kind == EventKind::LogTruncated).count();
+    let truncated = events
+        .iter()
+        .filter(|e| e.kind == EventKind::LogTruncated)
+        .count();
     assert_eq!(truncated, 1);
     let log_bytes: usize = events
         .iter()
@@ -118,7 +141,10 @@ async fn log_flood_is_truncated_but_the_run_finishes() {
         .map(|e| e.data["message"].as_str().map_or(0, str::len))
         .sum();
     assert!(log_bytes <= 1024 * 1024, "{log_bytes} bytes of log kept");
-    assert!(log_bytes > 512 * 1024, "the log up to the limit is kept: {log_bytes}");
+    assert!(
+        log_bytes > 512 * 1024,
+        "the log up to the limit is kept: {log_bytes}"
+    );
     assert_eq!(events.last().map(|e| e.kind), Some(EventKind::End));
 }
 
@@ -131,8 +157,13 @@ async fn more_than_one_hundred_fetches_hit_the_fetch_limit() {
         Arc::new(NoLlm),
         &["127.0.0.1/32"],
     );
-    let (_, outcome) = run_among_neighbours(&h, "hostile-fetch-many", json!({ "url": server.url("/") })).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::FetchLimit), "{outcome:?}");
+    let (_, outcome) =
+        run_among_neighbours(&h, "hostile-fetch-many", json!({ "url": server.url("/") })).await;
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::FetchLimit),
+        "{outcome:?}"
+    );
     assert_eq!(server.requests.load(Ordering::SeqCst), 100);
     assert_eq!(outcome.usage.fetches, 100);
 }
@@ -146,6 +177,12 @@ async fn an_oversize_response_body_is_a_fetch_limit() {
         Arc::new(NoLlm),
         &["127.0.0.1/32"],
     );
-    let outcome = h.run(&load("fetcher"), json!({ "url": server.url("/big") })).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::FetchLimit), "{outcome:?}");
+    let outcome = h
+        .run(&load("fetcher"), json!({ "url": server.url("/big") }))
+        .await;
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::FetchLimit),
+        "{outcome:?}"
+    );
 }

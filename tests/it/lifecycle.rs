@@ -9,7 +9,9 @@ use crate::common::{load, small_pool, Harness};
 async fn hello_returns_greeting_and_events_in_order() {
     let h = Harness::new(small_pool());
     let hello = load("hello");
-    let (run_id, outcome) = h.run_request(h.request(&hello, json!({ "name": "Ada" }))).await;
+    let (run_id, outcome) = h
+        .run_request(h.request(&hello, json!({ "name": "Ada" })))
+        .await;
     assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
     let output = outcome.output.expect("output");
     assert_eq!(output["greeting"], "Hello, Ada!");
@@ -31,9 +33,16 @@ async fn hello_returns_greeting_and_events_in_order() {
         ]
     );
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=6).collect::<Vec<u64>>(), "seq strictly increasing from 1");
+    assert_eq!(
+        seqs,
+        (1..=6).collect::<Vec<u64>>(),
+        "seq strictly increasing from 1"
+    );
     assert_eq!(events[1].data["message"], "greeting Ada");
-    assert_eq!(events[2].data, json!({ "type": "greeted", "data": { "name": "Ada" } }));
+    assert_eq!(
+        events[2].data,
+        json!({ "type": "greeted", "data": { "name": "Ada" } })
+    );
     assert_eq!(events[4].data["status"], "succeeded");
 }
 
@@ -41,7 +50,11 @@ async fn hello_returns_greeting_and_events_in_order() {
 async fn input_that_fails_the_schema_never_reaches_js() {
     let h = Harness::new(small_pool());
     let outcome = h.run(&load("hello"), json!({ "name": 42 })).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::InputInvalid), "{outcome:?}");
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::InputInvalid),
+        "{outcome:?}"
+    );
     assert_eq!(outcome.usage.cpu_ms, 0.0);
 }
 
@@ -67,7 +80,14 @@ async fn counter_carries_state_and_memory_between_runs() {
     req.tenant.end_user = Some("user_2".into());
     let (_, outcome) = h.run_request(req).await;
     let out = outcome.output.expect("output");
-    assert_eq!((out["count"].clone(), out["visits"].clone(), out["total"].clone()), (json!(1), json!(1), json!(4)));
+    assert_eq!(
+        (
+            out["count"].clone(),
+            out["visits"].clone(),
+            out["total"].clone()
+        ),
+        (json!(1), json!(1), json!(4))
+    );
 }
 
 #[tokio::test]
@@ -97,5 +117,8 @@ async fn web_globals_behave() {
         .filter(|(_, v)| **v == json!(false) || v.as_str().is_some_and(|s| s.starts_with("error:")))
         .map(|(k, _)| k.clone())
         .collect();
-    assert!(failures.is_empty(), "checks that failed: {failures:?} in {out}");
+    assert!(
+        failures.is_empty(),
+        "checks that failed: {failures:?} in {out}"
+    );
 }

@@ -24,22 +24,37 @@ async fn a_thousand_concurrent_runs_each_awaiting_a_slow_op_all_succeed() {
         delay: Duration::from_millis(100),
         ..Default::default()
     });
-    let h = Harness::with_services(Pool::new(PoolConfig::default()).expect("pool"), tools.clone(), Arc::new(NoLlm), &[]);
+    let h = Harness::with_services(
+        Pool::new(PoolConfig::default()).expect("pool"),
+        tools.clone(),
+        Arc::new(NoLlm),
+        &[],
+    );
     let agent = load("tool-user");
     let handles: Vec<_> = (0..1000)
-        .map(|i| h.pool.submit(h.request(&agent, json!({ "customer_id": format!("c{i}") }))).expect("submit"))
+        .map(|i| {
+            h.pool
+                .submit(h.request(&agent, json!({ "customer_id": format!("c{i}") })))
+                .expect("submit")
+        })
         .collect();
     let mut succeeded = 0;
     for (i, handle) in handles.into_iter().enumerate() {
         let outcome = handle.outcome().await;
         assert!(outcome.succeeded(), "run {i}: {outcome:?}");
-        assert_eq!(outcome.output.expect("output")["customer"]["id"], format!("c{i}"));
+        assert_eq!(
+            outcome.output.expect("output")["customer"]["id"],
+            format!("c{i}")
+        );
         succeeded += 1;
     }
     assert_eq!(succeeded, 1000);
     assert_eq!(tools.calls.load(std::sync::atomic::Ordering::SeqCst), 1000);
     let stats = h.pool.stats();
-    assert!(stats.threads_started > 2, "threads were added on demand: {stats:?}");
+    assert!(
+        stats.threads_started > 2,
+        "threads were added on demand: {stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -57,7 +72,11 @@ async fn ten_times_the_thread_budget_goes_through_one_pool() {
     let mut done = 0;
     while done < total {
         let batch: Vec<_> = (0..64.min(total - done))
-            .map(|i| h.pool.submit(h.request(&hello, json!({ "name": format!("r{}", done + i) }))).expect("submit"))
+            .map(|i| {
+                h.pool
+                    .submit(h.request(&hello, json!({ "name": format!("r{}", done + i) })))
+                    .expect("submit")
+            })
             .collect();
         for handle in batch {
             let outcome = handle.outcome().await;
@@ -67,8 +86,14 @@ async fn ten_times_the_thread_budget_goes_through_one_pool() {
     }
     let stats = h.pool.stats();
     assert!(stats.isolates_created as usize >= total, "{stats:?}");
-    assert!(stats.threads_retired >= 9, "threads were retired and replaced: {stats:?}");
-    assert!(stats.threads_alive >= 1 && stats.threads_alive <= 2, "{stats:?}");
+    assert!(
+        stats.threads_retired >= 9,
+        "threads were retired and replaced: {stats:?}"
+    );
+    assert!(
+        stats.threads_alive >= 1 && stats.threads_alive <= 2,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +115,10 @@ async fn a_full_queue_answers_saturated_instead_of_growing() {
     let mut accepted = Vec::new();
     let mut refused = None;
     for i in 0..10 {
-        match h.pool.submit(h.request(&agent, json!({ "customer_id": format!("c{i}") }))) {
+        match h
+            .pool
+            .submit(h.request(&agent, json!({ "customer_id": format!("c{i}") })))
+        {
             Ok(handle) => accepted.push(handle),
             Err(e) => {
                 refused = Some(e);
@@ -98,17 +126,26 @@ async fn a_full_queue_answers_saturated_instead_of_growing() {
             }
         }
     }
-    assert!(matches!(refused, Some(PoolError::Saturated(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Some(PoolError::Saturated(_))),
+        "{refused:?}"
+    );
     assert!(accepted.len() <= 5, "accepted {}", accepted.len());
     for handle in accepted {
-        assert!(handle.outcome().await.succeeded(), "accepted runs still finish");
+        assert!(
+            handle.outcome().await.succeeded(),
+            "accepted runs still finish"
+        );
     }
 }
 
 #[tokio::test]
 async fn cancelling_a_cpu_bound_run_terminates_it() {
     let h = Harness::new(crate::common::small_pool());
-    let spin = package(json!({ "cpu_ms": 60000 }), "export default async () => { for (;;) {} };");
+    let spin = package(
+        json!({ "cpu_ms": 60000 }),
+        "export default async () => { for (;;) {} };",
+    );
     let handle = h.pool.submit(h.request(&spin, json!({}))).expect("submit");
     tokio::time::sleep(Duration::from_millis(200)).await;
     handle.cancel();
@@ -125,12 +162,19 @@ async fn cancelling_a_waiting_run_aborts_ctx_signal_first() {
     let waiter = package(
         json!({}),
         r#"export default async (input, ctx) => {
-            await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+            // The timer keeps the run alive; only the abort can end the wait early.
+            await new Promise((resolve) => {
+                ctx.signal.addEventListener("abort", resolve);
+                setTimeout(resolve, 60000);
+            });
             ctx.emit("saw_abort", { reason: String(ctx.signal.reason) });
             return "late";
         };"#,
     );
-    let handle = h.pool.submit(h.request(&waiter, json!({}))).expect("submit");
+    let handle = h
+        .pool
+        .submit(h.request(&waiter, json!({})))
+        .expect("submit");
     let run_id = handle.run_id.clone();
     tokio::time::sleep(Duration::from_millis(200)).await;
     handle.cancel();
@@ -141,7 +185,10 @@ async fn cancelling_a_waiting_run_aborts_ctx_signal_first() {
         .of_run(&run_id)
         .iter()
         .any(|e| e.kind == EventKind::Emit && e.data["type"] == "saw_abort");
-    assert!(saw_abort, "ctx.signal aborted before the isolate was dropped");
+    assert!(
+        saw_abort,
+        "ctx.signal aborted before the isolate was dropped"
+    );
 }
 
 #[tokio::test]
@@ -159,11 +206,21 @@ async fn a_run_past_its_wall_clock_times_out() {
 #[tokio::test]
 async fn a_manifest_cannot_raise_its_limits_above_the_ceiling() {
     let h = Harness::new(crate::common::small_pool());
-    let spin = package(json!({ "cpu_ms": 3_600_000 }), "export default async () => { for (;;) {} };");
+    let spin = package(
+        json!({ "cpu_ms": 3_600_000 }),
+        "export default async () => { for (;;) {} };",
+    );
     let req = h.request(&spin, json!({}));
-    assert_eq!(req.grant.limits.cpu_ms, 2000, "clamped to the default ceiling");
+    assert_eq!(
+        req.grant.limits.cpu_ms, 2000,
+        "clamped to the default ceiling"
+    );
     let (_, outcome) = h.run_request(req).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::CpuLimit), "{outcome:?}");
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::CpuLimit),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -174,10 +231,17 @@ async fn agent_errors_carry_message_and_stack() {
         "function inner() { throw new TypeError('bad thing'); }\nexport default async () => inner();",
     );
     let outcome = h.run(&thrower, json!({})).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::AgentError), "{outcome:?}");
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::AgentError),
+        "{outcome:?}"
+    );
     let error = outcome.error.expect("error");
     assert_eq!(error.message, "TypeError: bad thing");
-    assert!(error.stack.as_deref().is_some_and(|s| s.contains("inner")), "{error:?}");
+    assert!(
+        error.stack.as_deref().is_some_and(|s| s.contains("inner")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +249,31 @@ async fn output_that_is_not_json_or_fails_the_schema_is_output_invalid() {
     let h = Harness::new(crate::common::small_pool());
     let bigint = package(json!({}), "export default async () => ({ n: 10n });");
     let outcome = h.run(&bigint, json!({})).await;
-    assert_eq!(outcome.error_code(), Some(ErrorCode::OutputInvalid), "{outcome:?}");
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::OutputInvalid),
+        "{outcome:?}"
+    );
     let outcome = h.run(&load("hello"), json!({ "name": "x" })).await;
     assert!(outcome.succeeded());
+}
+
+#[tokio::test]
+async fn awaiting_a_promise_that_can_never_settle_fails_at_once() {
+    let h = Harness::new(crate::common::small_pool());
+    let stuck = package(
+        json!({}),
+        "export default async () => { await new Promise(() => {}); };",
+    );
+    let outcome = h.run(&stuck, json!({})).await;
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::AgentError),
+        "{outcome:?}"
+    );
+    assert!(outcome
+        .error
+        .expect("error")
+        .message
+        .contains("never settle"));
 }

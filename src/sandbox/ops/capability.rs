@@ -108,9 +108,16 @@ pub async fn op_atoll_memory(
         "delete" => Value::Bool(store.delete(&ns, &call.key).await.map_err(host_error)?),
         "list" => {
             let limit = call.limit.unwrap_or(MAX_LIST).min(MAX_LIST);
-            json!(store.list(&ns, &call.key, limit).await.map_err(host_error)?)
+            json!(store
+                .list(&ns, &call.key, limit)
+                .await
+                .map_err(host_error)?)
         }
-        other => return Err(JsErrorBox::type_error(format!("unknown memory action '{other}'"))),
+        other => {
+            return Err(JsErrorBox::type_error(format!(
+                "unknown memory action '{other}'"
+            )))
+        }
     };
     Ok(answer.to_string())
 }
@@ -137,7 +144,10 @@ pub async fn op_atoll_tool_call(
     let result = tools.call(scope.tenant(), &name, args).await;
     match result {
         Ok(value) => {
-            scope.emit(EventKind::ToolResult, json!({ "name": name, "ok": true, "result": value }));
+            scope.emit(
+                EventKind::ToolResult,
+                json!({ "name": name, "ok": true, "result": value }),
+            );
             Ok(value.to_string())
         }
         Err(e) => {
@@ -163,11 +173,16 @@ pub async fn op_atoll_llm_chat(
     if !scope.grant.allows_model(&request.model) {
         return Err(refusal(
             "permission_denied",
-            format!("model '{}' is not in this agent's permissions.llm", request.model),
+            format!(
+                "model '{}' is not in this agent's permissions.llm",
+                request.model
+            ),
         ));
     }
     for tool in &request.tools {
-        let name = tool.as_str().or_else(|| tool.get("name").and_then(Value::as_str));
+        let name = tool
+            .as_str()
+            .or_else(|| tool.get("name").and_then(Value::as_str));
         match name {
             Some(name) if scope.grant.allows_tool(name) => {}
             _ => {
@@ -198,7 +213,10 @@ pub async fn op_atoll_llm_chat(
         }
     };
     while let Ok(delta) = rx.try_recv() {
-        scope.emit(EventKind::LlmDelta, json!({ "model": model, "delta": delta }));
+        scope.emit(
+            EventKind::LlmDelta,
+            json!({ "model": model, "delta": delta }),
+        );
     }
     let response = response.map_err(host_error)?;
     scope

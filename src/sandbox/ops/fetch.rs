@@ -48,8 +48,12 @@ pub async fn op_atoll_fetch(
     let scope = run_scope(&state.borrow())?;
     let call: FetchCall = serde_json::from_str(&call)
         .map_err(|e| JsErrorBox::type_error(format!("bad fetch call: {e}")))?;
-    let url = url::Url::parse(&call.url)
-        .map_err(|e| refusal("fetch_bad_request", format!("invalid URL '{}': {e}", call.url)))?;
+    let url = url::Url::parse(&call.url).map_err(|e| {
+        refusal(
+            "fetch_bad_request",
+            format!("invalid URL '{}': {e}", call.url),
+        )
+    })?;
     let host = url.host_str().unwrap_or_default().to_owned();
     if !scope.grant.allows_host(&host) {
         return Err(refusal(
@@ -69,7 +73,10 @@ pub async fn op_atoll_fetch(
     let count = scope.fetches.get() + 1;
     if count > limits.max_fetches {
         let msg = format!("the run may make at most {} fetches", limits.max_fetches);
-        return Err(refusal(ErrorCode::FetchLimit.as_str(), scope.violate(ErrorCode::FetchLimit, msg)));
+        return Err(refusal(
+            ErrorCode::FetchLimit.as_str(),
+            scope.violate(ErrorCode::FetchLimit, msg),
+        ));
     }
     scope.fetches.set(count);
 
@@ -86,11 +93,18 @@ pub async fn op_atoll_fetch(
         sensitive_headers: Vec::new(),
     };
     let grant = scope.grant.clone();
-    let allow_host: crate::host::HostCheck = std::sync::Arc::new(move |h: &str| grant.allows_host(h));
+    let allow_host: crate::host::HostCheck =
+        std::sync::Arc::new(move |h: &str| grant.allows_host(h));
     let fetcher = scope.services.fetcher.clone();
     let started = Instant::now();
     let result = fetcher
-        .fetch(scope.tenant(), call.connection.as_deref(), request, &fetch_limits, allow_host)
+        .fetch(
+            scope.tenant(),
+            call.connection.as_deref(),
+            request,
+            &fetch_limits,
+            allow_host,
+        )
         .await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut event = json!({

@@ -20,8 +20,46 @@ use super::scope::RunScope;
 
 /// runtime-js, in load order. Embedded in the binary.
 const RUNTIME_JS: &[(&str, &str)] = &[
-    ("ext:atoll/10_ctx.js", include_str!("../../../runtime-js/10_ctx.js")),
-    ("ext:atoll/99_main.js", include_str!("../../../runtime-js/99_main.js")),
+    (
+        "ext:atoll/01_timers.js",
+        include_str!("../../../runtime-js/01_timers.js"),
+    ),
+    (
+        "ext:atoll/02_encoding.js",
+        include_str!("../../../runtime-js/02_encoding.js"),
+    ),
+    (
+        "ext:atoll/03_url.js",
+        include_str!("../../../runtime-js/03_url.js"),
+    ),
+    (
+        "ext:atoll/04_events.js",
+        include_str!("../../../runtime-js/04_events.js"),
+    ),
+    (
+        "ext:atoll/05_crypto.js",
+        include_str!("../../../runtime-js/05_crypto.js"),
+    ),
+    (
+        "ext:atoll/06_console.js",
+        include_str!("../../../runtime-js/06_console.js"),
+    ),
+    (
+        "ext:atoll/07_fetch.js",
+        include_str!("../../../runtime-js/07_fetch.js"),
+    ),
+    (
+        "ext:atoll/08_web_globals.js",
+        include_str!("../../../runtime-js/08_web_globals.js"),
+    ),
+    (
+        "ext:atoll/10_ctx.js",
+        include_str!("../../../runtime-js/10_ctx.js"),
+    ),
+    (
+        "ext:atoll/99_main.js",
+        include_str!("../../../runtime-js/99_main.js"),
+    ),
 ];
 
 deno_core::extension!(
@@ -50,7 +88,9 @@ pub fn extension() -> Extension {
     ext.esm_files = Cow::Owned(
         RUNTIME_JS
             .iter()
-            .map(|(specifier, source)| ExtensionFileSource::new_computed(specifier, Arc::from(*source)))
+            .map(|(specifier, source)| {
+                ExtensionFileSource::new_computed(specifier, Arc::from(*source))
+            })
             .collect(),
     );
     ext.esm_entry_point = Some("ext:atoll/99_main.js");
@@ -70,4 +110,23 @@ pub(crate) fn run_scope(state: &OpState) -> Result<Rc<RunScope>, JsErrorBox> {
 /// `err.code`.
 pub(crate) fn refusal(code: &str, message: impl std::fmt::Display) -> JsErrorBox {
     JsErrorBox::generic(format!("{code}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RUNTIME_JS;
+
+    /// deno_core loads extension code as one-byte strings: anything outside ASCII would
+    /// be garbled (release builds do not check), so escapes must be used instead.
+    #[test]
+    fn runtime_js_is_ascii() {
+        for (name, source) in RUNTIME_JS {
+            if let Some((line, _)) = source.lines().enumerate().find(|(_, l)| !l.is_ascii()) {
+                panic!(
+                    "{name}:{} has a non-ASCII character; use a \\u escape",
+                    line + 1
+                );
+            }
+        }
+    }
 }

@@ -99,7 +99,10 @@ pub fn op_atoll_log(
         "debug" | "info" | "log" | "warn" | "error" => level,
         _ => "log".to_owned(),
     };
-    scope.emit(EventKind::Log, json!({ "level": level, "message": message }));
+    scope.emit(
+        EventKind::Log,
+        json!({ "level": level, "message": message }),
+    );
     Ok(())
 }
 

@@ -79,7 +79,11 @@ pub fn op_atoll_url_set(
         "pathname" => url::quirks::set_pathname(&mut url, &value),
         "search" => url::quirks::set_search(&mut url, &value),
         "hash" => url::quirks::set_hash(&mut url, &value),
-        other => return Err(JsErrorBox::type_error(format!("unknown URL component '{other}'"))),
+        other => {
+            return Err(JsErrorBox::type_error(format!(
+                "unknown URL component '{other}'"
+            )))
+        }
     }
     Ok(parts(&url))
 }
