@@ -95,7 +95,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Isolates created and dropped per second on `threads` threads, fresh threads every
 /// `per_thread` isolates (as the pool does).
-fn creation_rate(threads: usize, secs: f64, per_thread: usize) -> f64 {
+fn creation_rate(
+    threads: usize,
+    secs: f64,
+    per_thread: usize,
+    snapshot: Option<&'static [u8]>,
+) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let count = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..threads)
@@ -109,7 +114,7 @@ fn creation_rate(threads: usize, secs: f64, per_thread: usize) -> f64 {
                             if Instant::now() >= deadline {
                                 return;
                             }
-                            let isolate = Isolate::new(64 << 20).expect("isolate");
+                            let isolate = Isolate::new(64 << 20, snapshot).expect("isolate");
                             drop(isolate);
                             count.fetch_add(1, Ordering::Relaxed);
                         }
@@ -187,7 +192,14 @@ fn main() {
     );
 
     // 1. What isolate creation alone allows on every core.
-    let create = creation_rate(cores, secs, config.isolates_per_thread);
+    let t0 = Instant::now();
+    let snapshot = atoll::sandbox::snapshot::runtime_snapshot();
+    println!(
+        "startup snapshot: {} KiB, made in {:.0} ms",
+        snapshot.map_or(0, |s| s.len() / 1024),
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
+    let create = creation_rate(cores, secs, config.isolates_per_thread, snapshot);
     println!(
         "isolate create+drop alone, {cores} threads: {create:.0}/s ({:.2} ms each per core)",
         1000.0 * cores as f64 / create

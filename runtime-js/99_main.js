@@ -1,6 +1,5 @@
-// Copyright atoll authors. Bootstrap: installs the globals of SPEC section 3, registers the
-// function the host calls to run an agent, then removes every host handle from the
-// global scope before any tenant code can run.
+// Copyright atoll authors. Bootstrap: installs the globals of SPEC section 3 and prepares
+// the per-isolate finalize step that hands the runner to the host.
 
 import { core, primordials } from "ext:core/mod.js";
 import {
@@ -79,7 +78,18 @@ async function runAgent() {
 }
 
 installWebGlobals(globalThis);
-op_atoll_register_runner(runAgent);
 
-delete globalThis.Deno;
-delete globalThis.__bootstrap;
+// Per-isolate last step, run by the host right after creation (and after restoring a
+// startup snapshot, whose OpState is fresh): hand the runner to the host, then remove
+// every host handle from the global scope before any tenant code can run.
+Object.defineProperty(globalThis, "__atollFinalize", {
+  value: () => {
+    op_atoll_register_runner(runAgent);
+    delete globalThis.Deno;
+    delete globalThis.__bootstrap;
+    delete globalThis.__atollFinalize;
+  },
+  configurable: true,
+  enumerable: false,
+  writable: false,
+});

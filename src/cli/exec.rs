@@ -89,6 +89,8 @@ fn execute(args: &ExecArgs) -> RunOutcome {
         min_threads: 1,
         max_threads: 1,
         prewarm: 0,
+        // One run: bootstrapping from source is cheaper than making a snapshot first.
+        use_snapshot: false,
         ..PoolConfig::default()
     };
     let pool = match Pool::new(config) {

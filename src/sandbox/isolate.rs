@@ -31,15 +31,23 @@ pub struct Isolate {
 }
 
 impl Isolate {
-    /// Creates and bootstraps an isolate whose heap may grow to `heap_limit` bytes.
-    pub fn new(heap_limit: usize) -> Result<Isolate, anyhow::Error> {
+    /// Creates and bootstraps an isolate whose heap may grow to `heap_limit` bytes,
+    /// restoring runtime-js from `snapshot` when one is given.
+    pub fn new(
+        heap_limit: usize,
+        snapshot: Option<&'static [u8]>,
+    ) -> Result<Isolate, anyhow::Error> {
         let loader = Rc::new(PackageLoader::default());
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
             module_loader: Some(loader.clone()),
-            extensions: vec![ops::extension()],
+            extensions: vec![ops::extension(snapshot.is_none())],
+            startup_snapshot: snapshot,
             create_params: Some(v8::CreateParams::default().heap_limits(0, heap_limit)),
             ..Default::default()
         })?;
+        runtime
+            .execute_script("ext:atoll/finalize.js", "globalThis.__atollFinalize()")
+            .map_err(|e| anyhow::anyhow!("runtime-js finalize failed: {e}"))?;
         let heap_watch: Rc<RefCell<Option<Arc<RunShared>>>> = Rc::default();
         let watch = heap_watch.clone();
         let handle = runtime.v8_isolate().thread_safe_handle();

@@ -36,13 +36,16 @@ pub struct PoolConfig {
     /// A thread above `min_threads` that got no run for this long exits.
     pub idle_thread_timeout: Duration,
     pub thread_stack_bytes: usize,
+    /// Restore isolates from a startup snapshot of runtime-js (made once per process).
+    pub use_snapshot: bool,
 }
 
 /// Isolates a thread may create before v8x's per-thread native-function table (16-bit
-/// indices, never cleared) gets near its limit of ~260 runtimes; see
-/// notes/quickjs-engine.md. V8 has no such table.
+/// indices, never cleared) fills up; see notes/quickjs-engine.md. Measured here: creation
+/// fails after 145 isolates restored from our snapshot (229 bootstrapped from source), so
+/// 96 keeps a third in reserve. V8 has no such table.
 #[cfg(feature = "quickjs")]
-pub const DEFAULT_ISOLATES_PER_THREAD: usize = 128;
+pub const DEFAULT_ISOLATES_PER_THREAD: usize = 96;
 #[cfg(not(feature = "quickjs"))]
 pub const DEFAULT_ISOLATES_PER_THREAD: usize = 10_000;
 
@@ -61,6 +64,7 @@ impl Default for PoolConfig {
             watchdog_tick: Duration::from_millis(5),
             idle_thread_timeout: Duration::from_secs(30),
             thread_stack_bytes: 8 * 1024 * 1024,
+            use_snapshot: true,
         }
     }
 }
@@ -106,6 +110,7 @@ pub(crate) struct Job {
 
 pub(crate) struct PoolShared {
     pub config: PoolConfig,
+    pub snapshot: Option<&'static [u8]>,
     pub queue: async_channel::Receiver<Job>,
     sender: async_channel::Sender<Job>,
     pub watchdog: Arc<Watchdog>,
@@ -155,7 +160,13 @@ pub struct Pool {
 impl Pool {
     pub fn new(config: PoolConfig) -> std::io::Result<Pool> {
         let (sender, queue) = async_channel::bounded(config.queue_capacity.max(1));
+        let snapshot = if config.use_snapshot {
+            super::snapshot::runtime_snapshot()
+        } else {
+            None
+        };
         let shared = Arc::new(PoolShared {
+            snapshot,
             watchdog: Watchdog::start(config.watchdog_tick)?,
             config,
             queue,

@@ -167,17 +167,30 @@ fn create(shared: &PoolShared, local: &WorkerLocal, heap: usize) -> Option<Isola
         .fetch_add(1, Ordering::Relaxed);
     // The engine reports some bootstrap failures by panicking; a failed creation must
     // cost one run, not the worker thread.
-    match std::panic::catch_unwind(|| Isolate::new(heap)) {
+    match std::panic::catch_unwind(|| Isolate::new(heap, shared.snapshot)) {
         Ok(Ok(isolate)) => Some(isolate),
         Ok(Err(e)) => {
-            warn!(worker = local.id, error = %e, "isolate creation failed");
+            warn!(worker = local.id, error = %e, "isolate creation failed; retiring this thread");
+            exhaust(shared, local);
             None
         }
         Err(_) => {
-            warn!(worker = local.id, "isolate creation panicked");
+            warn!(
+                worker = local.id,
+                "isolate creation panicked; retiring this thread"
+            );
+            exhaust(shared, local);
             None
         }
     }
+}
+
+/// A thread whose engine cannot make isolates any more is retired like one that spent
+/// its budget (the run that asked fails with `internal`, the next ones go elsewhere).
+fn exhaust(shared: &PoolShared, local: &WorkerLocal) {
+    local
+        .created
+        .set(local.created.get().max(shared.config.isolates_per_thread));
 }
 
 /// Keeps `prewarm` blank isolates ready, one creation per task turn so runs on this

@@ -83,8 +83,13 @@ deno_core::extension!(
     ],
 );
 
-pub fn extension() -> Extension {
+/// The extension; `with_js` is false when the runtime is restored from a startup
+/// snapshot that already holds runtime-js.
+pub fn extension(with_js: bool) -> Extension {
     let mut ext = atoll::init();
+    if !with_js {
+        return ext;
+    }
     ext.esm_files = Cow::Owned(
         RUNTIME_JS
             .iter()
