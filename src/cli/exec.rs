@@ -26,10 +26,11 @@ pub struct ExecArgs {
     /// The end-user the run acts for (enables `end_user` memory).
     #[arg(long, default_value = "local-user")]
     end_user: String,
-    /// Let fetch reach these addresses despite their class (e.g. 127.0.0.1/32 for a
-    /// local test server). Hosts must still be in the manifest's permissions.fetch.
-    #[arg(long = "allow-net", value_name = "CIDR")]
-    allow_net: Vec<String>,
+    /// Let fetch reach this host's addresses although they are loopback/private (an IP,
+    /// a CIDR like 10.0.0.0/8, or a name such as `localhost`). The host must still be in
+    /// the manifest's permissions.fetch.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_host: Vec<String>,
     /// Also print every event of the run, one JSON line each, before the record.
     #[arg(long)]
     events: bool,
@@ -52,6 +53,22 @@ pub fn run(args: ExecArgs) -> ExitCode {
     }
 }
 
+/// Turns `--allow-host` values into the operator's address allow-list: IPs and CIDRs as
+/// given, names by resolving them now.
+fn address_policy(hosts: &[String]) -> Result<AddressPolicy, String> {
+    let mut entries = Vec::new();
+    for host in hosts {
+        if AddressPolicy::parse([host.as_str()]).is_ok() {
+            entries.push(host.clone());
+            continue;
+        }
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+            .map_err(|e| format!("--allow-host {host}: cannot resolve it ({e}); give an IP or CIDR"))?;
+        entries.extend(addrs.map(|a| a.ip().to_string()));
+    }
+    AddressPolicy::parse(&entries).map_err(|e| format!("--allow-host: {e}"))
+}
+
 fn failed(code: ErrorCode, message: String) -> RunOutcome {
     RunOutcome::failed(RunError::new(code, message), Usage::default())
 }
@@ -65,14 +82,9 @@ fn execute(args: &ExecArgs) -> RunOutcome {
         Ok(v) => v,
         Err(e) => return failed(ErrorCode::InputInvalid, format!("--input is not JSON: {e}")),
     };
-    let policy = match AddressPolicy::parse(&args.allow_net) {
+    let policy = match address_policy(&args.allow_host) {
         Ok(p) => p,
-        Err(e) => {
-            return failed(
-                ErrorCode::Internal,
-                format!("--allow-net: {e}; expected CIDRs like 127.0.0.1/32"),
-            )
-        }
+        Err(e) => return failed(ErrorCode::Internal, e),
     };
     let fetcher = match HttpFetcher::new(policy) {
         Ok(f) => Arc::new(f),

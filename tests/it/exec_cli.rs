@@ -88,3 +88,29 @@ fn exec_refuses_a_broken_package_naming_the_file() {
         "{record}"
     );
 }
+
+#[tokio::test]
+async fn exec_allow_host_opens_loopback_for_fetch_and_only_then() {
+    let server = crate::common::TestServer::start().await;
+    let input = serde_json::json!({ "url": server.url("/") }).to_string();
+    let fetcher = agent_dir("fetcher");
+    let (refused, allowed) = tokio::task::spawn_blocking(move || {
+        let refused = exec(&fetcher, &input);
+        let out = Command::new(env!("CARGO_BIN_EXE_atoll"))
+            .arg("exec")
+            .arg(&fetcher)
+            .args(["--input", &input, "--allow-host", "127.0.0.1"])
+            .output()
+            .expect("run atoll");
+        let allowed: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (refused, allowed)
+    })
+    .await
+    .expect("join");
+    assert_eq!(refused.0, 1);
+    let message = refused.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("fetch_address_refused"), "{message}");
+    assert_eq!(allowed["status"], "succeeded", "{allowed}");
+    assert_eq!(allowed["output"]["body"], "pong");
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -1,0 +1,293 @@
+//! Persistence: one [`Store`] interface, implemented over sqlx for PostgreSQL
+//! (`DATABASE_URL=postgres://...`) and embedded SQLite (the default).
+//!
+//! Every method that touches tenant data takes the tenant (org and/or app) it is scoped
+//! to and filters on it in SQL: a row of another tenant is never returned, changed or
+//! deleted, whatever id the caller passes.
+//!
+//! Times are Unix milliseconds (`i64`); JSON documents are `serde_json::Value`, stored as
+//! text so the SQL stays portable between the two engines.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the string names the constraint/entity.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    /// Per-app settings (limit ceilings, quotas), free-form JSON object.
+    pub settings: Value,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    Org,
+    App,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub org_id: String,
+    /// Set for app keys.
+    pub app_id: Option<String>,
+    pub kind: KeyKind,
+    pub name: String,
+    /// The first characters of the secret, shown in listings (`atl_ab12...`).
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndUser {
+    pub id: String,
+    pub app_id: String,
+    pub external_id: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub app_id: String,
+    /// `@scope/name`.
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentVersion {
+    pub app_id: String,
+    pub name: String,
+    pub version: String,
+    pub manifest: Value,
+    /// `{ "path": "text", ... }` — everything but agent.json.
+    pub files: Value,
+    /// Content digest; the same upload twice is idempotent, other content is a conflict.
+    pub digest: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutVersion {
+    Created,
+    /// The version existed with the same digest: nothing changed.
+    Unchanged,
+    /// The version existed with other content: nothing changed.
+    Conflict,
+}
+
+/// A run as stored. `status` is one of queued, running, succeeded, failed, timed_out,
+/// cancelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub id: String,
+    pub org_id: String,
+    pub app_id: String,
+    pub agent: String,
+    pub version: String,
+    pub end_user: Option<String>,
+    pub trigger: String,
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub metadata: Option<Value>,
+    pub usage: Option<Value>,
+    pub attempt: i32,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// The node holding the run while it is `running`, and until when.
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+}
+
+/// How a run ended, as written by [`Store::finish_run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFinish {
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub usage: Option<Value>,
+    pub finished_at: Millis,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub agent: Option<String>,
+    pub status: Option<String>,
+    pub end_user: Option<String>,
+}
+
+/// Keyset pagination: newest first; `after` is the (created_at, id) of the last row of
+/// the previous page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub limit: u32,
+    pub after: Option<(Millis, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub run_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub data: Value,
+    pub created_at: Millis,
+}
+
+/// One memory namespace: `scope` is end_user, app or org; `end_user` is set for the
+/// end_user scope only; `app_id` is empty for the org scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemoryNs {
+    pub org_id: String,
+    pub app_id: String,
+    pub scope: String,
+    pub end_user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub org_id: String,
+    pub app_id: Option<String>,
+    pub key_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: Value,
+    pub created_at: Millis,
+}
+
+/// What a POST with an `Idempotency-Key` finds when it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyBegin {
+    /// First use of the key: the caller proceeds and later calls `idempotency_complete`.
+    Started,
+    /// Same key, same request, finished: replay this response.
+    Replay { status: u16, body: String },
+    /// Same key, same request, still being processed.
+    InProgress,
+    /// Same key, different request body.
+    Mismatch,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    pub runs: i64,
+    pub cpu_ms: f64,
+    pub llm_tokens_in: i64,
+    pub llm_tokens_out: i64,
+    pub fetches: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Reachability, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_org(&self, org: &Org) -> StoreResult<()>;
+    async fn get_org(&self, id: &str) -> StoreResult<Option<Org>>;
+
+    async fn create_app(&self, app: &App) -> StoreResult<()>;
+    async fn get_app(&self, org_id: &str, id: &str) -> StoreResult<Option<App>>;
+    async fn list_apps(&self, org_id: &str, page: &Page) -> StoreResult<Vec<App>>;
+
+    /// `hash` is the SHA-256 hex of the secret; the secret itself is never stored.
+    async fn create_api_key(&self, key: &ApiKey, hash: &str) -> StoreResult<()>;
+    /// A key that is not revoked, by the hash of its secret.
+    async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Keys of an org (app_id None: all of the org's keys) or of one app.
+    async fn list_api_keys(&self, org_id: &str, app_id: Option<&str>, page: &Page) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes a key of this org (and of this app when `app_id` is set); false if none.
+    async fn revoke_api_key(&self, org_id: &str, app_id: Option<&str>, id: &str, at: Millis) -> StoreResult<bool>;
+
+    /// The end-user with this external id, created (with `new_id`) if missing.
+    async fn upsert_end_user(&self, app_id: &str, external_id: &str, new_id: &str, now: Millis) -> StoreResult<EndUser>;
+
+    /// Creates the agent if needed and stores the version, unless it exists.
+    async fn put_agent_version(&self, version: &AgentVersion) -> StoreResult<PutVersion>;
+    async fn get_agent(&self, app_id: &str, name: &str) -> StoreResult<Option<Agent>>;
+    async fn list_agents(&self, app_id: &str, page: &Page) -> StoreResult<Vec<Agent>>;
+    async fn get_agent_version(&self, app_id: &str, name: &str, version: &str) -> StoreResult<Option<AgentVersion>>;
+    /// Every version string of an agent (the caller picks the highest semver).
+    async fn list_agent_versions(&self, app_id: &str, name: &str) -> StoreResult<Vec<AgentVersion>>;
+
+    async fn insert_run(&self, run: &RunRow) -> StoreResult<()>;
+    async fn get_run(&self, app_id: &str, id: &str) -> StoreResult<Option<RunRow>>;
+    async fn list_runs(&self, app_id: &str, filter: &RunFilter, page: &Page) -> StoreResult<Vec<RunRow>>;
+    /// Atomically moves up to `limit` queued runs (oldest first) to running, leased to
+    /// `node` until `lease_until`; two nodes never claim the same run.
+    async fn claim_queued_runs(&self, node: &str, limit: u32, now: Millis, lease_until: Millis) -> StoreResult<Vec<RunRow>>;
+    /// Claims one specific queued run (for a node that just accepted it); None if gone.
+    async fn claim_run(&self, id: &str, node: &str, now: Millis, lease_until: Millis) -> StoreResult<Option<RunRow>>;
+    /// Extends the leases `node` holds on these runs.
+    async fn renew_leases(&self, node: &str, run_ids: &[String], lease_until: Millis) -> StoreResult<()>;
+    /// Running runs whose lease expired before `now`.
+    async fn expired_runs(&self, now: Millis, limit: u32) -> StoreResult<Vec<RunRow>>;
+    /// Puts an expired running run back in the queue with `attempt` (compare-and-set on
+    /// status running and the old lease owner); false if it changed meanwhile.
+    async fn requeue_run(&self, id: &str, expected_owner: &str, attempt: i32) -> StoreResult<bool>;
+    /// Finishes a run that is queued or running; false if it had already ended.
+    async fn finish_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool>;
+    /// Runs queued or running on `node` (used at shutdown).
+    async fn runs_of_node(&self, node: &str) -> StoreResult<Vec<RunRow>>;
+    /// Number of queued runs, for metrics.
+    async fn queue_depth(&self) -> StoreResult<i64>;
+
+    /// Appends an event; (run_id, seq) is unique.
+    async fn append_event(&self, event: &StoredEvent) -> StoreResult<()>;
+    /// Events with seq > `after`, in order, at most `limit`.
+    async fn events_after(&self, run_id: &str, after: i64, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+
+    async fn memory_get(&self, ns: &MemoryNs, key: &str) -> StoreResult<Option<Value>>;
+    async fn memory_set(&self, ns: &MemoryNs, key: &str, value: &Value, now: Millis) -> StoreResult<()>;
+    async fn memory_delete(&self, ns: &MemoryNs, key: &str) -> StoreResult<bool>;
+    /// Keys starting with `prefix`, ascending, after `after` (exclusive), at most `limit`.
+    async fn memory_list(&self, ns: &MemoryNs, prefix: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<(String, Value)>>;
+
+    async fn state_get(&self, app_id: &str, agent: &str, end_user: &str) -> StoreResult<Option<Value>>;
+    async fn state_set(&self, app_id: &str, agent: &str, end_user: &str, state: &Value, now: Millis) -> StoreResult<()>;
+
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Audit events of an org (app_id None) or one app, newest first.
+    async fn list_audit(&self, org_id: &str, app_id: Option<&str>, page: &Page) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Records the start of an idempotent request under (`scope`, `key`).
+    async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str, now: Millis) -> StoreResult<IdempotencyBegin>;
+    async fn idempotency_complete(&self, scope: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    /// Forgets an unfinished record (the request failed before producing a response).
+    async fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// Deletes records created before `before`.
+    async fn idempotency_purge(&self, before: Millis) -> StoreResult<u64>;
+
+    /// Totals over finished runs of an org (or one app) since `since`.
+    async fn usage(&self, org_id: &str, app_id: Option<&str>, since: Millis) -> StoreResult<UsageTotals>;
+}
