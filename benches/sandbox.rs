@@ -73,6 +73,7 @@ fn request(pkg: &Arc<AgentPackage>, services: &HostServices, n: u64) -> RunReque
         services: services.clone(),
         trigger: "bench".into(),
         attempt: 1,
+        events_before: 0,
     }
 }
 

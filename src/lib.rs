@@ -10,10 +10,24 @@
 //!   fetch, events) as small traits, with in-memory implementations.
 //! - [`broker`]: outbound HTTP on behalf of agents — host allow-lists, address
 //!   classification, DNS pinning, redirects, size caps.
+//! - [`store`]: persistence (PostgreSQL or embedded SQLite) behind one trait.
+//! - [`quota`]: rate limits, quotas and concurrency slots (Redis or in-process).
+//! - [`bus`]: live fan-out of run events across nodes (Redis or in-process).
+//! - [`runs`]: runs as durable work — queue, leases, recovery, outcomes.
+//! - [`api`]: the HTTP API.
+//! - [`config`]: server configuration.
+//! - [`server`]: assembling and running the server.
 //! - [`cli`]: the `atoll` command line.
 
+pub mod api;
 pub mod broker;
+pub mod bus;
 pub mod cli;
+pub mod config;
 pub mod host;
 pub mod package;
+pub mod quota;
+pub mod runs;
 pub mod sandbox;
+pub mod server;
+pub mod store;

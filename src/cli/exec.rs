@@ -62,8 +62,9 @@ fn address_policy(hosts: &[String]) -> Result<AddressPolicy, String> {
             entries.push(host.clone());
             continue;
         }
-        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
-            .map_err(|e| format!("--allow-host {host}: cannot resolve it ({e}); give an IP or CIDR"))?;
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0)).map_err(|e| {
+            format!("--allow-host {host}: cannot resolve it ({e}); give an IP or CIDR")
+        })?;
         entries.extend(addrs.map(|a| a.ip().to_string()));
     }
     AddressPolicy::parse(&entries).map_err(|e| format!("--allow-host: {e}"))
@@ -130,6 +131,7 @@ fn execute(args: &ExecArgs) -> RunOutcome {
         services,
         trigger: "cli".into(),
         attempt: 1,
+        events_before: 0,
     };
     let handle = match pool.submit(request) {
         Ok(h) => h,

@@ -1,6 +1,7 @@
 //! The `atoll` command line.
 
 mod exec;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -17,18 +18,29 @@ struct Cli {
 enum Command {
     /// Run one agent package once in the sandbox and print its run record as JSON.
     Exec(exec::ExecArgs),
+    /// Serve the HTTP API.
+    Serve(crate::config::ServeArgs),
+    /// Serve with embedded storage, a dev org/app/key and every package of agents/.
+    Dev(serve::DevArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Servers narrate what they do; `exec` prints only its record.
+    let default_log = match cli.command {
+        Command::Exec(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ATOLL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Exec(args) => exec::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Dev(args) => serve::dev(args),
     }
 }

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use deno_core::{v8, JsRuntime, RuntimeOptions};
@@ -18,6 +19,13 @@ use deno_core::{v8, JsRuntime, RuntimeOptions};
 use super::limits::{Breach, RunShared};
 use super::loader::PackageLoader;
 use super::ops;
+
+/// Isolates alive in this process (blank or serving a run), for metrics.
+static ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+pub fn alive() -> usize {
+    ALIVE.load(Ordering::Relaxed)
+}
 
 /// The function runtime-js registered at bootstrap to run an agent; kept in `OpState`.
 pub struct AgentRunner(pub v8::Global<v8::Function>);
@@ -65,6 +73,7 @@ impl Isolate {
         // entered and disposed in any order.
         // SAFETY: the isolate was entered exactly once, by its creation, on this thread.
         unsafe { runtime.v8_isolate().exit() };
+        ALIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Isolate {
             runtime: ManuallyDrop::new(runtime),
             loader,
@@ -111,6 +120,7 @@ impl Isolate {
 
 impl Drop for Isolate {
     fn drop(&mut self) {
+        ALIVE.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: disposal requires the isolate to be the thread's current one; entering
         // it here is balanced by the exit inside the isolate's own drop.
         unsafe {

@@ -17,6 +17,19 @@ use crate::package::{resolve_import, AgentPackage};
 /// `agent:///main.js:3:7`.
 pub const PACKAGE_URL_PREFIX: &str = "agent:///";
 
+/// What must be escaped in a package path to make it a URL path (`/` stays).
+const PATH_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 /// Loads modules of the package assigned to the current run.
 ///
 /// Blank isolates are created before any run is known, so the package is assigned
@@ -39,7 +52,8 @@ impl PackageLoader {
     }
 
     pub fn entry_url(package: &AgentPackage) -> String {
-        format!("{PACKAGE_URL_PREFIX}{}", package.manifest.entry)
+        let entry = percent_encoding::utf8_percent_encode(&package.manifest.entry, PATH_ENCODE);
+        format!("{PACKAGE_URL_PREFIX}{entry}")
     }
 
     fn fail(&self, message: String) -> JsErrorBox {
@@ -57,9 +71,15 @@ impl PackageLoader {
     }
 }
 
-/// The package path of an `agent:///` URL.
-fn package_path(url: &str) -> Option<&str> {
-    url.strip_prefix(PACKAGE_URL_PREFIX)
+/// The package path of an `agent:///` URL (URLs percent-encode spaces, `%`, `#`...).
+fn package_path(url: &str) -> Option<String> {
+    let raw = url.strip_prefix(PACKAGE_URL_PREFIX)?;
+    Some(
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .ok()?
+            .into_owned(),
+    )
 }
 
 impl ModuleLoader for PackageLoader {
@@ -71,7 +91,7 @@ impl ModuleLoader for PackageLoader {
     ) -> ModuleResolveResponse {
         let package = self.package()?;
         let resolved = match package_path(referrer) {
-            Some(referrer_path) => resolve_import(&package, specifier, referrer_path)
+            Some(referrer_path) => resolve_import(&package, specifier, &referrer_path)
                 .map_err(|e| self.fail(e.to_string()))?,
             // Only the host's runner (an `ext:` module) imports from outside the
             // package, and only the entry.
@@ -82,7 +102,8 @@ impl ModuleLoader for PackageLoader {
                 )))
             }
         };
-        ModuleSpecifier::parse(&format!("{PACKAGE_URL_PREFIX}{resolved}"))
+        let encoded = percent_encoding::utf8_percent_encode(&resolved, PATH_ENCODE).to_string();
+        ModuleSpecifier::parse(&format!("{PACKAGE_URL_PREFIX}{encoded}"))
             .map_err(|e| self.fail(format!("import '{specifier}': {e}")))
     }
 
@@ -108,7 +129,7 @@ impl PackageLoader {
             .ok_or_else(|| self.fail(format!("'{url}' is not a file of this package")))?;
         let source = package
             .files
-            .get(path)
+            .get(&path)
             .ok_or_else(|| self.fail(format!("'{path}' is not in the package")))?;
         let module_type = if path.ends_with(".json") {
             ModuleType::Json

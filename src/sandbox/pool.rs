@@ -100,6 +100,8 @@ pub struct PoolStats {
     pub isolates_created: u64,
     pub runs_completed: u64,
     pub queued: usize,
+    /// Isolates alive in the process (all pools).
+    pub isolates_alive: usize,
 }
 
 pub(crate) struct Job {
@@ -222,6 +224,7 @@ impl Pool {
             isolates_created: s.isolates_created.load(Ordering::Relaxed),
             runs_completed: s.runs_completed.load(Ordering::Relaxed),
             queued: self.shared.sender.len(),
+            isolates_alive: super::isolate::alive(),
         }
     }
 

@@ -30,6 +30,8 @@ pub struct RunRequest {
     /// `api`, `webhook`, `cron` or `cli`.
     pub trigger: String,
     pub attempt: u32,
+    /// Events of this run already stored (a retried run continues their numbering).
+    pub events_before: u64,
 }
 
 /// What the run produced before the isolate was dropped.
@@ -72,6 +74,7 @@ pub(crate) async fn execute(
         req.services.clone(),
         shared.clone(),
         start.to_string(),
+        req.events_before,
     ));
     scope.publish(EventKind::Status, json!({ "status": "running" }));
 

@@ -67,6 +67,7 @@ impl RunScope {
         services: HostServices,
         shared: Arc<RunShared>,
         start: String,
+        events_before: u64,
     ) -> Self {
         RunScope {
             identity,
@@ -78,7 +79,10 @@ impl RunScope {
             error: RefCell::new(None),
             state: RefCell::new(None),
             violation: RefCell::new(None),
-            events: RefCell::new(EventLog::default()),
+            events: RefCell::new(EventLog {
+                seq: events_before,
+                ..EventLog::default()
+            }),
             fetches: Cell::new(0),
             llm_tokens_in: Cell::new(0),
             llm_tokens_out: Cell::new(0),

@@ -8,9 +8,15 @@
 //! Times are Unix milliseconds (`i64`); JSON documents are `serde_json::Value`, stored as
 //! text so the SQL stays portable between the two engines.
 
+mod sql;
+#[cfg(test)]
+mod tests;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use sql::{Backend, SqlStore};
 
 pub type Millis = i64;
 
@@ -225,31 +231,76 @@ pub trait Store: Send + Sync {
     /// A key that is not revoked, by the hash of its secret.
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
     /// Keys of an org (app_id None: all of the org's keys) or of one app.
-    async fn list_api_keys(&self, org_id: &str, app_id: Option<&str>, page: &Page) -> StoreResult<Vec<ApiKey>>;
+    async fn list_api_keys(
+        &self,
+        org_id: &str,
+        app_id: Option<&str>,
+        page: &Page,
+    ) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key of this org (and of this app when `app_id` is set); false if none.
-    async fn revoke_api_key(&self, org_id: &str, app_id: Option<&str>, id: &str, at: Millis) -> StoreResult<bool>;
+    async fn revoke_api_key(
+        &self,
+        org_id: &str,
+        app_id: Option<&str>,
+        id: &str,
+        at: Millis,
+    ) -> StoreResult<bool>;
 
     /// The end-user with this external id, created (with `new_id`) if missing.
-    async fn upsert_end_user(&self, app_id: &str, external_id: &str, new_id: &str, now: Millis) -> StoreResult<EndUser>;
+    async fn upsert_end_user(
+        &self,
+        app_id: &str,
+        external_id: &str,
+        new_id: &str,
+        now: Millis,
+    ) -> StoreResult<EndUser>;
 
     /// Creates the agent if needed and stores the version, unless it exists.
     async fn put_agent_version(&self, version: &AgentVersion) -> StoreResult<PutVersion>;
     async fn get_agent(&self, app_id: &str, name: &str) -> StoreResult<Option<Agent>>;
     async fn list_agents(&self, app_id: &str, page: &Page) -> StoreResult<Vec<Agent>>;
-    async fn get_agent_version(&self, app_id: &str, name: &str, version: &str) -> StoreResult<Option<AgentVersion>>;
+    async fn get_agent_version(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<AgentVersion>>;
     /// Every version string of an agent (the caller picks the highest semver).
-    async fn list_agent_versions(&self, app_id: &str, name: &str) -> StoreResult<Vec<AgentVersion>>;
+    async fn list_agent_versions(&self, app_id: &str, name: &str)
+        -> StoreResult<Vec<AgentVersion>>;
 
     async fn insert_run(&self, run: &RunRow) -> StoreResult<()>;
     async fn get_run(&self, app_id: &str, id: &str) -> StoreResult<Option<RunRow>>;
-    async fn list_runs(&self, app_id: &str, filter: &RunFilter, page: &Page) -> StoreResult<Vec<RunRow>>;
+    async fn list_runs(
+        &self,
+        app_id: &str,
+        filter: &RunFilter,
+        page: &Page,
+    ) -> StoreResult<Vec<RunRow>>;
     /// Atomically moves up to `limit` queued runs (oldest first) to running, leased to
     /// `node` until `lease_until`; two nodes never claim the same run.
-    async fn claim_queued_runs(&self, node: &str, limit: u32, now: Millis, lease_until: Millis) -> StoreResult<Vec<RunRow>>;
+    async fn claim_queued_runs(
+        &self,
+        node: &str,
+        limit: u32,
+        now: Millis,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<RunRow>>;
     /// Claims one specific queued run (for a node that just accepted it); None if gone.
-    async fn claim_run(&self, id: &str, node: &str, now: Millis, lease_until: Millis) -> StoreResult<Option<RunRow>>;
+    async fn claim_run(
+        &self,
+        id: &str,
+        node: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> StoreResult<Option<RunRow>>;
     /// Extends the leases `node` holds on these runs.
-    async fn renew_leases(&self, node: &str, run_ids: &[String], lease_until: Millis) -> StoreResult<()>;
+    async fn renew_leases(
+        &self,
+        node: &str,
+        run_ids: &[String],
+        lease_until: Millis,
+    ) -> StoreResult<()>;
     /// Running runs whose lease expired before `now`.
     async fn expired_runs(&self, now: Millis, limit: u32) -> StoreResult<Vec<RunRow>>;
     /// Puts an expired running run back in the queue with `attempt` (compare-and-set on
@@ -265,29 +316,80 @@ pub trait Store: Send + Sync {
     /// Appends an event; (run_id, seq) is unique.
     async fn append_event(&self, event: &StoredEvent) -> StoreResult<()>;
     /// Events with seq > `after`, in order, at most `limit`.
-    async fn events_after(&self, run_id: &str, after: i64, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+    async fn events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>>;
 
     async fn memory_get(&self, ns: &MemoryNs, key: &str) -> StoreResult<Option<Value>>;
-    async fn memory_set(&self, ns: &MemoryNs, key: &str, value: &Value, now: Millis) -> StoreResult<()>;
+    async fn memory_set(
+        &self,
+        ns: &MemoryNs,
+        key: &str,
+        value: &Value,
+        now: Millis,
+    ) -> StoreResult<()>;
     async fn memory_delete(&self, ns: &MemoryNs, key: &str) -> StoreResult<bool>;
     /// Keys starting with `prefix`, ascending, after `after` (exclusive), at most `limit`.
-    async fn memory_list(&self, ns: &MemoryNs, prefix: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<(String, Value)>>;
+    async fn memory_list(
+        &self,
+        ns: &MemoryNs,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Value)>>;
 
-    async fn state_get(&self, app_id: &str, agent: &str, end_user: &str) -> StoreResult<Option<Value>>;
-    async fn state_set(&self, app_id: &str, agent: &str, end_user: &str, state: &Value, now: Millis) -> StoreResult<()>;
+    async fn state_get(
+        &self,
+        app_id: &str,
+        agent: &str,
+        end_user: &str,
+    ) -> StoreResult<Option<Value>>;
+    async fn state_set(
+        &self,
+        app_id: &str,
+        agent: &str,
+        end_user: &str,
+        state: &Value,
+        now: Millis,
+    ) -> StoreResult<()>;
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Audit events of an org (app_id None) or one app, newest first.
-    async fn list_audit(&self, org_id: &str, app_id: Option<&str>, page: &Page) -> StoreResult<Vec<AuditEvent>>;
+    async fn list_audit(
+        &self,
+        org_id: &str,
+        app_id: Option<&str>,
+        page: &Page,
+    ) -> StoreResult<Vec<AuditEvent>>;
 
     /// Records the start of an idempotent request under (`scope`, `key`).
-    async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str, now: Millis) -> StoreResult<IdempotencyBegin>;
-    async fn idempotency_complete(&self, scope: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: Millis,
+    ) -> StoreResult<IdempotencyBegin>;
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> StoreResult<()>;
     /// Forgets an unfinished record (the request failed before producing a response).
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()>;
     /// Deletes records created before `before`.
     async fn idempotency_purge(&self, before: Millis) -> StoreResult<u64>;
 
     /// Totals over finished runs of an org (or one app) since `since`.
-    async fn usage(&self, org_id: &str, app_id: Option<&str>, since: Millis) -> StoreResult<UsageTotals>;
+    async fn usage(
+        &self,
+        org_id: &str,
+        app_id: Option<&str>,
+        since: Millis,
+    ) -> StoreResult<UsageTotals>;
 }

@@ -107,6 +107,9 @@ async fn fetch_to_a_granted_host_reaches_the_loopback_server_when_the_operator_a
         fetch_event.data.get("headers").is_none(),
         "fetch events never carry headers"
     );
+    let seen = server.seen.lock().expect("lock");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].get("x-test").map(String::as_str), Some("1"));
 }
 
 #[tokio::test]

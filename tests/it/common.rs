@@ -95,6 +95,7 @@ impl Harness {
             services: self.services.clone(),
             trigger: "test".into(),
             attempt: 1,
+            events_before: 0,
         }
     }
 

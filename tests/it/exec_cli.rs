@@ -108,7 +108,10 @@ async fn exec_allow_host_opens_loopback_for_fetch_and_only_then() {
     .await
     .expect("join");
     assert_eq!(refused.0, 1);
-    let message = refused.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+    let message = refused.1["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(message.contains("fetch_address_refused"), "{message}");
     assert_eq!(allowed["status"], "succeeded", "{allowed}");
     assert_eq!(allowed["output"]["body"], "pong");

@@ -1,6 +1,7 @@
 //! Integration tests: real agent packages from `agents/` on a real pool, real HTTP on
 //! loopback, and the `atoll` binary itself.
 
+mod api;
 mod capabilities;
 mod common;
 mod exec_cli;

@@ -1,0 +1,65 @@
+//! The audit log: every state-changing call records who, what, when, from which key;
+//! `GET /v1/audit` reads it back for the caller's org or app.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use super::auth::{Caller, Principal};
+use super::error::ApiResult;
+use super::page::{list, PageQuery};
+use super::AppState;
+use crate::runs::adapters::now_ms;
+use crate::runs::new_id;
+use crate::store::AuditEvent;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/audit", get(list_audit))
+}
+
+/// Records an audit event; a failure to record is logged, and fails the request, since
+/// every state change must leave a trace.
+pub async fn record(
+    state: &AppState,
+    caller: &Caller,
+    app_id: Option<&str>,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> ApiResult<()> {
+    let org_id = match &caller.principal {
+        Principal::Org { org_id } | Principal::App { org_id, .. } => org_id.clone(),
+        Principal::Admin => match detail.get("org_id").and_then(Value::as_str) {
+            Some(org) => org.to_owned(),
+            None => return Ok(()),
+        },
+    };
+    let event = AuditEvent {
+        id: new_id("aud"),
+        org_id,
+        app_id: app_id.map(str::to_owned),
+        key_id: caller.key_id.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail,
+        created_at: now_ms(),
+    };
+    state.store.append_audit(&event).await?;
+    Ok(())
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let org_id = caller.org("audit:read")?;
+    let app_id = match &caller.principal {
+        Principal::App { app_id, .. } => Some(app_id.as_str()),
+        _ => None,
+    };
+    let page = q.page()?;
+    let events = state.store.list_audit(&org_id, app_id, &page).await?;
+    Ok(Json(list(&events, &page, |e| (e.created_at, e.id.clone()))))
+}

@@ -1,0 +1,187 @@
+//! Who is calling: the API key from `Authorization: Bearer atl_...`, what it may do
+//! (kind and scopes), and for app keys the end-user it acts for (`x-atoll-end-user`).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::store::KeyKind;
+
+/// Every scope a key may carry. `*` grants them all.
+pub const SCOPES: &[&str] = &[
+    "apps:read",
+    "apps:write",
+    "keys:read",
+    "keys:write",
+    "agents:read",
+    "agents:write",
+    "runs:read",
+    "runs:write",
+    "memory:read",
+    "memory:write",
+    "connections:read",
+    "connections:write",
+    "audit:read",
+    "usage:read",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// The operator (admin key from config): creates orgs.
+    Admin,
+    Org {
+        org_id: String,
+    },
+    App {
+        org_id: String,
+        app_id: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// None for the admin key.
+    pub key_id: Option<String>,
+    pub principal: Principal,
+    pub scopes: Vec<String>,
+    /// The end-user an app key acts for (`x-atoll-end-user`).
+    pub end_user: Option<String>,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new API key secret: `atl_` + 40 random base32-ish characters.
+pub fn new_secret() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 25];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let body: String = bytes
+        .iter()
+        .flat_map(|b| [ALPHABET[(b >> 3) as usize], ALPHABET[(b & 7) as usize]])
+        .take(40)
+        .map(char::from)
+        .collect();
+    Ok(format!("atl_{body}"))
+}
+
+impl Caller {
+    pub fn require_scope(&self, scope: &str) -> Result<(), ApiError> {
+        if self.principal == Principal::Admin || self.scopes.iter().any(|s| s == "*" || s == scope)
+        {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this API key lacks the scope '{scope}'"
+            )))
+        }
+    }
+
+    /// The (org, app) an app-level endpoint acts on: app keys only.
+    pub fn app(&self, scope: &str) -> Result<(String, String), ApiError> {
+        self.require_scope(scope)?;
+        match &self.principal {
+            Principal::App { org_id, app_id } => Ok((org_id.clone(), app_id.clone())),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint acts on one app: use an app key (create one with POST /v1/api-keys)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The org an org-level endpoint acts on: org or app keys.
+    pub fn org(&self, scope: &str) -> Result<String, ApiError> {
+        self.require_scope(scope)?;
+        match &self.principal {
+            Principal::Org { org_id } | Principal::App { org_id, .. } => Ok(org_id.clone()),
+            Principal::Admin => Err(ApiError::Forbidden(
+                "the admin key manages orgs only; use an org key for this".into(),
+            )),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    token.starts_with("atl_").then_some(token.trim())
+}
+
+/// The scope idempotency records and rate limits are kept under: a hash of the key.
+pub fn key_fingerprint(parts: &Parts) -> Option<String> {
+    bearer(parts).map(|t| hash_secret(t)[..32].to_owned())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let hash = hash_secret(secret);
+        if state.admin_key_hash.as_deref() == Some(hash.as_str()) {
+            return Ok(Caller {
+                key_id: None,
+                principal: Principal::Admin,
+                scopes: vec!["*".into()],
+                end_user: None,
+            });
+        }
+        let key = state
+            .store
+            .find_api_key(&hash)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let principal = match (key.kind, key.app_id.clone()) {
+            (KeyKind::App, Some(app_id)) => Principal::App {
+                org_id: key.org_id.clone(),
+                app_id,
+            },
+            (KeyKind::Org, _) => Principal::Org {
+                org_id: key.org_id.clone(),
+            },
+            (KeyKind::App, None) => {
+                return Err(ApiError::Internal(format!("app key {} has no app", key.id)))
+            }
+        };
+        let end_user = match parts.headers.get("x-atoll-end-user") {
+            None => None,
+            Some(value) => {
+                let Principal::App { .. } = principal else {
+                    return Err(ApiError::Forbidden(
+                        "only app keys may act for an end-user".into(),
+                    ));
+                };
+                let external = value
+                    .to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty() && v.len() <= 256)
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(
+                            "x-atoll-end-user must be 1 to 256 visible characters".into(),
+                        )
+                    })?;
+                Some(external.to_owned())
+            }
+        };
+        Ok(Caller {
+            key_id: Some(key.id),
+            principal,
+            scopes: key.scopes,
+            end_user,
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! API keys: the secret is shown once, stored as a SHA-256 hash; org keys manage the
+//! whole org, app keys act on one app with the scopes they were given.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{hash_secret, new_secret, Caller, Principal, SCOPES};
+use super::error::{ApiError, ApiResult};
+use super::json::ApiJson;
+use super::page::{list, PageQuery};
+use super::{audit, AppState};
+use crate::runs::adapters::now_ms;
+use crate::runs::new_id;
+use crate::store::{ApiKey, KeyKind};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api-keys", get(list_keys).post(create_key))
+        .route("/api-keys/{id}", delete(revoke_key))
+}
+
+/// Creates a key and returns it with its secret (the only time the secret exists).
+pub async fn issue_key(
+    state: &AppState,
+    org_id: &str,
+    app_id: Option<&str>,
+    kind: KeyKind,
+    name: &str,
+    scopes: Vec<String>,
+) -> ApiResult<(ApiKey, String)> {
+    let secret = new_secret()?;
+    let key = ApiKey {
+        id: new_id("key"),
+        org_id: org_id.to_owned(),
+        app_id: app_id.map(str::to_owned),
+        kind,
+        name: name.to_owned(),
+        prefix: secret[..12].to_owned(),
+        scopes,
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    state
+        .store
+        .create_api_key(&key, &hash_secret(&secret))
+        .await?;
+    Ok((key, secret))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    kind: KeyKind,
+    #[serde(default)]
+    app_id: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let org_id = caller.org("keys:write")?;
+    super::orgs::check_name(&body.name, "a key")?;
+    let scopes = body.scopes.unwrap_or_else(|| vec!["*".into()]);
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| *s != "*" && !SCOPES.contains(&s.as_str()))
+    {
+        return Err(ApiError::unprocessable(
+            "Unknown scope",
+            format!("unknown scope '{bad}'; known scopes: {}", SCOPES.join(", ")),
+        ));
+    }
+    // A key never creates a key with more power than its own.
+    if !caller.scopes.iter().any(|s| s == "*") {
+        if let Some(extra) = scopes.iter().find(|s| !caller.scopes.contains(s)) {
+            return Err(ApiError::Forbidden(format!(
+                "cannot grant scope '{extra}' that this key does not have"
+            )));
+        }
+    }
+    let app_id = match (body.kind, &caller.principal, body.app_id) {
+        (KeyKind::Org, Principal::Org { .. }, None) => None,
+        (KeyKind::Org, _, _) => {
+            return Err(ApiError::unprocessable(
+                "Invalid key",
+                "org keys are created by org keys, without app_id",
+            ))
+        }
+        (KeyKind::App, Principal::Org { .. }, Some(app_id)) => {
+            state
+                .store
+                .get_app(&org_id, &app_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("app"))?;
+            Some(app_id)
+        }
+        (KeyKind::App, Principal::App { app_id: own, .. }, requested) => {
+            if requested.as_ref().is_some_and(|r| r != own) {
+                return Err(ApiError::not_found("app"));
+            }
+            Some(own.clone())
+        }
+        (KeyKind::App, _, None) => {
+            return Err(ApiError::unprocessable(
+                "Invalid key",
+                "app keys need app_id",
+            ))
+        }
+        (KeyKind::App, Principal::Admin, Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "the admin key manages orgs only".into(),
+            ))
+        }
+    };
+    let (key, secret) = issue_key(
+        &state,
+        &org_id,
+        app_id.as_deref(),
+        body.kind,
+        &body.name,
+        scopes,
+    )
+    .await?;
+    audit::record(
+        &state,
+        &caller,
+        key.app_id.as_deref(),
+        "api_key.create",
+        &key.id,
+        json!({ "kind": key.kind, "scopes": key.scopes }),
+    )
+    .await?;
+    let mut out = json!(key);
+    out["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let org_id = caller.org("keys:read")?;
+    let app_id = match &caller.principal {
+        Principal::App { app_id, .. } => Some(app_id.as_str()),
+        _ => None,
+    };
+    let page = q.page()?;
+    let keys = state.store.list_api_keys(&org_id, app_id, &page).await?;
+    Ok(Json(list(&keys, &page, |k| (k.created_at, k.id.clone()))))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let org_id = caller.org("keys:write")?;
+    let app_id = match &caller.principal {
+        Principal::App { app_id, .. } => Some(app_id.clone()),
+        _ => None,
+    };
+    if !state
+        .store
+        .revoke_api_key(&org_id, app_id.as_deref(), &id, now_ms())
+        .await?
+    {
+        return Err(ApiError::not_found("API key"));
+    }
+    audit::record(
+        &state,
+        &caller,
+        app_id.as_deref(),
+        "api_key.revoke",
+        &id,
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

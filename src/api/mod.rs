@@ -1,0 +1,129 @@
+//! The HTTP API (`/v1`, SPEC §5): one module per resource, each with its own
+//! `router()`, merged here; one error type; auth, idempotency and rate limits as
+//! extractors and middleware.
+
+pub mod auth;
+pub mod error;
+mod idempotency;
+pub mod json;
+mod ops;
+mod page;
+
+mod agents;
+mod apps;
+mod audit;
+mod keys;
+mod memory;
+mod orgs;
+mod runs;
+mod usage;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::quota::Quotas;
+use crate::runs::RunService;
+use crate::sandbox::Limits;
+use crate::store::Store;
+use error::ApiError;
+
+/// Quotas applied per request and per run start.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    pub requests_per_minute: u64,
+    pub runs_per_minute: u64,
+    pub cpu_ms_per_day: u64,
+    pub max_body_bytes: usize,
+}
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub quotas: Arc<dyn Quotas>,
+    pub runs: RunService,
+    pub admin_key_hash: Option<String>,
+    pub ceilings: Limits,
+    pub limits: ApiLimits,
+    pub started: Instant,
+    pub metrics: ops::Metrics,
+}
+
+/// The one state every handler gets: cheap handles only.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        quotas: Arc<dyn Quotas>,
+        runs: RunService,
+        admin_key: Option<&str>,
+        ceilings: Limits,
+        limits: ApiLimits,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            quotas,
+            runs,
+            admin_key_hash: admin_key.map(auth::hash_secret),
+            ceilings,
+            limits,
+            started: Instant::now(),
+            metrics: ops::Metrics::default(),
+        }))
+    }
+}
+
+/// All routes with their documentation, in one list (the OpenAPI document is built
+/// from it, so the two cannot drift apart).
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let v1 = Router::new()
+        .merge(orgs::router())
+        .merge(apps::router())
+        .merge(keys::router())
+        .merge(agents::router())
+        .merge(runs::router())
+        .merge(memory::router())
+        .merge(audit::router())
+        .merge(usage::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::rate_limit,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .merge(ops::router())
+        .fallback(|| async { ApiError::NotFound("no such route; see /v1/openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ApiError::BadRequest("method not allowed on this route".into()),
+            )
+                .into_response()
+        })
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

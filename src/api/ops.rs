@@ -1,0 +1,274 @@
+//! Operations: health, readiness, Prometheus metrics, the OpenAPI document, and the
+//! request-rate middleware.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::auth::key_fingerprint;
+use super::error::{rate_limit_headers, ApiError};
+use super::AppState;
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+}
+
+/// Counts requests by outcome class.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.requests.fetch_add(1, Ordering::Relaxed);
+    if response.status().is_client_error() {
+        m.client_errors.fetch_add(1, Ordering::Relaxed);
+    } else if response.status().is_server_error() {
+        m.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+/// Request rate per API key (counted before the key is looked up, so floods of bad keys
+/// are limited too); answers 429 with `retry-after` and `ratelimit-*` headers.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(fingerprint) = key_fingerprint(&parts) else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let decision = state
+        .quotas
+        .hit(
+            &format!("req:{fingerprint}"),
+            state.limits.requests_per_minute,
+            Duration::from_secs(60),
+        )
+        .await;
+    match decision {
+        Ok(d) if d.allowed => {
+            let mut response = next.run(Request::from_parts(parts, body)).await;
+            if !response.headers().contains_key("ratelimit-limit") {
+                rate_limit_headers(response.headers_mut(), &d);
+            }
+            response
+        }
+        Ok(d) => ApiError::RateLimited {
+            what: "requests per minute".into(),
+            decision: d,
+        }
+        .into_response(),
+        Err(e) => ApiError::Unavailable(format!("quota backend unavailable: {e}")).into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.ping().await;
+    let quotas = state.quotas.ping().await;
+    let body = json!({
+        "store": store.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+        "quotas": quotas.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+    });
+    if store.is_ok() && quotas.is_ok() {
+        Json(body).into_response()
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let m = &state.metrics;
+    let _ = writeln!(out, "# HELP atoll_http_requests_total HTTP requests served.\n# TYPE atoll_http_requests_total counter");
+    let _ = writeln!(
+        out,
+        "atoll_http_requests_total{{class=\"all\"}} {}",
+        m.requests.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "atoll_http_requests_total{{class=\"4xx\"}} {}",
+        m.client_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "atoll_http_requests_total{{class=\"5xx\"}} {}",
+        m.server_errors.load(Ordering::Relaxed)
+    );
+    state.runs.metrics().render(&mut out);
+    let queue = state.store.queue_depth().await.unwrap_or(-1);
+    let pool = state.runs.pool().stats();
+    let _ = writeln!(out, "# HELP atoll_queue_depth Runs waiting in the store queue.\n# TYPE atoll_queue_depth gauge\natoll_queue_depth {queue}");
+    let _ = writeln!(out, "# HELP atoll_runs_active Runs executing on this node.\n# TYPE atoll_runs_active gauge\natoll_runs_active {}", state.runs.active_runs());
+    let _ = writeln!(out, "# HELP atoll_isolates_created_total Isolates created by this node.\n# TYPE atoll_isolates_created_total counter\natoll_isolates_created_total {}", pool.isolates_created);
+    let _ = writeln!(out, "# HELP atoll_isolates_alive Isolates alive (running or blank) on this node.\n# TYPE atoll_isolates_alive gauge\natoll_isolates_alive {}", pool.isolates_alive);
+    let _ = writeln!(out, "# HELP atoll_worker_threads Sandbox worker threads alive.\n# TYPE atoll_worker_threads gauge\natoll_worker_threads {}", pool.threads_alive);
+    let _ = writeln!(out, "# HELP atoll_uptime_seconds Seconds since start.\n# TYPE atoll_uptime_seconds gauge\natoll_uptime_seconds {}", state.started.elapsed().as_secs());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Every route: method, path, scope, summary. The OpenAPI document is generated from
+/// this table, and a test checks each entry against the live router.
+pub const ROUTES: &[(&str, &str, &str, &str)] = &[
+    (
+        "post",
+        "/v1/orgs",
+        "admin",
+        "Create an org and its first org key",
+    ),
+    ("get", "/v1/orgs/{id}", "", "Get an org"),
+    ("post", "/v1/apps", "apps:write", "Create an app"),
+    ("get", "/v1/apps", "apps:read", "List apps"),
+    ("get", "/v1/apps/{id}", "apps:read", "Get an app"),
+    (
+        "post",
+        "/v1/api-keys",
+        "keys:write",
+        "Create an API key (secret shown once)",
+    ),
+    ("get", "/v1/api-keys", "keys:read", "List API keys"),
+    (
+        "delete",
+        "/v1/api-keys/{id}",
+        "keys:write",
+        "Revoke an API key",
+    ),
+    (
+        "put",
+        "/v1/agents/{scope}/{name}/versions/{version}",
+        "agents:write",
+        "Upload a package version (gzip, zip or JSON files map)",
+    ),
+    (
+        "get",
+        "/v1/agents/{scope}/{name}/versions/{version}",
+        "agents:read",
+        "Get a version",
+    ),
+    ("get", "/v1/agents", "agents:read", "List agents"),
+    (
+        "get",
+        "/v1/agents/{scope}/{name}",
+        "agents:read",
+        "Get an agent",
+    ),
+    (
+        "get",
+        "/v1/agents/{scope}/{name}/versions",
+        "agents:read",
+        "List versions",
+    ),
+    (
+        "post",
+        "/v1/agents/{scope}/{name}/runs",
+        "runs:write",
+        "Start a run (?wait=N for up to 60 s)",
+    ),
+    (
+        "get",
+        "/v1/runs",
+        "runs:read",
+        "List runs (?agent=&status=&end_user=)",
+    ),
+    ("get", "/v1/runs/{id}", "runs:read", "Get a run"),
+    ("post", "/v1/runs/{id}/cancel", "runs:write", "Cancel a run"),
+    (
+        "get",
+        "/v1/runs/{id}/events",
+        "runs:read",
+        "Stream run events (SSE, Last-Event-ID resumes)",
+    ),
+    (
+        "get",
+        "/v1/memory/{scope}",
+        "memory:read",
+        "List memory keys",
+    ),
+    (
+        "get",
+        "/v1/memory/{scope}/{key}",
+        "memory:read",
+        "Get a memory value",
+    ),
+    (
+        "put",
+        "/v1/memory/{scope}/{key}",
+        "memory:write",
+        "Set a memory value",
+    ),
+    (
+        "delete",
+        "/v1/memory/{scope}/{key}",
+        "memory:write",
+        "Delete a memory value",
+    ),
+    ("get", "/v1/audit", "audit:read", "Audit events"),
+    ("get", "/v1/usage", "usage:read", "Usage per period"),
+    ("get", "/healthz", "", "Liveness"),
+    (
+        "get",
+        "/readyz",
+        "",
+        "Readiness (store and quota backend reachable)",
+    ),
+    ("get", "/metrics", "", "Prometheus metrics"),
+    ("get", "/v1/openapi.json", "", "This document"),
+];
+
+pub fn openapi_document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, scope, summary) in ROUTES {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let mut op = json!({
+            "summary": summary,
+            "parameters": params,
+            "responses": {
+                "default": { "description": "RFC 9457 problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
+                "2XX": { "description": "Success" }
+            }
+        });
+        if !scope.is_empty() {
+            op["security"] = json!([{ "bearer": [] }]);
+            op["x-atoll-scope"] = json!(scope);
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "atoll", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": { "Problem": { "type": "object", "properties": {
+                "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" }, "detail": { "type": "string" }
+            } } }
+        }
+    })
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}

@@ -1,0 +1,102 @@
+//! Orgs: created by the operator's admin key; creating one returns its first org key.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Caller, Principal};
+use super::error::{ApiError, ApiResult};
+use super::json::ApiJson;
+use super::keys::issue_key;
+use super::{audit, AppState};
+use crate::runs::adapters::now_ms;
+use crate::runs::new_id;
+use crate::store::{KeyKind, Org};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orgs", post(create_org))
+        .route("/orgs/{id}", get(get_org))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrg {
+    name: String,
+}
+
+pub fn check_name(name: &str, what: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "Invalid name",
+            format!("{what} name must be 1 to 200 characters"),
+        ));
+    }
+    Ok(())
+}
+
+async fn create_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewOrg>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if caller.principal != Principal::Admin {
+        return Err(ApiError::Forbidden(
+            "only the admin key creates orgs".into(),
+        ));
+    }
+    check_name(&body.name, "an org")?;
+    let org = Org {
+        id: new_id("org"),
+        name: body.name,
+        created_at: now_ms(),
+    };
+    state.store.create_org(&org).await?;
+    let (key, secret) = issue_key(
+        &state,
+        &org.id,
+        None,
+        KeyKind::Org,
+        "initial org key",
+        vec!["*".into()],
+    )
+    .await?;
+    audit::record(
+        &state,
+        &caller,
+        None,
+        "org.create",
+        &org.id,
+        json!({ "org_id": org.id, "key_id": key.id }),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "org": org, "key": { "id": key.id, "secret": secret, "kind": key.kind, "scopes": key.scopes } }),
+        ),
+    ))
+}
+
+async fn get_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Org>> {
+    let allowed = match &caller.principal {
+        Principal::Admin => true,
+        Principal::Org { org_id } | Principal::App { org_id, .. } => *org_id == id,
+    };
+    if !allowed {
+        return Err(ApiError::not_found("org"));
+    }
+    state
+        .store
+        .get_org(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("org"))
+}

@@ -1,0 +1,196 @@
+//! `atoll serve` and `atoll dev`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::api::auth::{hash_secret, new_secret};
+use crate::config::ServeArgs;
+use crate::package::{AgentPackage, PackageLimits};
+use crate::runs::adapters::now_ms;
+use crate::runs::new_id;
+use crate::server;
+use crate::store::{AgentVersion, ApiKey, App, KeyKind, Org, PutVersion, Store};
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    run_async(async move {
+        let server = server::start(args).await?;
+        server::shutdown_signal().await;
+        info!("shutting down");
+        server.stop().await
+    })
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Sample agents to deploy into the dev app.
+    #[arg(long, default_value = "agents")]
+    pub agents: PathBuf,
+}
+
+/// What `atoll dev` creates on first start and reuses afterwards.
+#[derive(Serialize, Deserialize)]
+struct DevTenant {
+    admin_key: String,
+    org_id: String,
+    app_id: String,
+    app_key: String,
+}
+
+pub fn dev(mut args: DevArgs) -> ExitCode {
+    run_async(async move {
+        // Embedded storage and in-process quotas, always.
+        args.serve.database_url = None;
+        args.serve.redis_url = None;
+        std::fs::create_dir_all(&args.serve.data_dir)
+            .with_context(|| format!("cannot create {}", args.serve.data_dir.display()))?;
+        let tenant_file = args.serve.data_dir.join("dev-tenant.json");
+        let existing: Option<DevTenant> = std::fs::read_to_string(&tenant_file)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let admin_key = match &existing {
+            Some(t) => t.admin_key.clone(),
+            None => new_secret().map_err(|e| anyhow::anyhow!("{e}"))?,
+        };
+        args.serve.admin_key = Some(admin_key.clone());
+        let server = server::start(args.serve.clone()).await?;
+        let store = server.state.store.clone();
+        let tenant = match existing {
+            Some(t) => t,
+            None => {
+                let t = create_tenant(store.as_ref(), admin_key).await?;
+                std::fs::write(&tenant_file, serde_json::to_string_pretty(&t)?)
+                    .with_context(|| format!("cannot write {}", tenant_file.display()))?;
+                t
+            }
+        };
+        let deployed = deploy_agents(store.as_ref(), &tenant.app_id, &args.agents).await;
+        let base = format!("http://{}", server.addr);
+        println!(
+            "atoll dev is running at {base}  (data in {})",
+            args.serve.data_dir.display()
+        );
+        println!("  app key:   {}", tenant.app_key);
+        println!("  admin key: {}", tenant.admin_key);
+        println!("  agents:    {}", deployed.join(", "));
+        println!();
+        println!("Start a run and wait for it:");
+        println!(
+            "  curl -s -X POST '{base}/v1/agents/atoll/hello/runs?wait=10' -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"input\":{{\"name\":\"Ada\"}}}}'",
+            tenant.app_key
+        );
+        server::shutdown_signal().await;
+        info!("shutting down");
+        server.stop().await
+    })
+}
+
+async fn create_tenant(store: &dyn Store, admin_key: String) -> anyhow::Result<DevTenant> {
+    let now = now_ms();
+    let org = Org {
+        id: new_id("org"),
+        name: "dev".into(),
+        created_at: now,
+    };
+    store.create_org(&org).await?;
+    let app = App {
+        id: new_id("app"),
+        org_id: org.id.clone(),
+        name: "dev".into(),
+        settings: json!({}),
+        created_at: now,
+    };
+    store.create_app(&app).await?;
+    let secret = new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = ApiKey {
+        id: new_id("key"),
+        org_id: org.id.clone(),
+        app_id: Some(app.id.clone()),
+        kind: KeyKind::App,
+        name: "dev app key".into(),
+        prefix: secret[..12].to_owned(),
+        scopes: vec!["*".into()],
+        created_at: now,
+        revoked_at: None,
+    };
+    store.create_api_key(&key, &hash_secret(&secret)).await?;
+    Ok(DevTenant {
+        admin_key,
+        org_id: org.id,
+        app_id: app.id,
+        app_key: secret,
+    })
+}
+
+/// Uploads every package directory under `dir` as a version of the dev app.
+async fn deploy_agents(store: &dyn Store, app_id: &str, dir: &Path) -> Vec<String> {
+    let mut deployed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        warn!(dir = %dir.display(), "no agents directory; nothing deployed");
+        return deployed;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("agent.json").is_file())
+        .collect();
+    paths.sort();
+    for path in paths {
+        match deploy_one(store, app_id, &path).await {
+            Ok(name) => deployed.push(name),
+            Err(e) => warn!(package = %path.display(), error = %e, "not deployed"),
+        }
+    }
+    deployed
+}
+
+async fn deploy_one(store: &dyn Store, app_id: &str, path: &Path) -> anyhow::Result<String> {
+    let package = AgentPackage::load_path(path, &PackageLimits::default())?;
+    let files: serde_json::Map<String, Value> = package
+        .files
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.as_ref())))
+        .collect();
+    let version = AgentVersion {
+        app_id: app_id.to_owned(),
+        name: package.manifest.name.clone(),
+        version: package.manifest.version.to_string(),
+        manifest: serde_json::to_value(&package.manifest)?,
+        files: Value::Object(files),
+        digest: package.digest.clone(),
+        created_at: now_ms(),
+    };
+    let label = format!("{}@{}", version.name, version.version);
+    match store.put_agent_version(&version).await? {
+        PutVersion::Conflict => {
+            anyhow::bail!("{label} exists with other content; bump its version")
+        }
+        PutVersion::Created | PutVersion::Unchanged => Ok(label),
+    }
+}
+
+fn run_async(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("atoll: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atoll: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Server configuration, from flags and environment variables (flags win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::sandbox::Limits;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ATOLL_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; unset → embedded SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis URL for quotas, rate limits and event fan-out; unset → in-process.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments can share a Redis).
+    #[arg(long, env = "ATOLL_REDIS_PREFIX", default_value = "atoll")]
+    pub redis_prefix: String,
+    /// Where embedded storage lives.
+    #[arg(long, env = "ATOLL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The operator's admin key (creates orgs). Must start with `atl_`.
+    #[arg(long, env = "ATOLL_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Master key for secrets at rest (64 hex chars).
+    #[arg(long, env = "ATOLL_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// This node's name in run leases (default: random).
+    #[arg(long, env = "ATOLL_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Run wall-clock ceiling, ms.
+    #[arg(long, env = "ATOLL_TIMEOUT_MS", default_value_t = 60_000)]
+    pub timeout_ms: u64,
+    /// Run CPU ceiling, ms.
+    #[arg(long, env = "ATOLL_CPU_MS", default_value_t = 2_000)]
+    pub cpu_ms: u64,
+    /// Run heap ceiling, MiB.
+    #[arg(long, env = "ATOLL_MEMORY_MB", default_value_t = 64)]
+    pub memory_mb: u64,
+    /// Addresses `fetch` may reach despite their class (IPs or CIDRs, comma-separated).
+    #[arg(long, env = "ATOLL_ALLOW_NET", value_delimiter = ',')]
+    pub allow_net: Vec<String>,
+    /// How long running runs may finish at shutdown before they are cancelled, ms.
+    #[arg(long, env = "ATOLL_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+    /// Request rate per key per minute.
+    #[arg(long, env = "ATOLL_RATE_PER_MINUTE", default_value_t = 600)]
+    pub rate_per_minute: u64,
+    /// Concurrent runs per app.
+    #[arg(long, env = "ATOLL_CONCURRENT_RUNS", default_value_t = 100)]
+    pub concurrent_runs: u64,
+    /// Runs started per app per minute.
+    #[arg(long, env = "ATOLL_RUNS_PER_MINUTE", default_value_t = 1_000)]
+    pub runs_per_minute: u64,
+    /// CPU milliseconds per app per day.
+    #[arg(long, env = "ATOLL_CPU_MS_PER_DAY", default_value_t = 3_600_000)]
+    pub cpu_ms_per_day: u64,
+    /// Runs this node executes at once (more wait in the queue).
+    #[arg(long, env = "ATOLL_MAX_INFLIGHT", default_value_t = 2_000)]
+    pub max_inflight: usize,
+    /// How long a node's claim on a running run lasts without renewal, ms.
+    #[arg(long, env = "ATOLL_LEASE_MS", default_value_t = 30_000)]
+    pub lease_ms: u64,
+    /// Largest request body, bytes (package uploads included).
+    #[arg(long, env = "ATOLL_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl ServeArgs {
+    pub fn ceilings(&self) -> Limits {
+        Limits {
+            timeout_ms: self.timeout_ms,
+            cpu_ms: self.cpu_ms,
+            memory_mb: self.memory_mb,
+            ..Limits::default()
+        }
+    }
+
+    /// The database URL to use: the configured one, or SQLite under the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("atoll.db").display()),
+        }
+    }
+}

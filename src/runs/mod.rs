@@ -1,0 +1,349 @@
+//! Runs as durable work: accepted runs are rows in the store (`queued`), claimed with a
+//! lease by a node, executed on its sandbox pool, and finished in the store. A run
+//! accepted with 202 survives a restart: queued runs are claimed again, and runs whose
+//! node died are failed with `node_lost` or retried, per the agent's setting.
+//!
+//! - `adapters`: `ctx.memory` over the store; events persisted then fanned out.
+//! - `dispatch`: claiming, executing and finishing runs on this node.
+//! - `recovery`: lease renewal and the reaper of expired leases.
+
+pub mod adapters;
+mod dispatch;
+pub mod metrics;
+mod recovery;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::EventBus;
+use crate::host::{Fetcher, LlmClient, ToolInvoker};
+use crate::package::{AgentPackage, PackageLimits};
+use crate::quota::Quotas;
+use crate::sandbox::{Limits, Pool, RunCanceller};
+use crate::store::{AgentVersion, RunRow, Store, StoreError};
+use adapters::{now_ms, PersistingSink};
+
+/// What the run service needs from the rest of the server.
+pub struct RunServiceConfig {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn EventBus>,
+    pub quotas: Arc<dyn Quotas>,
+    pub pool: Pool,
+    pub fetcher: Arc<dyn Fetcher>,
+    pub tools: Arc<dyn ToolInvoker>,
+    pub llm: Arc<dyn LlmClient>,
+    pub node_id: String,
+    pub ceilings: Limits,
+    pub lease: Duration,
+    /// Concurrent runs per app (a quota slot is held while a run is queued or running).
+    pub concurrent_runs_per_app: u64,
+    /// Runs this node executes at once.
+    pub max_inflight: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    InputInvalid(String),
+    #[error("the agent version does not load: {0}")]
+    PackageInvalid(String),
+    #[error("too many concurrent runs for this app (limit {limit})")]
+    Concurrency {
+        limit: u64,
+        decision: crate::quota::Decision,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("quota backend: {0}")]
+    Quota(String),
+    #[error("this node is shutting down")]
+    ShuttingDown,
+}
+
+/// A run to create.
+pub struct NewRun {
+    pub org_id: String,
+    pub app_id: String,
+    pub version: AgentVersion,
+    pub input: Value,
+    pub end_user: Option<String>,
+    pub metadata: Option<Value>,
+    pub trigger: String,
+}
+
+pub(crate) struct Inner {
+    pub cfg: RunServiceConfig,
+    pub sink: Arc<PersistingSink>,
+    pub active: Mutex<HashMap<String, RunCanceller>>,
+    pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
+    pub accepting: AtomicBool,
+    pub shutting_down: AtomicBool,
+    pub stop: CancellationToken,
+    /// Wakes the claimer (a run was queued, or a slot freed).
+    pub wake: Notify,
+    /// Signalled when the last active run of this node finishes.
+    pub idle: Notify,
+    pub metrics: metrics::RunMetrics,
+}
+
+#[derive(Clone)]
+pub struct RunService {
+    inner: Arc<Inner>,
+}
+
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl RunService {
+    /// Starts the service and its background loops (claimer, leases, reaper).
+    pub async fn start(cfg: RunServiceConfig) -> Result<RunService, RunError> {
+        let sink = PersistingSink::start(cfg.store.clone(), cfg.bus.clone());
+        let inner = Arc::new(Inner {
+            sink,
+            active: Mutex::new(HashMap::new()),
+            packages: moka::sync::Cache::new(1_000),
+            accepting: AtomicBool::new(true),
+            shutting_down: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            metrics: metrics::RunMetrics::default(),
+            cfg,
+        });
+        recovery::adopt_own_leftovers(&inner).await?;
+        tokio::spawn(dispatch::claimer(inner.clone()));
+        tokio::spawn(recovery::lease_keeper(inner.clone()));
+        tokio::spawn(recovery::reaper(inner.clone()));
+        Ok(RunService { inner })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.cfg.node_id
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.cfg.store
+    }
+
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.inner.cfg.bus
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.inner.cfg.pool
+    }
+
+    pub fn metrics(&self) -> &metrics::RunMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn active_runs(&self) -> usize {
+        self.inner.active.lock().map_or(0, |a| a.len())
+    }
+
+    /// The loaded package of a stored version (cached by digest).
+    pub fn package(&self, version: &AgentVersion) -> Result<Arc<AgentPackage>, RunError> {
+        package_of(&self.inner, version)
+    }
+
+    /// Validates the input, takes a concurrency slot, stores the run as `queued` and
+    /// hands it to this node's claimer.
+    pub async fn create(&self, new: NewRun) -> Result<RunRow, RunError> {
+        if !self.inner.accepting.load(Ordering::Acquire) {
+            return Err(RunError::ShuttingDown);
+        }
+        let package = self.package(&new.version)?;
+        package.validate_input(&new.input).map_err(|why| {
+            RunError::InputInvalid(format!(
+                "input does not match the agent's input schema: {why}"
+            ))
+        })?;
+        let id = new_id("run");
+        let limit = self.inner.cfg.concurrent_runs_per_app;
+        let decision = self
+            .inner
+            .cfg
+            .quotas
+            .acquire_slot(
+                &slot_key(&new.app_id),
+                &id,
+                limit,
+                self.inner.cfg.ceilings.wall() * 2 + self.inner.cfg.lease,
+            )
+            .await
+            .map_err(|e| RunError::Quota(e.to_string()))?;
+        if !decision.allowed {
+            return Err(RunError::Concurrency { limit, decision });
+        }
+        let row = RunRow {
+            id,
+            org_id: new.org_id,
+            app_id: new.app_id,
+            agent: new.version.name.clone(),
+            version: new.version.version.clone(),
+            end_user: new.end_user,
+            trigger: new.trigger,
+            status: "queued".into(),
+            input: new.input,
+            output: None,
+            error: None,
+            metadata: new.metadata,
+            usage: None,
+            attempt: 1,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+        };
+        self.inner.cfg.store.insert_run(&row).await?;
+        dispatch::try_start(&self.inner, &row.id).await;
+        Ok(row)
+    }
+
+    /// Cancels a run of this app: a queued run ends at once; a running one on this node
+    /// is aborted (its isolate terminated after the cancel grace).
+    pub async fn cancel(&self, app_id: &str, run_id: &str) -> Result<Option<RunRow>, RunError> {
+        let store = &self.inner.cfg.store;
+        let Some(row) = store.get_run(app_id, run_id).await? else {
+            return Ok(None);
+        };
+        match row.status.as_str() {
+            "queued" => {
+                let finish = dispatch::finish_record(
+                    "cancelled",
+                    None,
+                    Some(
+                        json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
+                    ),
+                    None,
+                );
+                if store.finish_run(run_id, &finish).await? {
+                    dispatch::after_finish(&self.inner, &row, &finish, None).await;
+                }
+            }
+            "running" => {
+                let canceller = self
+                    .inner
+                    .active
+                    .lock()
+                    .ok()
+                    .and_then(|a| a.get(run_id).cloned());
+                if let Some(canceller) = canceller {
+                    canceller.cancel();
+                }
+            }
+            _ => {}
+        }
+        Ok(store.get_run(app_id, run_id).await?)
+    }
+
+    /// Waits up to `timeout` for a run to finish; returns its latest record.
+    pub async fn wait(
+        &self,
+        app_id: &str,
+        run_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<RunRow>, RunError> {
+        let store = &self.inner.cfg.store;
+        // Subscribe first so an `end` published between the read and the wait is seen.
+        let mut live = self.inner.cfg.bus.subscribe(run_id).await.ok();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let Some(row) = store.get_run(app_id, run_id).await? else {
+                return Ok(None);
+            };
+            if is_final(&row.status) || tokio::time::Instant::now() >= deadline {
+                return Ok(Some(row));
+            }
+            let next = async {
+                match live.as_mut() {
+                    Some(stream) => {
+                        use futures::StreamExt;
+                        while let Some(event) = stream.next().await {
+                            if event.kind == "end" {
+                                return;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, next).await;
+        }
+    }
+
+    /// Stops taking runs; lets running ones finish for up to `grace`; then cancels the
+    /// rest (they end `cancelled`, reason `shutdown`), so nothing stays `running`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.accepting.store(false, Ordering::Release);
+        self.inner.stop.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while self.active_runs() > 0 {
+                let idle = self.inner.idle.notified();
+                if self.active_runs() == 0 {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), idle).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            let cancellers: Vec<RunCanceller> = self
+                .inner
+                .active
+                .lock()
+                .map(|a| a.values().cloned().collect())
+                .unwrap_or_default();
+            tracing::warn!(
+                runs = cancellers.len(),
+                "shutdown grace over: cancelling running runs"
+            );
+            dispatch::mark_shutdown(&self.inner);
+            for c in cancellers {
+                c.cancel();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while self.active_runs() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+        }
+    }
+}
+
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "timed_out" | "cancelled")
+}
+
+pub(crate) fn slot_key(app_id: &str) -> String {
+    format!("concurrent:app:{app_id}")
+}
+
+pub(crate) fn package_of(
+    inner: &Inner,
+    version: &AgentVersion,
+) -> Result<Arc<AgentPackage>, RunError> {
+    let key = format!("{}:{}", version.app_id, version.digest);
+    if let Some(p) = inner.packages.get(&key) {
+        return Ok(p);
+    }
+    let files: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(version.files.clone())
+            .map_err(|e| RunError::PackageInvalid(format!("stored files: {e}")))?;
+    let package =
+        AgentPackage::from_files(version.manifest.clone(), files, &PackageLimits::default())
+            .map_err(|e| RunError::PackageInvalid(e.to_string()))?;
+    let package = Arc::new(package);
+    inner.packages.insert(key, package.clone());
+    Ok(package)
+}

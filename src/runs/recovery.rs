@@ -1,0 +1,115 @@
+//! Leases: this node renews the leases of the runs it executes; the reaper finds runs
+//! whose node stopped renewing and fails them with `node_lost`, or retries them once when
+//! the agent's manifest sets `retry_on_node_lost`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::adapters::now_ms;
+use super::dispatch::{after_finish, finish_record};
+use super::{Inner, RunError};
+use crate::store::RunRow;
+
+pub(crate) async fn lease_keeper(inner: Arc<Inner>) {
+    let every = inner.cfg.lease / 3;
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        let ids: Vec<String> = inner
+            .active
+            .lock()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            let until = now_ms() + inner.cfg.lease.as_millis() as i64;
+            if let Err(e) = inner
+                .cfg
+                .store
+                .renew_leases(&inner.cfg.node_id, &ids, until)
+                .await
+            {
+                warn!(error = %e, "could not renew run leases");
+            }
+        }
+        if inner.stop.is_cancelled() && ids.is_empty() {
+            return;
+        }
+    }
+}
+
+pub(crate) async fn reaper(inner: Arc<Inner>) {
+    let every = (inner.cfg.lease / 2).max(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match inner.cfg.store.expired_runs(now_ms(), 100).await {
+            Ok(rows) => {
+                for row in rows {
+                    recover(&inner, row).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "looking for expired run leases failed"),
+        }
+    }
+}
+
+/// Runs this node held in a previous life (a stable `ATOLL_NODE_ID` restarted) are
+/// recovered at once instead of waiting for their leases to expire.
+pub(crate) async fn adopt_own_leftovers(inner: &Arc<Inner>) -> Result<(), RunError> {
+    for row in inner.cfg.store.runs_of_node(&inner.cfg.node_id).await? {
+        if row.status == "running" {
+            recover(inner, row).await;
+        }
+    }
+    Ok(())
+}
+
+async fn recover(inner: &Arc<Inner>, row: RunRow) {
+    let store = &inner.cfg.store;
+    let owner = row.lease_owner.clone().unwrap_or_default();
+    let retry = store
+        .get_agent_version(&row.app_id, &row.agent, &row.version)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| {
+            v.manifest
+                .get("retry_on_node_lost")
+                .and_then(|r| r.as_bool())
+        })
+        .unwrap_or(false);
+    if retry && row.attempt < 2 {
+        match store.requeue_run(&row.id, &owner, row.attempt + 1).await {
+            Ok(true) => {
+                info!(run = %row.id, lost_node = %owner, "node lost: run requeued for a second attempt");
+                inner.wake.notify_one();
+            }
+            Ok(false) => {}
+            Err(e) => warn!(run = %row.id, error = %e, "could not requeue a lost run"),
+        }
+        return;
+    }
+    let finish = finish_record(
+        "failed",
+        None,
+        Some(
+            json!({ "code": "node_lost", "message": format!("the node running this run ({owner}) stopped before it finished") }),
+        ),
+        None,
+    );
+    match store.finish_run(&row.id, &finish).await {
+        Ok(true) => {
+            info!(run = %row.id, lost_node = %owner, "node lost: run failed");
+            after_finish(inner, &row, &finish, None).await;
+        }
+        Ok(false) => {}
+        Err(e) => warn!(run = %row.id, error = %e, "could not fail a lost run"),
+    }
+}

@@ -1,0 +1,183 @@
+//! Assembling and running the server: storage, quotas, event bus, sandbox pool, run
+//! service and HTTP API, with graceful shutdown. Used by `atoll serve`, `atoll dev` and
+//! the tests (which start it in-process on port 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::broker::{AddressPolicy, HttpFetcher};
+use crate::bus::{EventBus, MemoryBus, RedisBus};
+use crate::config::ServeArgs;
+use crate::host::memory::{NoLlm, NoTools};
+use crate::quota::{MemoryQuotas, Quotas, RedisQuotas};
+use crate::runs::{RunService, RunServiceConfig};
+use crate::sandbox::{Pool, PoolConfig};
+use crate::store::{SqlStore, Store};
+
+/// A server listening on `addr` until `stop` is called.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, let runs finish up to the grace period, cancel
+    /// the rest, stop the pool.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("server task")?
+    }
+
+    /// Asks for shutdown without waiting (what SIGTERM does).
+    pub fn token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+pub async fn connect_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.database_url.is_none() {
+        std::fs::create_dir_all(&args.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                args.data_dir.display()
+            )
+        })?;
+    }
+    let url = args.database_url();
+    let store = SqlStore::connect(&url).await.with_context(|| {
+        format!(
+            "cannot open the database ({}); check DATABASE_URL",
+            redact(&url)
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((_, rest)) => format!("***@{rest}"),
+        None => url.to_owned(),
+    }
+}
+
+pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
+    let store = connect_store(&args).await?;
+    let (quotas, bus): (Arc<dyn Quotas>, Arc<dyn EventBus>) = match &args.redis_url {
+        Some(url) => (
+            Arc::new(
+                RedisQuotas::connect(url, &args.redis_prefix)
+                    .await
+                    .context("cannot reach Redis for quotas; check REDIS_URL")?,
+            ),
+            Arc::new(
+                RedisBus::connect(url, &args.redis_prefix)
+                    .await
+                    .context("cannot reach Redis for events; check REDIS_URL")?,
+            ),
+        ),
+        None => (Arc::new(MemoryQuotas::new()), Arc::new(MemoryBus::new())),
+    };
+    let pool = Pool::new(PoolConfig {
+        heap_mb: args.memory_mb,
+        ..PoolConfig::default()
+    })
+    .context("cannot start the sandbox pool")?;
+    let policy = AddressPolicy::parse(&args.allow_net)
+        .map_err(|e| anyhow::anyhow!("ATOLL_ALLOW_NET: {e}"))?;
+    let fetcher =
+        Arc::new(HttpFetcher::new(policy).map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?);
+    let node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| crate::runs::new_id("node"));
+    let ceilings = args.ceilings();
+    let runs = RunService::start(RunServiceConfig {
+        store: store.clone(),
+        bus,
+        quotas: quotas.clone(),
+        pool: pool.clone(),
+        fetcher,
+        tools: Arc::new(NoTools),
+        llm: Arc::new(NoLlm),
+        node_id: node_id.clone(),
+        ceilings: ceilings.clone(),
+        lease: Duration::from_millis(args.lease_ms),
+        concurrent_runs_per_app: args.concurrent_runs,
+        max_inflight: args.max_inflight,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the run service: {e}"))?;
+    let state = AppState::new(
+        store,
+        quotas,
+        runs.clone(),
+        args.admin_key.as_deref(),
+        ceilings,
+        ApiLimits {
+            requests_per_minute: args.rate_per_minute,
+            runs_per_minute: args.runs_per_minute,
+            cpu_ms_per_day: args.cpu_ms_per_day,
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another server running there? (ATOLL_LISTEN)",
+            args.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    info!(%addr, node = %node_id, "atoll listening");
+    let stop = CancellationToken::new();
+    let app = api::router(state.clone());
+    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
+        let served = serve.await;
+        info!("HTTP stopped; finishing runs");
+        runs.shutdown(grace).await;
+        tokio::task::spawn_blocking(move || pool.shutdown())
+            .await
+            .ok();
+        served.context("HTTP server")
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

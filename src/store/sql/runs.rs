@@ -1,0 +1,416 @@
+//! Runs and their leases, run events, usage totals.
+//!
+//! A run moves `queued → running → succeeded | failed | timed_out | cancelled`; every
+//! transition is one conditional `UPDATE`, so two nodes racing on the same run see exactly
+//! one of them win (the other's statement matches no row).
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::AnyPool;
+
+use super::util::{col, i32_col, json_col, json_text, keyset, limit, opt_json_col, opt_json_text};
+use super::Backend;
+use crate::store::{
+    Millis, Page, RunFilter, RunFinish, RunRow, StoreError, StoreResult, StoredEvent, UsageTotals,
+};
+
+macro_rules! run_columns {
+    () => {
+        "id, org_id, app_id, agent, version, end_user, trigger, status, input, output, error, \
+         metadata, usage, attempt, created_at, started_at, finished_at, lease_owner, \
+         lease_expires_at"
+    };
+}
+
+/// The statuses a run ends in.
+const FINAL_STATUSES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
+
+/// Most ids bound in one statement (well under both engines' parameter limits).
+const IDS_PER_STATEMENT: usize = 500;
+
+fn run_from_row(r: &AnyRow) -> StoreResult<RunRow> {
+    Ok(RunRow {
+        id: col(r, "id")?,
+        org_id: col(r, "org_id")?,
+        app_id: col(r, "app_id")?,
+        agent: col(r, "agent")?,
+        version: col(r, "version")?,
+        end_user: col(r, "end_user")?,
+        trigger: col(r, "trigger")?,
+        status: col(r, "status")?,
+        input: json_col(r, "input")?,
+        output: opt_json_col(r, "output")?,
+        error: opt_json_col(r, "error")?,
+        metadata: opt_json_col(r, "metadata")?,
+        usage: opt_json_col(r, "usage")?,
+        attempt: i32_col(r, "attempt")?,
+        created_at: col(r, "created_at")?,
+        started_at: col(r, "started_at")?,
+        finished_at: col(r, "finished_at")?,
+        lease_owner: col(r, "lease_owner")?,
+        lease_expires_at: col(r, "lease_expires_at")?,
+    })
+}
+
+fn runs_from_rows(rows: &[AnyRow]) -> StoreResult<Vec<RunRow>> {
+    rows.iter().map(run_from_row).collect()
+}
+
+/// The numbers of a run's `usage` document that [`usage`] adds up: cpu_ms, llm_tokens_in,
+/// llm_tokens_out, fetches (missing or non-numeric fields count as 0).
+fn usage_numbers(usage: Option<&Value>) -> (f64, i64, i64, i64) {
+    let field = |k: &str| usage.and_then(|u| u.get(k));
+    let int = |k: &str| {
+        field(k)
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            .unwrap_or(0)
+    };
+    let cpu = field("cpu_ms").and_then(Value::as_f64).unwrap_or(0.0);
+    (
+        cpu,
+        int("llm_tokens_in"),
+        int("llm_tokens_out"),
+        int("fetches"),
+    )
+}
+
+pub(super) async fn insert_run(pool: &AnyPool, run: &RunRow) -> StoreResult<()> {
+    let (cpu, tokens_in, tokens_out, fetches) = usage_numbers(run.usage.as_ref());
+    sqlx::query(
+        "INSERT INTO runs (id, org_id, app_id, agent, version, end_user, trigger, status, input,
+             output, error, metadata, usage, usage_cpu_ms, usage_llm_tokens_in,
+             usage_llm_tokens_out, usage_fetches, attempt, created_at, started_at, finished_at,
+             lease_owner, lease_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+             $18, $19, $20, $21, $22, $23)",
+    )
+    .bind(&run.id)
+    .bind(&run.org_id)
+    .bind(&run.app_id)
+    .bind(&run.agent)
+    .bind(&run.version)
+    .bind(&run.end_user)
+    .bind(&run.trigger)
+    .bind(&run.status)
+    .bind(json_text(&run.input))
+    .bind(opt_json_text(&run.output))
+    .bind(opt_json_text(&run.error))
+    .bind(opt_json_text(&run.metadata))
+    .bind(opt_json_text(&run.usage))
+    .bind(cpu)
+    .bind(tokens_in)
+    .bind(tokens_out)
+    .bind(fetches)
+    .bind(i64::from(run.attempt))
+    .bind(run.created_at)
+    .bind(run.started_at)
+    .bind(run.finished_at)
+    .bind(&run.lease_owner)
+    .bind(run.lease_expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get_run(pool: &AnyPool, app_id: &str, id: &str) -> StoreResult<Option<RunRow>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE app_id = $1 AND id = $2"
+    ))
+    .bind(app_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+pub(super) async fn list_runs(
+    pool: &AnyPool,
+    app_id: &str,
+    filter: &RunFilter,
+    page: &Page,
+) -> StoreResult<Vec<RunRow>> {
+    let (before_at, before_id) = keyset(page);
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs
+         WHERE app_id = $1
+           AND ($2 IS NULL OR agent = $2)
+           AND ($3 IS NULL OR status = $3)
+           AND ($4 IS NULL OR end_user = $4)
+           AND (created_at, id) < ($5, $6)
+         ORDER BY created_at DESC, id DESC
+         LIMIT $7"
+    ))
+    .bind(app_id)
+    .bind(&filter.agent)
+    .bind(&filter.status)
+    .bind(&filter.end_user)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit(page.limit))
+    .fetch_all(pool)
+    .await?;
+    runs_from_rows(&rows)
+}
+
+/// PostgreSQL locks the chosen rows and skips rows another node is claiming at the same
+/// moment; SQLite has one writer at a time, so the plain statement is already exclusive.
+pub(super) async fn claim_queued_runs(
+    pool: &AnyPool,
+    backend: Backend,
+    node: &str,
+    max: u32,
+    now: Millis,
+    lease_until: Millis,
+) -> StoreResult<Vec<RunRow>> {
+    let sql = match backend {
+        // The CTE is materialized so the locking subquery runs once: as a plain
+        // `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the planner may rescan it
+        // and claim more than n rows.
+        Backend::Postgres => concat!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM runs WHERE status = 'queued'
+                 ORDER BY created_at, id LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE runs
+             SET status = 'running', lease_owner = $1, lease_expires_at = $3,
+                 started_at = COALESCE(started_at, $2)
+             WHERE status = 'queued' AND id IN (SELECT id FROM picked)
+             RETURNING ",
+            run_columns!()
+        ),
+        Backend::Sqlite => concat!(
+            "UPDATE runs
+             SET status = 'running', lease_owner = $1, lease_expires_at = $3,
+                 started_at = COALESCE(started_at, $2)
+             WHERE status = 'queued' AND id IN (
+                 SELECT id FROM runs WHERE status = 'queued'
+                 ORDER BY created_at, id LIMIT $4)
+             RETURNING ",
+            run_columns!()
+        ),
+    };
+    let rows = sqlx::query(sql)
+        .bind(node)
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit(max))
+        .fetch_all(pool)
+        .await?;
+    let mut runs = runs_from_rows(&rows)?;
+    // RETURNING follows no ORDER BY: restore the queue order.
+    runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(runs)
+}
+
+pub(super) async fn claim_run(
+    pool: &AnyPool,
+    id: &str,
+    node: &str,
+    now: Millis,
+    lease_until: Millis,
+) -> StoreResult<Option<RunRow>> {
+    let row = sqlx::query(concat!(
+        "UPDATE runs
+         SET status = 'running', lease_owner = $2, lease_expires_at = $4,
+             started_at = COALESCE(started_at, $3)
+         WHERE id = $1 AND status = 'queued'
+         RETURNING ",
+        run_columns!()
+    ))
+    .bind(id)
+    .bind(node)
+    .bind(now)
+    .bind(lease_until)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+/// Only runs still `running` under `node` are extended; others are left alone.
+pub(super) async fn renew_leases(
+    pool: &AnyPool,
+    node: &str,
+    run_ids: &[String],
+    lease_until: Millis,
+) -> StoreResult<()> {
+    for chunk in run_ids.chunks(IDS_PER_STATEMENT) {
+        // Placeholders only ($3, $4, ...): the ids themselves are bound.
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE runs SET lease_expires_at = $1
+             WHERE lease_owner = $2 AND status = 'running' AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(lease_until).bind(node);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        query.execute(pool).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn expired_runs(
+    pool: &AnyPool,
+    now: Millis,
+    max: u32,
+) -> StoreResult<Vec<RunRow>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE status = 'running' AND lease_expires_at < $1
+         ORDER BY lease_expires_at, id LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit(max))
+    .fetch_all(pool)
+    .await?;
+    runs_from_rows(&rows)
+}
+
+pub(super) async fn requeue_run(
+    pool: &AnyPool,
+    id: &str,
+    expected_owner: &str,
+    attempt: i32,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE runs
+         SET status = 'queued', attempt = $3, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(expected_owner)
+    .bind(i64::from(attempt))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> StoreResult<bool> {
+    if !FINAL_STATUSES.contains(&f.status.as_str()) {
+        return Err(StoreError::Database(format!(
+            "finish_run: {:?} is not a final run status",
+            f.status
+        )));
+    }
+    let (cpu, tokens_in, tokens_out, fetches) = usage_numbers(f.usage.as_ref());
+    let done = sqlx::query(
+        "UPDATE runs
+         SET status = $2, output = $3, error = $4, usage = $5, finished_at = $6,
+             usage_cpu_ms = $7, usage_llm_tokens_in = $8, usage_llm_tokens_out = $9,
+             usage_fetches = $10, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(id)
+    .bind(&f.status)
+    .bind(opt_json_text(&f.output))
+    .bind(opt_json_text(&f.error))
+    .bind(opt_json_text(&f.usage))
+    .bind(f.finished_at)
+    .bind(cpu)
+    .bind(tokens_in)
+    .bind(tokens_out)
+    .bind(fetches)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn runs_of_node(pool: &AnyPool, node: &str) -> StoreResult<Vec<RunRow>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE lease_owner = $1 AND status IN ('queued', 'running')
+         ORDER BY created_at, id"
+    ))
+    .bind(node)
+    .fetch_all(pool)
+    .await?;
+    runs_from_rows(&rows)
+}
+
+pub(super) async fn queue_depth(pool: &AnyPool) -> StoreResult<i64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+        .fetch_one(pool)
+        .await?;
+    Ok(n)
+}
+
+pub(super) async fn append_event(pool: &AnyPool, e: &StoredEvent) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&e.run_id)
+    .bind(e.seq)
+    .bind(&e.kind)
+    .bind(json_text(&e.data))
+    .bind(e.created_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn events_after(
+    pool: &AnyPool,
+    run_id: &str,
+    after: i64,
+    max: u32,
+) -> StoreResult<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT run_id, seq, kind, data, created_at FROM run_events
+         WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(run_id)
+    .bind(after)
+    .bind(limit(max))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                run_id: col(r, "run_id")?,
+                seq: col(r, "seq")?,
+                kind: col(r, "kind")?,
+                data: json_col(r, "data")?,
+                created_at: col(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Totals over runs of the org (or one app) that finished at or after `since`.
+pub(super) async fn usage(
+    pool: &AnyPool,
+    org_id: &str,
+    app_id: Option<&str>,
+    since: Millis,
+) -> StoreResult<UsageTotals> {
+    // SUM of BIGINT is NUMERIC in PostgreSQL, which the Any driver cannot decode: cast back.
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS runs,
+                CAST(COALESCE(SUM(usage_cpu_ms), 0) AS DOUBLE PRECISION) AS cpu_ms,
+                CAST(COALESCE(SUM(usage_llm_tokens_in), 0) AS BIGINT) AS llm_tokens_in,
+                CAST(COALESCE(SUM(usage_llm_tokens_out), 0) AS BIGINT) AS llm_tokens_out,
+                CAST(COALESCE(SUM(usage_fetches), 0) AS BIGINT) AS fetches
+         FROM runs
+         WHERE org_id = $1 AND ($2 IS NULL OR app_id = $2)
+           AND finished_at IS NOT NULL AND finished_at >= $3",
+    )
+    .bind(org_id)
+    .bind(app_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    Ok(UsageTotals {
+        runs: col(&row, "runs")?,
+        cpu_ms: col(&row, "cpu_ms")?,
+        llm_tokens_in: col(&row, "llm_tokens_in")?,
+        llm_tokens_out: col(&row, "llm_tokens_out")?,
+        fetches: col(&row, "fetches")?,
+    })
+}
