@@ -54,6 +54,15 @@ pub struct ServeArgs {
     /// Concurrent runs per app.
     #[arg(long, env = "ATOLL_CONCURRENT_RUNS", default_value_t = 100)]
     pub concurrent_runs: u64,
+    /// Concurrent runs per end-user.
+    #[arg(long, env = "ATOLL_END_USER_CONCURRENT_RUNS", default_value_t = 10)]
+    pub end_user_concurrent_runs: u64,
+    /// Runs started per end-user per minute.
+    #[arg(long, env = "ATOLL_END_USER_RUNS_PER_MINUTE", default_value_t = 120)]
+    pub end_user_runs_per_minute: u64,
+    /// Runs started per org per minute (all its apps).
+    #[arg(long, env = "ATOLL_ORG_RUNS_PER_MINUTE", default_value_t = 10_000)]
+    pub org_runs_per_minute: u64,
     /// Runs started per app per minute.
     #[arg(long, env = "ATOLL_RUNS_PER_MINUTE", default_value_t = 1_000)]
     pub runs_per_minute: u64,

@@ -112,6 +112,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         ceilings: ceilings.clone(),
         lease: Duration::from_millis(args.lease_ms),
         concurrent_runs_per_app: args.concurrent_runs,
+        concurrent_runs_per_end_user: args.end_user_concurrent_runs,
         max_inflight: args.max_inflight,
     })
     .await
@@ -125,6 +126,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         ApiLimits {
             requests_per_minute: args.rate_per_minute,
             runs_per_minute: args.runs_per_minute,
+            org_runs_per_minute: args.org_runs_per_minute,
+            end_user_runs_per_minute: args.end_user_runs_per_minute,
             cpu_ms_per_day: args.cpu_ms_per_day,
             max_body_bytes: args.max_body_bytes,
         },

@@ -38,6 +38,8 @@ use error::ApiError;
 pub struct ApiLimits {
     pub requests_per_minute: u64,
     pub runs_per_minute: u64,
+    pub org_runs_per_minute: u64,
+    pub end_user_runs_per_minute: u64,
     pub cpu_ms_per_day: u64,
     pub max_body_bytes: usize,
 }

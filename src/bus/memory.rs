@@ -98,7 +98,8 @@ impl Drop for Live {
     }
 }
 
-/// Turns a receiver into the stream handed to callers; it ends rather than skip events.
+/// Turns a receiver into the stream handed to callers; it ends rather than skip events,
+/// and keeps answering `None` once ended.
 pub(crate) fn live_stream(
     run_id: &str,
     receiver: broadcast::Receiver<BusEvent>,
@@ -121,6 +122,8 @@ pub(crate) fn live_stream(
             Err(RecvError::Closed) => None,
         }
     })
+    // Fused: callers may poll again after the end (a bare unfold would panic).
+    .fuse()
     .boxed()
 }
 
@@ -163,10 +166,13 @@ impl EventBus for MemoryBus {
 
     async fn subscribe(&self, run_id: &str) -> Result<BoxStream<'static, BusEvent>, BusError> {
         let (receiver, _) = self.hub.join(run_id);
-        let hub = self.hub.clone();
+        // Weak, so dropping the bus drops the hub and ends its streams, as with Redis.
+        let hub = Arc::downgrade(&self.hub);
         let id = run_id.to_owned();
         Ok(live_stream(run_id, receiver, move || {
-            hub.leave_if_idle(&id);
+            if let Some(hub) = hub.upgrade() {
+                hub.leave_if_idle(&id);
+            }
         }))
     }
 }

@@ -5,7 +5,8 @@
 //! [`SUBSCRIBER_BUFFER`] events behind, or the node lost its Redis connection) — it never
 //! skips events silently. A caller that sees a stream end before the run's `end` event
 //! fills the gap from the store by `seq` and subscribes again (or closes the SSE response
-//! and lets the client resume with `Last-Event-ID`).
+//! and lets the client resume with `Last-Event-ID`). Dropping the last handle of a bus
+//! ends all its streams.
 //!
 //! Events of one run arrive in publish order as long as one task publishes that run's
 //! events and awaits each `publish` (a run lives on one node, so it does).
@@ -49,7 +50,8 @@ pub trait EventBus: Send + Sync {
     /// dropped (the store has it).
     async fn publish(&self, event: &BusEvent) -> Result<(), BusError>;
 
-    /// Live events of one run from now on (a stream that ends when dropped). Every event
+    /// Live events of one run from now on (a stream that ends when dropped; once it has
+    /// ended it keeps yielding `None`). Every event
     /// published after this returns is delivered, so subscribe first, then read the store
     /// and skip live events whose `seq` was already sent. (With Redis, an event published
     /// just before the call may also arrive; the `seq` check covers it.)

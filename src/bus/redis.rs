@@ -20,8 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 use super::memory::{live_stream, Hub};
 use super::{BusError, BusEvent, EventBus, SUBSCRIBER_BUFFER};
 
-/// How long a publish or (un)subscribe may wait for Redis.
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// Calls sit on the request path: while Redis is away each one waits for a single quick
+/// reconnect try (about two seconds at worst), then fails, instead of queueing behind the
+/// crate's default backoff of ten seconds or so.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
 
 /// Work for the control task, which alone subscribes and unsubscribes.
 enum Control {
@@ -57,12 +65,9 @@ impl RedisBus {
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
-
         let publisher =
-            ConnectionManager::new_with_config(Client::open(info.clone())?, config.clone()).await?;
+            ConnectionManager::new_with_config(Client::open(info.clone())?, manager_config())
+                .await?;
 
         let hub = Arc::new(Hub::new(SUBSCRIBER_BUFFER));
         let (control, requests) = mpsc::unbounded_channel();
@@ -74,7 +79,7 @@ impl RedisBus {
             control: control.downgrade(),
         };
         // No automatic resubscription: after a reconnect the hub starts empty too.
-        let config = config.set_push_sender(move |push| pushes.handle(push));
+        let config = manager_config().set_push_sender(move |push| pushes.handle(push));
         let client = Client::open(info.set_redis_settings(resp3))?;
         let subscriber = ConnectionManager::new_with_config(client, config).await?;
 
@@ -109,8 +114,9 @@ fn channel(prefix: &str, run_id: &str) -> String {
     format!("{prefix}:run:{run_id}")
 }
 
-/// Handles what the subscriber connection pushes; runs on the connection's reader, so it
-/// must not block.
+/// Handles what the subscriber connection pushes; must not block. The redis crate forwards
+/// pushes through a task of its own, so they can trail command replies: a message sent just
+/// before a leave and re-join of a run may reach the new subscriber (hence dedupe by seq).
 struct Pushes {
     hub: Arc<Hub>,
     channel_prefix: String,

@@ -66,6 +66,7 @@ suite!(
     dropping_one_subscriber_leaves_others,
     publish_without_subscribers_is_fine,
     resubscribing_right_after_leaving_works,
+    streams_end_when_the_bus_is_dropped,
 );
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -205,6 +206,14 @@ async fn resubscribing_right_after_leaving_works((publisher, subscriber): Nodes)
     }
 }
 
+async fn streams_end_when_the_bus_is_dropped((a, b): Nodes) {
+    let mut stream = b.subscribe("run_1").await.expect("subscribe");
+    drop(a);
+    drop(b);
+    assert_eq!(next(&mut stream).await, None);
+    assert_eq!(next(&mut stream).await, None, "an ended stream stays ended");
+}
+
 #[tokio::test]
 async fn memory_forgets_runs_when_last_subscriber_leaves() {
     let bus = MemoryBus::new();
@@ -226,6 +235,7 @@ async fn memory_ends_a_stream_that_falls_behind() {
     }
     // ending beats skipping: the caller refills from the store by seq
     assert_eq!(next(&mut stream).await, None);
+    assert_eq!(next(&mut stream).await, None, "an ended stream stays ended");
     assert_eq!(bus.open_runs(), 0);
 }
 

@@ -80,17 +80,22 @@ struct Scripts {
     acquire: Script,
 }
 
-/// How long one quota call may wait for Redis; they sit on the request path.
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// Calls sit on the request path: while Redis is away each one waits for a single quick
+/// reconnect try (about two seconds at worst), then fails, instead of queueing behind the
+/// crate's default backoff of ten seconds or so.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
 
 impl RedisQuotas {
     /// Connects to `url`; every key is put under `prefix` (`<prefix>:rate:<key>`,
     /// `<prefix>:budget:<key>`, `<prefix>:slots:<key>`).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QuotaError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
-        let conn = ConnectionManager::new_with_config(Client::open(url)?, config).await?;
+        let conn = ConnectionManager::new_with_config(Client::open(url)?, manager_config()).await?;
         Ok(RedisQuotas {
             conn,
             prefix: prefix.into(),

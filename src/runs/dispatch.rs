@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::adapters::{now_ms, StoreMemory};
-use super::{package_of, slot_key, Inner};
+use super::{end_user_slot_key, package_of, slot_key, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::sandbox::{PoolError, RunGrant, RunOutcome, RunRequest};
 use crate::store::{RunFinish, RunRow};
@@ -234,6 +234,10 @@ pub(crate) async fn after_finish(
         .quotas
         .release_slot(&slot_key(&row.app_id), &row.id)
         .await;
+    if let Some(end_user) = &row.end_user {
+        let key = end_user_slot_key(&row.app_id, end_user);
+        let _ = cfg.quotas.release_slot(&key, &row.id).await;
+    }
     if outcome.is_some() {
         inner.sink.release_end(&row.id);
     } else {

@@ -43,6 +43,8 @@ pub struct RunServiceConfig {
     pub lease: Duration,
     /// Concurrent runs per app (a quota slot is held while a run is queued or running).
     pub concurrent_runs_per_app: u64,
+    /// Concurrent runs per end-user of an app.
+    pub concurrent_runs_per_end_user: u64,
     /// Runs this node executes at once.
     pub max_inflight: usize,
 }
@@ -53,8 +55,9 @@ pub enum RunError {
     InputInvalid(String),
     #[error("the agent version does not load: {0}")]
     PackageInvalid(String),
-    #[error("too many concurrent runs for this app (limit {limit})")]
+    #[error("too many concurrent runs for this {who} (limit {limit})")]
     Concurrency {
+        who: &'static str,
         limit: u64,
         decision: crate::quota::Decision,
     },
@@ -166,21 +169,36 @@ impl RunService {
             ))
         })?;
         let id = new_id("run");
+        let ttl = self.inner.cfg.ceilings.wall() * 2 + self.inner.cfg.lease;
+        let quotas = &self.inner.cfg.quotas;
+        let quota_err = |e: crate::quota::QuotaError| RunError::Quota(e.to_string());
         let limit = self.inner.cfg.concurrent_runs_per_app;
-        let decision = self
-            .inner
-            .cfg
-            .quotas
-            .acquire_slot(
-                &slot_key(&new.app_id),
-                &id,
-                limit,
-                self.inner.cfg.ceilings.wall() * 2 + self.inner.cfg.lease,
-            )
+        let decision = quotas
+            .acquire_slot(&slot_key(&new.app_id), &id, limit, ttl)
             .await
-            .map_err(|e| RunError::Quota(e.to_string()))?;
+            .map_err(quota_err)?;
         if !decision.allowed {
-            return Err(RunError::Concurrency { limit, decision });
+            return Err(RunError::Concurrency {
+                who: "app",
+                limit,
+                decision,
+            });
+        }
+        if let Some(end_user) = &new.end_user {
+            let limit = self.inner.cfg.concurrent_runs_per_end_user;
+            let key = end_user_slot_key(&new.app_id, end_user);
+            let decision = quotas
+                .acquire_slot(&key, &id, limit, ttl)
+                .await
+                .map_err(quota_err)?;
+            if !decision.allowed {
+                let _ = quotas.release_slot(&slot_key(&new.app_id), &id).await;
+                return Err(RunError::Concurrency {
+                    who: "end-user",
+                    limit,
+                    decision,
+                });
+            }
         }
         let row = RunRow {
             id,
@@ -327,6 +345,10 @@ pub fn is_final(status: &str) -> bool {
 
 pub(crate) fn slot_key(app_id: &str) -> String {
     format!("concurrent:app:{app_id}")
+}
+
+pub(crate) fn end_user_slot_key(app_id: &str, end_user: &str) -> String {
+    format!("concurrent:eu:{app_id}:{end_user}")
 }
 
 pub(crate) fn package_of(

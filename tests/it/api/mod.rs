@@ -4,6 +4,7 @@
 
 mod errors;
 mod lifecycle;
+mod quotas;
 mod recovery;
 mod tenancy;
 
@@ -62,6 +63,9 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         allow_net: vec![],
         shutdown_grace_ms: 2_000,
         rate_per_minute: 10_000,
+        end_user_concurrent_runs: 10,
+        end_user_runs_per_minute: 10_000,
+        org_runs_per_minute: 10_000_000,
         concurrent_runs: 100,
         runs_per_minute: 10_000,
         cpu_ms_per_day: 3_600_000,

@@ -1,0 +1,249 @@
+//! End-to-end benchmark (`cargo bench --bench http`): trivial runs through the HTTP API
+//! (`POST ...?wait=10`) with SQLite, and with PostgreSQL when `ATOLL_BENCH_DATABASE_URL`
+//! is set, compared in the same process with the sandbox pool's own throughput and
+//! latency. Prints a table; asserts nothing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atoll::broker::{AddressPolicy, HttpFetcher};
+use atoll::config::ServeArgs;
+use atoll::host::memory::{DiscardEvents, InMemoryMemory, NoLlm, NoTools};
+use atoll::host::{HostServices, Tenant};
+use atoll::package::{AgentPackage, PackageLimits};
+use atoll::sandbox::{Limits, Pool, PoolConfig, RunGrant, RunRequest};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "atl_bench_admin_key_000000000";
+const SOURCE: &str = "export default async (input) => input.n;";
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url,
+        redis_url: std::env::var("ATOLL_BENCH_REDIS_URL").ok(),
+        redis_prefix: format!("bench{}", uuid::Uuid::new_v4().simple()),
+        data_dir: dir.to_path_buf(),
+        admin_key: Some(ADMIN.into()),
+        master_key: None,
+        node_id: None,
+        timeout_ms: 60_000,
+        cpu_ms: 2_000,
+        memory_mb: 64,
+        allow_net: vec![],
+        shutdown_grace_ms: 1_000,
+        rate_per_minute: 10_000_000,
+        end_user_concurrent_runs: 10,
+        end_user_runs_per_minute: 10_000,
+        org_runs_per_minute: 10_000_000,
+        concurrent_runs: 100_000,
+        runs_per_minute: 10_000_000,
+        cpu_ms_per_day: u64::MAX / 4,
+        lease_ms: 30_000,
+        max_inflight: 2_000,
+        max_body_bytes: 6 << 20,
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
+    let r = http
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    r.json().await.expect("json")
+}
+
+/// (runs/s with `lanes` concurrent clients, p50 ms, p99 ms sequential).
+async fn http_bench(
+    label: &str,
+    database_url: Option<String>,
+    secs: f64,
+    lanes: usize,
+) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = atoll::server::start(args(dir.path(), database_url))
+        .await
+        .expect("server");
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let org = post(
+        &http,
+        &format!("{base}/v1/orgs"),
+        ADMIN,
+        json!({ "name": "bench" }),
+    )
+    .await;
+    let org_key = org["key"]["secret"].as_str().expect("org key").to_owned();
+    let app = post(
+        &http,
+        &format!("{base}/v1/apps"),
+        &org_key,
+        json!({ "name": "bench" }),
+    )
+    .await;
+    let key = post(
+        &http,
+        &format!("{base}/v1/api-keys"),
+        &org_key,
+        json!({ "name": "k", "kind": "app", "app_id": app["id"] }),
+    )
+    .await;
+    let key = key["secret"].as_str().expect("key").to_owned();
+    let upload = json!({ "manifest": { "name": "@bench/trivial", "version": "1.0.0" }, "files": { "main.js": SOURCE } });
+    let r = http
+        .put(format!("{base}/v1/agents/bench/trivial/versions/1.0.0"))
+        .bearer_auth(&key)
+        .json(&upload)
+        .send()
+        .await
+        .expect("upload");
+    assert!(r.status().is_success());
+    let url = format!("{base}/v1/agents/bench/trivial/runs?wait=10");
+
+    // Latency: one client, one run at a time, pausing so blank isolates are ready.
+    let mut latencies = Vec::new();
+    for n in 0..200 {
+        let t0 = Instant::now();
+        let run = post(&http, &url, &key, json!({ "input": { "n": n } })).await;
+        latencies.push(t0.elapsed());
+        assert_eq!(run["status"], "succeeded", "{run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+
+    // Throughput: `lanes` clients in a closed loop.
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let (http, url, key, done) = (http.clone(), url.clone(), key.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = lane as u64 * 1_000_000;
+            while Instant::now() < deadline {
+                n += 1;
+                let run = post(&http, &url, &key, json!({ "input": { "n": n } })).await;
+                if run["status"] == "succeeded" {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("lane");
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    server.stop().await.expect("stop");
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!(
+        "{label}: {rate:.0} runs/s ({lanes} clients); latency p50 {p50:.2} ms, p99 {p99:.2} ms"
+    );
+    (rate, p50, p99)
+}
+
+/// The pool alone, same agent: (runs/s, p50 ms, p99 ms).
+async fn pool_bench(secs: f64, lanes: usize) -> (f64, f64, f64) {
+    let pool = Pool::new(PoolConfig::default()).expect("pool");
+    let manifest = json!({ "name": "@bench/trivial", "version": "1.0.0" });
+    let files = BTreeMap::from([("main.js".to_owned(), SOURCE.to_owned())]);
+    let pkg = Arc::new(
+        AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"),
+    );
+    let services = HostServices {
+        memory: Arc::new(InMemoryMemory::default()),
+        tools: Arc::new(NoTools),
+        llm: Arc::new(NoLlm),
+        fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
+        events: Arc::new(DiscardEvents),
+    };
+    let request = move |n: u64| RunRequest {
+        run_id: format!("run_{n}"),
+        package: pkg.clone(),
+        tenant: Tenant {
+            org_id: "o".into(),
+            app_id: "a".into(),
+            end_user: None,
+        },
+        input: json!({ "n": n }),
+        state: None,
+        grant: RunGrant::from_manifest(&pkg.manifest, &Limits::default()),
+        services: services.clone(),
+        trigger: "bench".into(),
+        attempt: 1,
+        events_before: 0,
+    };
+    let request = Arc::new(request);
+    let mut latencies = Vec::new();
+    for n in 0..200 {
+        let t0 = Instant::now();
+        let o = pool.submit(request(n)).expect("submit").outcome().await;
+        latencies.push(t0.elapsed());
+        assert!(o.succeeded());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let (pool, request, done) = (pool.clone(), request.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = lane as u64 * 1_000_000;
+            while Instant::now() < deadline {
+                n += 1;
+                if let Ok(h) = pool.submit(request(n)) {
+                    if h.outcome().await.succeeded() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("lane");
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    pool.shutdown();
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!("pool alone: {rate:.0} runs/s ({lanes} submitters); latency p50 {p50:.2} ms, p99 {p99:.2} ms");
+    (rate, p50, p99)
+}
+
+fn main() {
+    let secs: f64 = std::env::var("ATOLL_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
+    let lanes = 32;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let pool = pool_bench(secs, lanes).await;
+        let mut rows = vec![("sqlite", http_bench("HTTP + SQLite", None, secs, lanes).await)];
+        if let Ok(url) = std::env::var("ATOLL_BENCH_DATABASE_URL") {
+            rows.push(("postgres", http_bench("HTTP + PostgreSQL", Some(url), secs, lanes).await));
+        }
+        for (label, (rate, p50, p99)) in rows {
+            println!(
+                "{label}: throughput ratio to the pool {:.2}; added latency p50 {:+.2} ms, p99 {:+.2} ms",
+                rate / pool.0,
+                p50 - pool.1,
+                p99 - pool.2
+            );
+        }
+    });
+}

@@ -1,0 +1,95 @@
+//! Per-end-user concurrency and graceful shutdown.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::{args_for, wait_final, TestApi};
+
+async fn deploy_sleeper(api: &TestApi, key: &str, ms: u64) {
+    let manifest = json!({ "name": "@t/sleeper", "version": "1.0.0" });
+    let files = json!({ "main.js": format!("export default async () => {{ await new Promise((r) => setTimeout(r, {ms})); return 'slept'; }};") });
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/agents/t/sleeper/versions/1.0.0",
+            key,
+            Some(json!({ "manifest": manifest, "files": files })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn an_end_user_over_its_concurrency_gets_429_others_do_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = args_for(dir.path()).await;
+    args.end_user_concurrent_runs = 1;
+    let api = TestApi::start_with(args, dir).await;
+    let (_org, _app, key) = api.tenant().await;
+    deploy_sleeper(&api, &key, 1500).await;
+    let start = |user: &'static str| {
+        api.req(Method::POST, "/v1/agents/t/sleeper/runs", &key)
+            .header("x-atoll-end-user", user)
+            .json(&json!({}))
+            .send()
+    };
+    let first = start("alice").await.expect("send");
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: serde_json::Value = first.json().await.expect("json");
+    let second = start("alice").await.expect("send");
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.headers().contains_key("retry-after"));
+    let other = start("bob").await.expect("send");
+    assert_eq!(
+        other.status(),
+        StatusCode::ACCEPTED,
+        "another end-user is not affected"
+    );
+    // When alice's run ends her slot is free again.
+    wait_final(&api, &key, first["id"].as_str().expect("id")).await;
+    let again = start("alice").await.expect("send");
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_short_runs_finish_and_cancels_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = args_for(dir.path()).await;
+    args.shutdown_grace_ms = 300;
+    let api = TestApi::start_with(args, dir).await;
+    let (_org, _app, key) = api.tenant().await;
+    deploy_sleeper(&api, &key, 30_000).await;
+    let (_, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/t/sleeper/runs",
+            &key,
+            Some(json!({})),
+        )
+        .await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    for _ in 0..100 {
+        let (_, r) = api
+            .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
+            .await;
+        if r["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let state = api.server.as_ref().expect("server").state.clone();
+    api.stop().await;
+    let row = state
+        .store
+        .get_run(run["app_id"].as_str().expect("app"), &id)
+        .await
+        .expect("store")
+        .expect("run");
+    assert_eq!(row.status, "cancelled", "{row:?}");
+    assert_eq!(
+        row.error.as_ref().and_then(|e| e["reason"].as_str()),
+        Some("shutdown"),
+        "{row:?}"
+    );
+}
