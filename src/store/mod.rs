@@ -205,6 +205,30 @@ pub enum IdempotencyBegin {
     Mismatch,
 }
 
+/// A connection: `public` is what GET shows (type, hosts, provider, fingerprint...);
+/// `sealed` is the secret, encrypted by the server before it gets here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionRow {
+    pub app_id: String,
+    pub name: String,
+    /// Empty for the app's own connection; an end-user's external id for theirs.
+    pub end_user: String,
+    pub public: Value,
+    pub sealed: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// An HTTP tool: `spec` holds description, schemas, method, URL and connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRow {
+    pub app_id: String,
+    pub name: String,
+    pub spec: Value,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageTotals {
     pub runs: i64,
@@ -392,4 +416,15 @@ pub trait Store: Send + Sync {
         app_id: Option<&str>,
         since: Millis,
     ) -> StoreResult<UsageTotals>;
+
+    /// Creates or replaces a connection of an app (or of one of its end-users).
+    async fn put_connection(&self, connection: &ConnectionRow) -> StoreResult<()>;
+    async fn get_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<Option<ConnectionRow>>;
+    async fn list_connections(&self, app_id: &str) -> StoreResult<Vec<ConnectionRow>>;
+    async fn delete_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<bool>;
+
+    async fn put_tool(&self, tool: &ToolRow) -> StoreResult<()>;
+    async fn get_tool(&self, app_id: &str, name: &str) -> StoreResult<Option<ToolRow>>;
+    async fn list_tools(&self, app_id: &str) -> StoreResult<Vec<ToolRow>>;
+    async fn delete_tool(&self, app_id: &str, name: &str) -> StoreResult<bool>;
 }

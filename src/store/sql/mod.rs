@@ -20,6 +20,7 @@
 //! - `util`: error mapping, column reads, keyset bounds.
 
 mod agents;
+mod broker;
 mod kv;
 mod runs;
 mod tenants;
@@ -410,6 +411,31 @@ impl Store for SqlStore {
         since: Millis,
     ) -> StoreResult<UsageTotals> {
         runs::usage(&self.pool, org_id, app_id, since).await
+    }
+
+    async fn put_connection(&self, connection: &ConnectionRow) -> StoreResult<()> {
+        broker::put_connection(&self.pool, connection).await
+    }
+    async fn get_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<Option<ConnectionRow>> {
+        broker::get_connection(&self.pool, app_id, name, end_user).await
+    }
+    async fn list_connections(&self, app_id: &str) -> StoreResult<Vec<ConnectionRow>> {
+        broker::list_connections(&self.pool, app_id).await
+    }
+    async fn delete_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<bool> {
+        broker::delete_connection(&self.pool, app_id, name, end_user).await
+    }
+    async fn put_tool(&self, tool: &ToolRow) -> StoreResult<()> {
+        broker::put_tool(&self.pool, tool).await
+    }
+    async fn get_tool(&self, app_id: &str, name: &str) -> StoreResult<Option<ToolRow>> {
+        broker::get_tool(&self.pool, app_id, name).await
+    }
+    async fn list_tools(&self, app_id: &str) -> StoreResult<Vec<ToolRow>> {
+        broker::list_tools(&self.pool, app_id).await
+    }
+    async fn delete_tool(&self, app_id: &str, name: &str) -> StoreResult<bool> {
+        broker::delete_tool(&self.pool, app_id, name).await
     }
 }
 

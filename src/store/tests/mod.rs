@@ -9,6 +9,7 @@
 //! - `events`: run events, usage totals.
 //! - `data`: agents and versions, state, memory, idempotency, corrupt rows.
 
+mod broker;
 mod data;
 mod events;
 mod runs;
@@ -162,6 +163,7 @@ suite!(
     data::idempotency_begin_race,
     data::concurrent_writers,
     data::corrupt_rows_are_reported,
+    broker::connections_and_tools,
 );
 
 /// Two stores on one database (two nodes) claiming the same queue.
