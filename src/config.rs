@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// How long a node's claim on a running run lasts without renewal, ms.
     #[arg(long, env = "ATOLL_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
+    /// LLM tokens (input + output) per app per day.
+    #[arg(long, env = "ATOLL_LLM_TOKENS_PER_DAY", default_value_t = 10_000_000)]
+    pub llm_tokens_per_day: u64,
     /// Largest request body, bytes (package uploads included).
     #[arg(long, env = "ATOLL_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -8,6 +8,7 @@
 //!   capability, the limit enforcer and its watchdog.
 //! - [`host`]: what the sandbox asks of the rest of the system (memory, tools, LLMs,
 //!   fetch, events) as small traits, with in-memory implementations.
+//! - [`llm`]: LLM providers (OpenAI-compatible, Anthropic) with streaming and retries.
 //! - [`broker`]: outbound HTTP on behalf of agents — host allow-lists, address
 //!   classification, DNS pinning, redirects, size caps.
 //! - [`store`]: persistence (PostgreSQL or embedded SQLite) behind one trait.
@@ -25,6 +26,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod host;
+pub mod llm;
 pub mod package;
 pub mod quota;
 pub mod runs;

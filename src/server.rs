@@ -12,10 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{self, ApiLimits, AppState};
-use crate::broker::{AddressPolicy, HttpFetcher};
+use crate::broker::oauth::TokenCache;
+use crate::broker::secrets::MasterKeys;
+use crate::broker::tools::HttpTools;
+use crate::broker::{AddressPolicy, BrokeredFetcher, HttpFetcher};
 use crate::bus::{EventBus, MemoryBus, RedisBus};
 use crate::config::ServeArgs;
-use crate::host::memory::{NoLlm, NoTools};
+use crate::llm::host::ProviderLlm;
+use crate::llm::LlmHttp;
 use crate::quota::{MemoryQuotas, Quotas, RedisQuotas};
 use crate::runs::{RunService, RunServiceConfig};
 use crate::sandbox::{Pool, PoolConfig};
@@ -93,8 +97,39 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     .context("cannot start the sandbox pool")?;
     let policy = AddressPolicy::parse(&args.allow_net)
         .map_err(|e| anyhow::anyhow!("ATOLL_ALLOW_NET: {e}"))?;
-    let fetcher =
-        Arc::new(HttpFetcher::new(policy).map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?);
+    let http = Arc::new(
+        HttpFetcher::new(policy.clone()).map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
+    );
+    let master_keys = match &args.master_key {
+        Some(spec) => Some(Arc::new(MasterKeys::parse(spec).map_err(|e| {
+            anyhow::anyhow!(
+                "ATOLL_MASTER_KEY: {e}; give 64 hex characters (or id:hex,... to rotate)"
+            )
+        })?)),
+        None => {
+            tracing::warn!(
+                "ATOLL_MASTER_KEY is not set: connections (stored credentials) are disabled"
+            );
+            None
+        }
+    };
+    let fetcher = Arc::new(BrokeredFetcher {
+        store: store.clone(),
+        keys: master_keys.clone(),
+        tokens: Arc::new(TokenCache::new()),
+        http,
+    });
+    let tools = Arc::new(HttpTools {
+        store: store.clone(),
+        fetcher: fetcher.clone(),
+    });
+    let llm = Arc::new(ProviderLlm {
+        fetcher: fetcher.clone(),
+        tools: tools.clone(),
+        http: LlmHttp::new(policy).map_err(|e| anyhow::anyhow!("LLM client: {e}"))?,
+        quotas: quotas.clone(),
+        tokens_per_day: args.llm_tokens_per_day,
+    });
     let node_id = args
         .node_id
         .clone()
@@ -105,9 +140,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         bus,
         quotas: quotas.clone(),
         pool: pool.clone(),
-        fetcher,
-        tools: Arc::new(NoTools),
-        llm: Arc::new(NoLlm),
+        fetcher: fetcher.clone(),
+        tools,
+        llm,
         node_id: node_id.clone(),
         ceilings: ceilings.clone(),
         lease: Duration::from_millis(args.lease_ms),
@@ -122,6 +157,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         quotas,
         runs.clone(),
         args.admin_key.as_deref(),
+        master_keys,
         ceilings,
         ApiLimits {
             requests_per_minute: args.rate_per_minute,

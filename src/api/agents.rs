@@ -128,6 +128,9 @@ async fn upload(
         }
     };
     if status == StatusCode::CREATED {
+        state
+            .latest_versions
+            .invalidate(&(app_id.clone(), full_name.clone()));
         audit::record(
             &state,
             &caller,
@@ -166,6 +169,22 @@ async fn list_agents(
 
 /// The highest semver version of an agent, if it has any.
 pub async fn latest_version(
+    state: &AppState,
+    app_id: &str,
+    name: &str,
+) -> ApiResult<Option<AgentVersion>> {
+    let key = (app_id.to_owned(), name.to_owned());
+    if let Some(v) = state.latest_versions.get(&key) {
+        return Ok(Some(v));
+    }
+    let latest = latest_uncached(state, app_id, name).await?;
+    if let Some(v) = &latest {
+        state.latest_versions.insert(key, v.clone());
+    }
+    Ok(latest)
+}
+
+async fn latest_uncached(
     state: &AppState,
     app_id: &str,
     name: &str,

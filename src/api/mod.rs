@@ -12,10 +12,12 @@ mod page;
 mod agents;
 mod apps;
 mod audit;
+mod connections;
 mod keys;
 mod memory;
 mod orgs;
 mod runs;
+mod tools;
 mod usage;
 
 use std::sync::Arc;
@@ -49,10 +51,15 @@ pub struct Inner {
     pub quotas: Arc<dyn Quotas>,
     pub runs: RunService,
     pub admin_key_hash: Option<String>,
+    /// Seals connection secrets; None when the operator set no `ATOLL_MASTER_KEY`.
+    pub master_keys: Option<Arc<crate::broker::secrets::MasterKeys>>,
     pub ceilings: Limits,
     pub limits: ApiLimits,
     pub started: Instant,
     pub metrics: ops::Metrics,
+    /// The latest version of each agent, briefly cached: resolving it reads every
+    /// version; uploads on this node invalidate it, other nodes see them within the TTL.
+    pub latest_versions: moka::sync::Cache<(String, String), crate::store::AgentVersion>,
 }
 
 /// The one state every handler gets: cheap handles only.
@@ -72,6 +79,7 @@ impl AppState {
         quotas: Arc<dyn Quotas>,
         runs: RunService,
         admin_key: Option<&str>,
+        master_keys: Option<Arc<crate::broker::secrets::MasterKeys>>,
         ceilings: Limits,
         limits: ApiLimits,
     ) -> AppState {
@@ -80,10 +88,15 @@ impl AppState {
             quotas,
             runs,
             admin_key_hash: admin_key.map(auth::hash_secret),
+            master_keys,
             ceilings,
             limits,
             started: Instant::now(),
             metrics: ops::Metrics::default(),
+            latest_versions: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(5))
+                .build(),
         }))
     }
 }
@@ -99,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::router())
         .merge(runs::router())
         .merge(memory::router())
+        .merge(connections::router())
+        .merge(tools::router())
         .merge(audit::router())
         .merge(usage::router())
         .layer(axum::middleware::from_fn_with_state(

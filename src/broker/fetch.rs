@@ -77,6 +77,10 @@ pub enum FetchError {
     /// Never carries request headers, query strings or bodies.
     #[error("network error: {0}")]
     Network(String),
+    /// A refusal of the credential broker (connection missing, host not covered, ...),
+    /// with its own code.
+    #[error("{message}")]
+    Connection { code: &'static str, message: String },
 }
 
 impl FetchError {
@@ -88,6 +92,7 @@ impl FetchError {
             FetchError::TooLarge { .. } => "fetch_limit",
             FetchError::Timeout => "fetch_timeout",
             FetchError::Network(_) => "fetch_network",
+            FetchError::Connection { code, .. } => code,
         }
     }
 }
@@ -117,15 +122,8 @@ impl HttpFetcher {
     /// Like `new` with another name lookup (tests map names to loopback with it).
     pub fn with_lookup(policy: AddressPolicy, lookup: Arc<dyn Lookup>) -> Result<Self, FetchError> {
         let policy = Arc::new(policy);
-        let resolver = PolicyResolver::new(policy.clone(), lookup);
-        let client = reqwest::Client::builder()
-            // Redirects are followed here, each hop re-checked.
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the target itself, past the address policy.
-            .no_proxy()
-            .dns_resolver(Arc::new(resolver))
-            .retry(reqwest::retry::never())
-            .user_agent(concat!("atoll/", env!("CARGO_PKG_VERSION")))
+        // Redirects are followed here, each hop re-checked.
+        let client = checked_client_builder(policy.clone(), lookup)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| FetchError::Network(format!("cannot build the HTTP client: {e}")))?;
@@ -206,6 +204,23 @@ impl HttpFetcher {
     }
 }
 
+/// A reqwest client builder whose connections obey `policy`: names resolve only to
+/// permitted addresses, redirects are not followed, no proxy, no retries. Shared with the
+/// LLM client. IP-literal hosts skip the resolver: check them with [`fixed_addrs`] and
+/// [`permitted`] before sending.
+pub fn checked_client_builder(
+    policy: Arc<AddressPolicy>,
+    lookup: Arc<dyn Lookup>,
+) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the target itself, past the address policy.
+        .no_proxy()
+        .dns_resolver(Arc::new(PolicyResolver::new(policy, lookup)))
+        .retry(reqwest::retry::never())
+        .user_agent(concat!("atoll/", env!("CARGO_PKG_VERSION")))
+}
+
 /// The next URL when `resp` is a redirect with a Location; `None` when it is the answer.
 fn redirect_target(resp: &reqwest::Response, current: &Url) -> Result<Option<Url>, FetchError> {
     if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
@@ -275,7 +290,7 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 /// Turns a reqwest error into ours: a refusal from our resolver stays a refusal; the rest
 /// becomes a message built from the error chain, without the URL (it may carry secrets in
 /// its query) and without headers (reqwest never puts them in errors).
-fn map_error(err: reqwest::Error, host: &str) -> FetchError {
+pub(crate) fn map_error(err: reqwest::Error, host: &str) -> FetchError {
     let mut source = err.source();
     while let Some(e) = source {
         if let Some(refused) = e.downcast_ref::<Refused>() {

@@ -6,19 +6,30 @@
 //! - `resolve`: the DNS resolver that hands only permitted addresses to the connector.
 //! - `request`: checks on the agent's request and the redirect rewrite rules.
 //! - `fetch`: [`HttpFetcher`], which ties them together with limits and redirects.
-//! - `agent`: [`HttpFetcher`] as the sandbox's `Fetcher`.
+//! - `agent`: [`HttpFetcher`] as the sandbox's `Fetcher` (no connections).
+//! - `brokered`: the server's `Fetcher` — connections looked up, opened and injected.
+//! - `tools`: HTTP tools and their invoker.
+//! - `secrets`: sealing secrets at rest under rotating master keys ([`secrets::MasterKeys`]).
+//! - `connection`: the connection model, its public view and credential injection.
+//! - `oauth`: OAuth2 client-credentials tokens, cached ([`oauth::TokenCache`]).
 
 pub mod addr;
 mod agent;
+pub mod brokered;
+pub mod connection;
 pub mod fetch;
 pub mod host;
+pub mod oauth;
 mod request;
 pub mod resolve;
+pub mod secrets;
+pub mod tools;
 
 #[cfg(test)]
 mod testutil;
 
 pub use addr::{classify, AddressClass, AddressPolicy, BadCidr};
+pub use brokered::{connection_aad, BrokeredFetcher, Provider};
 pub use fetch::{FetchError, FetchLimits, FetchRequest, FetchResponse, HttpFetcher};
 pub use host::host_allowed;
 pub use resolve::{Lookup, SystemLookup};

@@ -39,6 +39,8 @@ pub struct DevArgs {
 #[derive(Serialize, Deserialize)]
 struct DevTenant {
     admin_key: String,
+    #[serde(default)]
+    master_key: Option<String>,
     org_id: String,
     app_id: String,
     app_key: String,
@@ -60,12 +62,18 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
             None => new_secret().map_err(|e| anyhow::anyhow!("{e}"))?,
         };
         args.serve.admin_key = Some(admin_key.clone());
+        let master_key = match existing.as_ref().and_then(|t| t.master_key.clone()) {
+            Some(k) => k,
+            None => random_hex(32)?,
+        };
+        args.serve.master_key = Some(master_key.clone());
         let server = server::start(args.serve.clone()).await?;
         let store = server.state.store.clone();
         let tenant = match existing {
             Some(t) => t,
             None => {
-                let t = create_tenant(store.as_ref(), admin_key).await?;
+                let mut t = create_tenant(store.as_ref(), admin_key).await?;
+                t.master_key = Some(master_key);
                 std::fs::write(&tenant_file, serde_json::to_string_pretty(&t)?)
                     .with_context(|| format!("cannot write {}", tenant_file.display()))?;
                 t
@@ -123,6 +131,7 @@ async fn create_tenant(store: &dyn Store, admin_key: String) -> anyhow::Result<D
     store.create_api_key(&key, &hash_secret(&secret)).await?;
     Ok(DevTenant {
         admin_key,
+        master_key: None,
         org_id: org.id,
         app_id: app.id,
         app_key: secret,
@@ -173,6 +182,12 @@ async fn deploy_one(store: &dyn Store, app_id: &str, path: &Path) -> anyhow::Res
         }
         PutVersion::Created | PutVersion::Unchanged => Ok(label),
     }
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(buf))
 }
 
 fn run_async(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -419,9 +419,19 @@ pub trait Store: Send + Sync {
 
     /// Creates or replaces a connection of an app (or of one of its end-users).
     async fn put_connection(&self, connection: &ConnectionRow) -> StoreResult<()>;
-    async fn get_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<Option<ConnectionRow>>;
+    async fn get_connection(
+        &self,
+        app_id: &str,
+        name: &str,
+        end_user: &str,
+    ) -> StoreResult<Option<ConnectionRow>>;
     async fn list_connections(&self, app_id: &str) -> StoreResult<Vec<ConnectionRow>>;
-    async fn delete_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<bool>;
+    async fn delete_connection(
+        &self,
+        app_id: &str,
+        name: &str,
+        end_user: &str,
+    ) -> StoreResult<bool>;
 
     async fn put_tool(&self, tool: &ToolRow) -> StoreResult<()>;
     async fn get_tool(&self, app_id: &str, name: &str) -> StoreResult<Option<ToolRow>>;

@@ -46,31 +46,48 @@ pub(super) async fn put_connection(pool: &AnyPool, c: &ConnectionRow) -> StoreRe
     Ok(())
 }
 
-pub(super) async fn get_connection(pool: &AnyPool, app_id: &str, name: &str, end_user: &str) -> StoreResult<Option<ConnectionRow>> {
-    let row = sqlx::query("SELECT * FROM connections WHERE app_id = $1 AND name = $2 AND end_user = $3")
-        .bind(app_id)
-        .bind(name)
-        .bind(end_user)
-        .fetch_optional(pool)
-        .await?;
+pub(super) async fn get_connection(
+    pool: &AnyPool,
+    app_id: &str,
+    name: &str,
+    end_user: &str,
+) -> StoreResult<Option<ConnectionRow>> {
+    let row =
+        sqlx::query("SELECT * FROM connections WHERE app_id = $1 AND name = $2 AND end_user = $3")
+            .bind(app_id)
+            .bind(name)
+            .bind(end_user)
+            .fetch_optional(pool)
+            .await?;
     row.as_ref().map(connection).transpose()
 }
 
-pub(super) async fn list_connections(pool: &AnyPool, app_id: &str) -> StoreResult<Vec<ConnectionRow>> {
-    let rows = sqlx::query("SELECT * FROM connections WHERE app_id = $1 ORDER BY name, end_user LIMIT 1000")
-        .bind(app_id)
-        .fetch_all(pool)
-        .await?;
+pub(super) async fn list_connections(
+    pool: &AnyPool,
+    app_id: &str,
+) -> StoreResult<Vec<ConnectionRow>> {
+    let rows = sqlx::query(
+        "SELECT * FROM connections WHERE app_id = $1 ORDER BY name, end_user LIMIT 1000",
+    )
+    .bind(app_id)
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(connection).collect()
 }
 
-pub(super) async fn delete_connection(pool: &AnyPool, app_id: &str, name: &str, end_user: &str) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM connections WHERE app_id = $1 AND name = $2 AND end_user = $3")
-        .bind(app_id)
-        .bind(name)
-        .bind(end_user)
-        .execute(pool)
-        .await?;
+pub(super) async fn delete_connection(
+    pool: &AnyPool,
+    app_id: &str,
+    name: &str,
+    end_user: &str,
+) -> StoreResult<bool> {
+    let done =
+        sqlx::query("DELETE FROM connections WHERE app_id = $1 AND name = $2 AND end_user = $3")
+            .bind(app_id)
+            .bind(name)
+            .bind(end_user)
+            .execute(pool)
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -89,7 +106,11 @@ pub(super) async fn put_tool(pool: &AnyPool, t: &ToolRow) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) async fn get_tool(pool: &AnyPool, app_id: &str, name: &str) -> StoreResult<Option<ToolRow>> {
+pub(super) async fn get_tool(
+    pool: &AnyPool,
+    app_id: &str,
+    name: &str,
+) -> StoreResult<Option<ToolRow>> {
     let row = sqlx::query("SELECT * FROM tools WHERE app_id = $1 AND name = $2")
         .bind(app_id)
         .bind(name)

@@ -416,13 +416,23 @@ impl Store for SqlStore {
     async fn put_connection(&self, connection: &ConnectionRow) -> StoreResult<()> {
         broker::put_connection(&self.pool, connection).await
     }
-    async fn get_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<Option<ConnectionRow>> {
+    async fn get_connection(
+        &self,
+        app_id: &str,
+        name: &str,
+        end_user: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
         broker::get_connection(&self.pool, app_id, name, end_user).await
     }
     async fn list_connections(&self, app_id: &str) -> StoreResult<Vec<ConnectionRow>> {
         broker::list_connections(&self.pool, app_id).await
     }
-    async fn delete_connection(&self, app_id: &str, name: &str, end_user: &str) -> StoreResult<bool> {
+    async fn delete_connection(
+        &self,
+        app_id: &str,
+        name: &str,
+        end_user: &str,
+    ) -> StoreResult<bool> {
         broker::delete_connection(&self.pool, app_id, name, end_user).await
     }
     async fn put_tool(&self, tool: &ToolRow) -> StoreResult<()> {

@@ -2,6 +2,7 @@
 //! default; PostgreSQL + Redis when `ATOLL_TEST_DATABASE_URL` / `ATOLL_TEST_REDIS_URL`
 //! are set (as in CI), each test in its own schema and key prefix.
 
+mod broker;
 mod errors;
 mod lifecycle;
 mod quotas;
@@ -55,12 +56,12 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         redis_prefix: format!("t{}", uuid::Uuid::new_v4().simple()),
         data_dir: dir.join("data"),
         admin_key: Some(ADMIN.into()),
-        master_key: None,
+        master_key: Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into()),
         node_id: Some(format!("node_{}", uuid::Uuid::new_v4().simple())),
         timeout_ms: 60_000,
         cpu_ms: 2_000,
         memory_mb: 64,
-        allow_net: vec![],
+        allow_net: vec!["127.0.0.1/32".into()],
         shutdown_grace_ms: 2_000,
         rate_per_minute: 10_000,
         end_user_concurrent_runs: 10,
@@ -71,6 +72,7 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         cpu_ms_per_day: 3_600_000,
         lease_ms: 1_500,
         max_inflight: 2_000,
+        llm_tokens_per_day: 10_000_000,
         max_body_bytes: 6 * 1024 * 1024,
     }
 }

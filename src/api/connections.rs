@@ -1,0 +1,223 @@
+//! Connections: named credentials the broker injects into outbound requests. Secrets are
+//! write-only: they are sealed (AES-256-GCM) before they reach the store, and every read
+//! shows metadata and a fingerprint, never the secret.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::json::ApiJson;
+use super::{audit, AppState};
+use crate::broker::connection::{describe, Connection, ConnectionSecret};
+use crate::broker::{connection_aad, Provider};
+use crate::runs::adapters::now_ms;
+use crate::store::ConnectionRow;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/connections", get(list_connections))
+        .route(
+            "/connections/{name}",
+            get(get_connection)
+                .put(put_connection)
+                .delete(delete_connection),
+        )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EndUserQuery {
+    end_user: Option<String>,
+}
+
+fn end_user_of(caller: &Caller, q: &EndUserQuery) -> String {
+    q.end_user
+        .clone()
+        .or_else(|| caller.end_user.clone())
+        .unwrap_or_default()
+}
+
+pub fn check_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "Invalid name",
+            "names are 1 to 128 of a-z, A-Z, 0-9, '-', '_', '.'",
+        ))
+    }
+}
+
+async fn put_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<EndUserQuery>,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (_org, app_id) = caller.app("connections:write")?;
+    check_name(&name)?;
+    let keys = state.master_keys.as_ref().ok_or_else(|| {
+        ApiError::Unavailable(
+            "secrets cannot be stored: the operator has not set ATOLL_MASTER_KEY".into(),
+        )
+    })?;
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::BadRequest(
+            "the body is a JSON object: { type, hosts, ... }".into(),
+        ));
+    };
+    let hosts: Vec<String> = match fields.remove("hosts") {
+        Some(v) => {
+            serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("hosts: {e}")))?
+        }
+        None => {
+            return Err(ApiError::unprocessable(
+                "Invalid connection",
+                "hosts lists where this credential may be sent, e.g. [\"api.example.com\"]",
+            ))
+        }
+    };
+    if hosts.is_empty()
+        || hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains('/') || h.contains(':') || h == "*")
+    {
+        return Err(ApiError::unprocessable(
+            "Invalid connection",
+            "hosts are names like api.example.com or *.example.com",
+        ));
+    }
+    let provider: Option<Provider> = match fields.remove("provider") {
+        Some(v) => Some(
+            serde_json::from_value(v)
+                .map_err(|e| ApiError::BadRequest(format!("provider: {e}")))?,
+        ),
+        None => None,
+    };
+    let secret: ConnectionSecret = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::BadRequest(format!("connection: {e}")))?;
+    secret
+        .validate()
+        .map_err(|why| ApiError::unprocessable("Invalid connection", why))?;
+    let end_user = end_user_of(&caller, &q);
+    let connection = Connection {
+        name: name.clone(),
+        hosts,
+        secret,
+    };
+    let plaintext =
+        serde_json::to_vec(&connection.secret).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let sealed = keys
+        .seal(&plaintext, &connection_aad(&app_id, &name, &end_user))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut public = describe(&connection);
+    if let Some(p) = &provider {
+        public["provider"] = json!(p);
+    }
+    if !end_user.is_empty() {
+        public["end_user"] = json!(end_user);
+    }
+    let now = now_ms();
+    let existing = state
+        .store
+        .get_connection(&app_id, &name, &end_user)
+        .await?;
+    let row = ConnectionRow {
+        app_id: app_id.clone(),
+        name: name.clone(),
+        end_user: end_user.clone(),
+        public: public.clone(),
+        sealed,
+        created_at: existing.as_ref().map_or(now, |e| e.created_at),
+        updated_at: now,
+    };
+    state.store.put_connection(&row).await?;
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        "connection.put",
+        &name,
+        json!({ "end_user": end_user, "fingerprint": public.get("fingerprint") }),
+    )
+    .await?;
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(view(&row))))
+}
+
+fn view(row: &ConnectionRow) -> Value {
+    let mut out = Map::new();
+    out.insert("name".into(), json!(row.name));
+    if let Value::Object(public) = &row.public {
+        for (k, v) in public {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out.insert("created_at".into(), json!(row.created_at));
+    out.insert("updated_at".into(), json!(row.updated_at));
+    Value::Object(out)
+}
+
+async fn get_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<EndUserQuery>,
+) -> ApiResult<Json<Value>> {
+    let (_org, app_id) = caller.app("connections:read")?;
+    let row = state
+        .store
+        .get_connection(&app_id, &name, &end_user_of(&caller, &q))
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(Json(view(&row)))
+}
+
+async fn list_connections(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let (_org, app_id) = caller.app("connections:read")?;
+    let rows = state.store.list_connections(&app_id).await?;
+    let data: Vec<Value> = rows.iter().map(view).collect();
+    Ok(Json(json!({ "data": data, "next_cursor": null })))
+}
+
+async fn delete_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<EndUserQuery>,
+) -> ApiResult<StatusCode> {
+    let (_org, app_id) = caller.app("connections:write")?;
+    let end_user = end_user_of(&caller, &q);
+    if !state
+        .store
+        .delete_connection(&app_id, &name, &end_user)
+        .await?
+    {
+        return Err(ApiError::not_found("connection"));
+    }
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        "connection.delete",
+        &name,
+        json!({ "end_user": end_user }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
