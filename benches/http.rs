@@ -50,6 +50,7 @@ fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
         lease_ms: 30_000,
         max_inflight: 2_000,
         llm_tokens_per_day: 10_000_000,
+        recycle_after_isolates: 0,
         max_body_bytes: 6 << 20,
     }
 }

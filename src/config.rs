@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// How long a node's claim on a running run lasts without renewal, ms.
     #[arg(long, env = "ATOLL_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
+    /// Drain and exit (for the supervisor to restart the node) after this many isolates:
+    /// the quickjs engine leaks ~0.9 MB per isolate that no thread retirement reclaims.
+    /// 0 disables it (the default on V8).
+    #[arg(long, env = "ATOLL_RECYCLE_AFTER_ISOLATES", default_value_t = crate::sandbox::pool::DEFAULT_RECYCLE_AFTER)]
+    pub recycle_after_isolates: u64,
     /// LLM tokens (input + output) per app per day.
     #[arg(long, env = "ATOLL_LLM_TOKENS_PER_DAY", default_value_t = 10_000_000)]
     pub llm_tokens_per_day: u64,

@@ -180,6 +180,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let app = api::router(state.clone());
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let token = stop.clone();
+    if args.recycle_after_isolates > 0 {
+        tokio::spawn(recycle_when_spent(
+            pool.clone(),
+            args.recycle_after_isolates,
+            stop.clone(),
+        ));
+    }
     let task = tokio::spawn(async move {
         let serve =
             axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
@@ -197,6 +204,31 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         stop,
         task,
     })
+}
+
+/// Stops the server (gracefully: runs finish, queued ones stay queued for the next node)
+/// once the pool has created `limit` isolates; see `ATOLL_RECYCLE_AFTER_ISOLATES`.
+async fn recycle_when_spent(pool: Pool, limit: u64, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let created = pool.stats().isolates_created;
+        if created >= limit {
+            tracing::warn!(created, limit, "isolate budget of this process spent: draining for a restart (ATOLL_RECYCLE_AFTER_ISOLATES)");
+            stop.cancel();
+            return;
+        }
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or when the server stops itself (isolate budget spent).
+pub async fn stop_requested(server: &RunningServer) {
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = server.stop.cancelled() => {}
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -20,7 +20,7 @@ use crate::store::{AgentVersion, ApiKey, App, KeyKind, Org, PutVersion, Store};
 pub fn serve(args: ServeArgs) -> ExitCode {
     run_async(async move {
         let server = server::start(args).await?;
-        server::shutdown_signal().await;
+        server::stop_requested(&server).await;
         info!("shutting down");
         server.stop().await
     })
@@ -94,7 +94,7 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
             "  curl -s -X POST '{base}/v1/agents/atoll/hello/runs?wait=10' -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"input\":{{\"name\":\"Ada\"}}}}'",
             tenant.app_key
         );
-        server::shutdown_signal().await;
+        server::stop_requested(&server).await;
         info!("shutting down");
         server.stop().await
     })

@@ -351,3 +351,59 @@ async fn tools_and_an_openai_compatible_provider_drive_the_llm_loop() {
     );
     api.stop().await;
 }
+
+#[tokio::test]
+async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    let (base, seen) = upstream().await;
+    for (name, body) in [
+        (
+            "helpdesk",
+            json!({ "type": "header", "name": "x-api-key", "value": "helpdesk-key-123", "hosts": ["127.0.0.1"] }),
+        ),
+        (
+            "crm",
+            json!({ "type": "bearer", "token": "crm-token-77", "hosts": ["127.0.0.1"] }),
+        ),
+        (
+            "openai",
+            json!({ "type": "bearer", "token": "llm-key-99", "hosts": ["127.0.0.1"], "provider": { "kind": "openai", "base_url": format!("{base}/v1") } }),
+        ),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::PUT,
+                &format!("/v1/connections/{name}"),
+                &key,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let (status, _) = api
+        .call(Method::PUT, "/v1/tools/lookup_customer", &key, Some(json!({
+            "description": "Looks a customer up by id",
+            "input_schema": { "type": "object", "properties": { "id": { "type": "string" } }, "required": ["id"] },
+            "url": format!("{base}/tool"),
+            "connection": "crm"
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.deploy(&key, "support-bot").await;
+    let (_, run) = api
+        .call(Method::POST, "/v1/agents/atoll/support-bot/runs?wait=20", &key, Some(json!({ "input": {
+            "ticket_url": format!("{base}/echo"), "customer_id": "c_9", "question": "Who wrote to us?"
+        } })))
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"]["answer"], "It is Ada Lovelace.");
+    assert_eq!(run["output"]["ticket_status"], 200);
+    let received = seen.0.lock().expect("lock").clone();
+    assert_eq!(
+        received[0]["x-api-key"], "helpdesk-key-123",
+        "the helpdesk got its credential"
+    );
+    assert!(!run.to_string().contains("helpdesk-key-123"));
+    api.stop().await;
+}

@@ -73,6 +73,7 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         lease_ms: 1_500,
         max_inflight: 2_000,
         llm_tokens_per_day: 10_000_000,
+        recycle_after_isolates: 0,
         max_body_bytes: 6 * 1024 * 1024,
     }
 }
