@@ -19,20 +19,7 @@ use super::secrets::SecretError;
 /// Longest accepted field (a large JWT fits).
 const MAX_FIELD: usize = 16 * 1024;
 const MAX_SCOPES: usize = 64;
-/// Headers a connection may not set: they belong to the HTTP connection (the fetcher
-/// refuses them from agents too).
-const REFUSED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-];
+use super::request::REFUSED_HEADERS;
 
 /// The credential. `Debug` shows the kind and fingerprint only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

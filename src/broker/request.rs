@@ -9,8 +9,9 @@ use url::Url;
 
 use super::fetch::{FetchError, FetchRequest};
 
-/// Headers that belong to the connection, which reqwest manages itself.
-const REFUSED_HEADERS: &[&str] = &[
+/// Headers that belong to the connection, which reqwest manages itself (connections may
+/// not set them either).
+pub(crate) const REFUSED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
