@@ -140,9 +140,11 @@ fn start_run(
         let Job {
             req, run, reply, ..
         } = job;
-        let outcome = run::execute(isolate, req, run, meter).await;
+        let (outcome, spent) = run::execute(isolate, req, run, meter).await;
         shared.stats.runs_completed.fetch_add(1, Ordering::Relaxed);
         let _ = reply.send(outcome);
+        // Disposal after the answer is out: nobody waits for it.
+        drop(spent);
         local.live.set(local.live.get() - 1);
         local.slot_freed.notify_one();
         schedule_refill(&shared, &local);
