@@ -158,10 +158,18 @@ async fn cancelling_a_cpu_bound_run_terminates_it() {
 
 #[tokio::test]
 async fn cancelling_a_waiting_run_aborts_ctx_signal_first() {
-    let h = Harness::new(crate::common::small_pool());
+    // A generous grace: the abort must be seen before termination even on a busy machine.
+    let pool = Pool::new(PoolConfig {
+        min_threads: 1,
+        cancel_grace: Duration::from_secs(10),
+        ..PoolConfig::default()
+    })
+    .expect("pool");
+    let h = Harness::new(pool);
     let waiter = package(
         json!({}),
         r#"export default async (input, ctx) => {
+            ctx.emit("waiting", {});
             // The timer keeps the run alive; only the abort can end the wait early.
             await new Promise((resolve) => {
                 ctx.signal.addEventListener("abort", resolve);
@@ -176,7 +184,18 @@ async fn cancelling_a_waiting_run_aborts_ctx_signal_first() {
         .submit(h.request(&waiter, json!({})))
         .expect("submit");
     let run_id = handle.run_id.clone();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cancel only once the agent is waiting (a run cancelled before it starts never runs).
+    for _ in 0..1000 {
+        let waiting = h
+            .events
+            .of_run(&run_id)
+            .iter()
+            .any(|e| e.kind == EventKind::Emit && e.data["type"] == "waiting");
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     handle.cancel();
     let outcome = handle.outcome().await;
     assert_eq!(outcome.status, RunStatus::Cancelled, "{outcome:?}");
