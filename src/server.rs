@@ -180,6 +180,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let app = api::router(state.clone());
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let token = stop.clone();
+    tokio::spawn(purge_idempotency(state.store.clone(), stop.clone()));
     if args.recycle_after_isolates > 0 {
         tokio::spawn(recycle_when_spent(
             pool.clone(),
@@ -204,6 +205,22 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         stop,
         task,
     })
+}
+
+/// Idempotency records are kept 24 hours (SPEC §5); older ones are deleted hourly.
+async fn purge_idempotency(store: Arc<dyn Store>, stop: CancellationToken) {
+    loop {
+        let day_ago = crate::runs::adapters::now_ms() - 86_400_000;
+        match store.idempotency_purge(day_ago).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "old idempotency records deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency records"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// Stops the server (gracefully: runs finish, queued ones stay queued for the next node)

@@ -124,6 +124,7 @@ impl RunService {
         tokio::spawn(dispatch::claimer(inner.clone()));
         tokio::spawn(recovery::lease_keeper(inner.clone()));
         tokio::spawn(recovery::reaper(inner.clone()));
+        recovery::listen_for_cancels(&inner).await;
         Ok(RunService { inner })
     }
 
@@ -256,6 +257,9 @@ impl RunService {
                     .and_then(|a| a.get(run_id).cloned());
                 if let Some(canceller) = canceller {
                     canceller.cancel();
+                } else if let Some(owner) = &row.lease_owner {
+                    // Another node runs it: ask that node over the bus.
+                    recovery::request_remote_cancel(&self.inner, owner, run_id).await;
                 }
             }
             _ => {}

@@ -113,3 +113,64 @@ async fn recover(inner: &Arc<Inner>, row: RunRow) {
         Err(e) => warn!(run = %row.id, error = %e, "could not fail a lost run"),
     }
 }
+
+/// The bus channel a node listens on for requests about the runs it executes.
+fn node_channel(node: &str) -> String {
+    format!("node:{node}")
+}
+
+/// Asks the node that holds `run_id` to cancel it (cancel requests may reach any node).
+pub(crate) async fn request_remote_cancel(inner: &Arc<Inner>, owner: &str, run_id: &str) {
+    let message = crate::bus::BusEvent {
+        run_id: node_channel(owner),
+        seq: 0,
+        kind: "cancel".into(),
+        data: json!({ "run_id": run_id }),
+    };
+    if let Err(e) = inner.cfg.bus.publish(&message).await {
+        warn!(run = run_id, node = owner, error = %e, "could not forward a cancel to the run's node");
+    }
+}
+
+/// Cancels runs of this node when another node forwards a cancel request.
+pub(crate) async fn listen_for_cancels(inner: &Arc<Inner>) {
+    let stream = match inner
+        .cfg
+        .bus
+        .subscribe(&node_channel(&inner.cfg.node_id))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for cancel requests from other nodes");
+            return;
+        }
+    };
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut stream = stream;
+        loop {
+            let next = tokio::select! {
+                _ = inner.stop.cancelled() => return,
+                next = stream.next() => next,
+            };
+            let Some(message) = next else {
+                warn!("the bus ended the cancel-request stream; cancels from other nodes are not received until restart");
+                return;
+            };
+            let Some(run_id) = message.data.get("run_id").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let canceller = inner
+                .active
+                .lock()
+                .ok()
+                .and_then(|a| a.get(run_id).cloned());
+            if let Some(canceller) = canceller {
+                info!(run = run_id, "cancelled at another node's request");
+                canceller.cancel();
+            }
+        }
+    });
+}

@@ -80,7 +80,12 @@ async fn upstream() -> (String, Seen) {
         sse.push_str("data: [DONE]\n\n");
         ([("content-type", "text/event-stream")], sse)
     }
+    async fn slow() -> &'static str {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        "too late"
+    }
     let app = Router::new()
+        .route("/slow/v1/chat/completions", post(slow))
         .route("/echo", get(echo))
         .route("/tool", post(tool))
         .route("/v1/chat/completions", post(chat))
@@ -405,5 +410,91 @@ async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
         "the helpdesk got its credential"
     );
     assert!(!run.to_string().contains("helpdesk-key-123"));
+    api.stop().await;
+}
+
+async fn provider(api: &TestApi, key: &str, name: &str, base_url: String) {
+    let (status, body) = api
+        .call(Method::PUT, &format!("/v1/connections/{name}"), key, Some(json!({
+            "type": "bearer", "token": "k", "hosts": ["127.0.0.1"], "provider": { "kind": "openai", "base_url": base_url }
+        })))
+        .await;
+    assert!(status.is_success(), "{body}");
+}
+
+#[tokio::test]
+async fn a_slow_provider_runs_into_the_runs_wall_clock() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    let (base, _seen) = upstream().await;
+    provider(&api, &key, "test", format!("{base}/slow/v1")).await;
+    let upload = json!({
+        "manifest": { "name": "@t/asker", "version": "1.0.0", "permissions": { "llm": ["test/*"] }, "limits": { "timeout_ms": 1000 } },
+        "files": { "main.js": "export default async (i, ctx) => (await ctx.llm.chat({ model: 'test/x', messages: [{ role: 'user', content: 'hi' }] })).message;" }
+    });
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/v1/agents/t/asker/versions/1.0.0",
+            &key,
+            Some(upload),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let started = std::time::Instant::now();
+    let (_, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/t/asker/runs?wait=20",
+            &key,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(run["status"], "timed_out", "{run}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the run did not wait for the provider"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn the_apps_token_budget_stops_further_chats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = super::args_for(dir.path()).await;
+    args.llm_tokens_per_day = 20;
+    let api = TestApi::start_with(args, dir).await;
+    let (_org, _app, key) = api.tenant().await;
+    let (base, _seen) = upstream().await;
+    provider(&api, &key, "test", format!("{base}/v1")).await;
+    let (status, _) = api
+        .call(Method::PUT, "/v1/tools/lookup_customer", &key, Some(json!({
+            "description": "Looks a customer up", "input_schema": { "type": "object" }, "url": format!("{base}/tool")
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.deploy(&key, "llm-loop").await;
+    // The first chat starts under the budget (and spends 28 tokens); the second finds it spent.
+    let (_, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/atoll/llm-loop/runs?wait=20",
+            &key,
+            Some(json!({ "input": { "question": "q" } })),
+        )
+        .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("llm_budget_exhausted"),
+        "{run}"
+    );
+    let (_, usage) = api.call(Method::GET, "/v1/usage", &key, None).await;
+    assert!(
+        usage["usage"]["runs"].as_i64().is_some_and(|r| r >= 1),
+        "{usage}"
+    );
     api.stop().await;
 }

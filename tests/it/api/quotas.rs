@@ -135,3 +135,52 @@ async fn a_node_that_spent_its_isolate_budget_drains_and_stops() {
     assert!(finished >= 1);
     api.stop().await;
 }
+
+/// Two nodes on one database and one Redis: a cancel sent to the node that does not run the
+/// run is forwarded to the one that does.
+#[tokio::test]
+async fn a_cancel_reaches_the_node_running_the_run() {
+    if std::env::var("ATOLL_TEST_REDIS_URL").map_or(true, |u| u.is_empty()) {
+        eprintln!("skipped: cross-node cancel needs ATOLL_TEST_REDIS_URL (the in-process bus does not cross nodes)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = args_for(dir.path()).await;
+    let mut args_b = args.clone();
+    args_b.node_id = Some(format!("node_b_{}", uuid::Uuid::new_v4().simple()));
+    let a = TestApi::start_with(args, dir).await;
+    let b_server = atoll::server::start(args_b).await.expect("node b");
+    let b_base = format!("http://{}", b_server.addr);
+    let (_org, _app, key) = a.tenant().await;
+    deploy_sleeper(&a, &key, 30_000).await;
+    let (_, run) = a
+        .call(
+            Method::POST,
+            "/v1/agents/t/sleeper/runs",
+            &key,
+            Some(json!({})),
+        )
+        .await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    for _ in 0..200 {
+        let (_, r) = a
+            .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
+            .await;
+        if r["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let response = a
+        .http
+        .post(format!("{b_base}/v1/runs/{id}/cancel"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("cancel via b");
+    assert_eq!(response.status(), StatusCode::OK);
+    let done = wait_final(&a, &key, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    b_server.stop().await.expect("stop b");
+    a.stop().await;
+}
