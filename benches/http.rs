@@ -234,7 +234,12 @@ fn main() {
         .build()
         .expect("rt");
     rt.block_on(async {
-        let pool = pool_bench(secs, lanes).await;
+        // ATOLL_BENCH_SKIP_POOL=1 leaves the pool phase out (e.g. to profile HTTP alone).
+        let pool = if std::env::var_os("ATOLL_BENCH_SKIP_POOL").is_some() {
+            (f64::NAN, f64::NAN, f64::NAN)
+        } else {
+            pool_bench(secs, lanes).await
+        };
         let mut rows = vec![("sqlite", http_bench("HTTP + SQLite", None, secs, lanes).await)];
         if let Ok(url) = std::env::var("ATOLL_BENCH_DATABASE_URL") {
             rows.push(("postgres", http_bench("HTTP + PostgreSQL", Some(url), secs, lanes).await));
