@@ -1,5 +1,5 @@
-// atoll runtime: Headers, Request, Response and fetch (WHATWG Fetch), with
-// bodies held as whole byte arrays (no streams, no Blob/FormData).
+// atoll runtime: Request, Response and fetch (WHATWG Fetch), over Headers
+// and the Body mixin of 07_headers.js (whole byte arrays, no streams).
 //
 // The request goes to the host as one op call, `op_atoll_fetch(json, body)`;
 // the host checks the grant (hosts, connections, counts, sizes) and answers
@@ -8,6 +8,8 @@
 
 import { core, primordials } from "ext:core/mod.js";
 import { op_atoll_fetch } from "ext:core/ops";
+import { URL } from "ext:atoll/03_url.js";
+import { AbortSignal, addAbortAlgorithm, isAbortSignal } from "ext:atoll/04_events.js";
 import {
   bodyState,
   cloneBodyState,
@@ -24,8 +26,6 @@ import {
   setHeadersGuard,
   TOKEN,
 } from "ext:atoll/07_headers.js";
-import { URL } from "ext:atoll/03_url.js";
-import { AbortSignal, addAbortAlgorithm, isAbortSignal } from "ext:atoll/04_events.js";
 
 const {
   ArrayPrototypeMap,

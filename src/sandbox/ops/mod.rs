@@ -41,8 +41,16 @@ const RUNTIME_JS: &[(&str, &str)] = &[
         include_str!("../../../runtime-js/05_crypto.js"),
     ),
     (
+        "ext:atoll/06_inspect.js",
+        include_str!("../../../runtime-js/06_inspect.js"),
+    ),
+    (
         "ext:atoll/06_console.js",
         include_str!("../../../runtime-js/06_console.js"),
+    ),
+    (
+        "ext:atoll/07_headers.js",
+        include_str!("../../../runtime-js/07_headers.js"),
     ),
     (
         "ext:atoll/07_fetch.js",
