@@ -135,12 +135,18 @@ async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, String>
         .state_get(&row.app_id, &row.agent, &end_user_key)
         .await
         .map_err(|e| e.to_string())?;
-    let events_before = store
-        .events_after(&row.id, 0, 100_000)
-        .await
-        .map_err(|e| e.to_string())?
-        .last()
-        .map_or(0, |e| e.seq as u64);
+    // Only a retried run (its node was lost) has events already; a first attempt skips
+    // the query, which would otherwise cost every run a round trip.
+    let events_before = if row.attempt > 1 {
+        store
+            .events_after(&row.id, 0, 100_000)
+            .await
+            .map_err(|e| e.to_string())?
+            .last()
+            .map_or(0, |e| e.seq as u64)
+    } else {
+        0
+    };
     Ok(RunRequest {
         run_id: row.id.clone(),
         grant: RunGrant::from_manifest(&package.manifest, &inner.cfg.ceilings),

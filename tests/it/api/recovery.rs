@@ -65,8 +65,9 @@ async fn call(
     super::read(req.send().await.expect("send")).await
 }
 
-#[tokio::test]
-async fn killed_server_leaves_no_run_stuck() {
+/// Starts three runs of a slow agent on a server that runs one at a time, kills it with
+/// SIGKILL while the first runs, restarts it, and returns the three final runs.
+async fn kill_and_restart(retry_on_node_lost: bool) -> Vec<Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let args = super::args_for(dir.path()).await;
     let port = free_port();
@@ -119,7 +120,8 @@ async fn killed_server_leaves_no_run_stuck() {
     )
     .await;
     let key = key["secret"].as_str().expect("key").to_owned();
-    let manifest = json!({ "name": "@t/slow", "version": "1.0.0" });
+    let manifest =
+        json!({ "name": "@t/slow", "version": "1.0.0", "retry_on_node_lost": retry_on_node_lost });
     let files = json!({ "main.js": "export default async (input) => { await new Promise((r) => setTimeout(r, 1500)); return input.n; };" });
     let (s, _) = call(
         &http,
@@ -182,10 +184,24 @@ async fn killed_server_leaves_no_run_stuck() {
         assert!(!last.is_null(), "run {id} is stuck");
         finals.push(last);
     }
+    finals
+}
+
+#[tokio::test]
+async fn killed_server_leaves_no_run_stuck() {
+    let finals = kill_and_restart(false).await;
     assert_eq!(finals[0]["status"], "failed", "{}", finals[0]);
     assert_eq!(finals[0]["error"]["code"], "node_lost", "{}", finals[0]);
     for run in &finals[1..] {
         assert_eq!(run["status"], "succeeded", "{run}");
     }
     assert_eq!(finals[2]["output"], 2);
+}
+
+#[tokio::test]
+async fn a_run_whose_agent_allows_it_is_retried_after_its_node_died() {
+    let finals = kill_and_restart(true).await;
+    assert_eq!(finals[0]["status"], "succeeded", "{}", finals[0]);
+    assert_eq!(finals[0]["attempt"], 2, "{}", finals[0]);
+    assert_eq!(finals[0]["output"], 0);
 }
