@@ -102,22 +102,27 @@ impl PersistingSink {
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, 256).await > 0 {
-                for event in batch.drain(..) {
-                    let stored = StoredEvent {
-                        run_id: event.run_id.clone(),
+                let stored: Vec<StoredEvent> = batch
+                    .drain(..)
+                    .map(|event| StoredEvent {
+                        run_id: event.run_id,
                         seq: event.seq as i64,
                         kind: event.kind.as_str().to_owned(),
                         data: event.data,
                         created_at: now_ms(),
-                    };
-                    if let Err(e) = store.append_event(&stored).await {
-                        warn!(run = %stored.run_id, seq = stored.seq, error = %e, "could not persist a run event");
-                    }
+                    })
+                    .collect();
+                // Persisted before published: a client that sees an event live can
+                // always replay it later.
+                if let Err(e) = store.append_events(&stored).await {
+                    warn!(events = stored.len(), error = %e, "could not persist run events");
+                }
+                for event in stored {
                     let live = BusEvent {
-                        run_id: stored.run_id,
-                        seq: stored.seq,
-                        kind: stored.kind,
-                        data: stored.data,
+                        run_id: event.run_id,
+                        seq: event.seq,
+                        kind: event.kind,
+                        data: event.data,
                     };
                     if let Err(e) = bus.publish(&live).await {
                         warn!(run = %live.run_id, error = %e, "could not publish a run event");

@@ -339,6 +339,17 @@ pub trait Store: Send + Sync {
 
     /// Appends an event; (run_id, seq) is unique.
     async fn append_event(&self, event: &StoredEvent) -> StoreResult<()>;
+    /// Appends several events at once (one transaction where the backend has them);
+    /// events already stored are skipped.
+    async fn append_events(&self, events: &[StoredEvent]) -> StoreResult<()> {
+        for event in events {
+            match self.append_event(event).await {
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
     /// Events with seq > `after`, in order, at most `limit`.
     async fn events_after(
         &self,

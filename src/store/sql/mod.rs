@@ -314,6 +314,9 @@ impl Store for SqlStore {
     async fn append_event(&self, event: &StoredEvent) -> StoreResult<()> {
         runs::append_event(&self.pool, event).await
     }
+    async fn append_events(&self, events: &[StoredEvent]) -> StoreResult<()> {
+        runs::append_events(&self.pool, events).await
+    }
     async fn events_after(
         &self,
         run_id: &str,

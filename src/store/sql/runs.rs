@@ -355,6 +355,27 @@ pub(super) async fn append_event(pool: &AnyPool, e: &StoredEvent) -> StoreResult
     Ok(())
 }
 
+/// Several events in one transaction (one commit instead of one per event); an event
+/// already stored is skipped, so a retried batch is harmless.
+pub(super) async fn append_events(pool: &AnyPool, events: &[StoredEvent]) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    for e in events {
+        sqlx::query(
+            "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (run_id, seq) DO NOTHING",
+        )
+        .bind(&e.run_id)
+        .bind(e.seq)
+        .bind(&e.kind)
+        .bind(json_text(&e.data))
+        .bind(e.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(super) async fn events_after(
     pool: &AnyPool,
     run_id: &str,

@@ -155,3 +155,21 @@ pub(super) async fn usage_totals(s: &SqlStore) {
     let b = s.usage("org_b", Some("app_c"), 0).await.unwrap();
     assert_eq!((b.runs, b.cpu_ms, b.fetches), (2, 7.5, 4));
 }
+
+pub(super) async fn events_in_batches(s: &SqlStore) {
+    tenant(s, "org_a", "app_a").await;
+    s.insert_run(&run("run_b", "org_a", "app_a", 100))
+        .await
+        .unwrap();
+    let batch: Vec<StoredEvent> = (1..=5).map(|seq| event("run_b", seq)).collect();
+    s.append_events(&batch).await.unwrap();
+    // A batch that repeats stored events only adds the new ones.
+    let again: Vec<StoredEvent> = (4..=7).map(|seq| event("run_b", seq)).collect();
+    s.append_events(&again).await.unwrap();
+    let stored = s.events_after("run_b", 0, 100).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert_eq!(stored[3], event("run_b", 4), "the first copy wins");
+}

@@ -164,6 +164,7 @@ suite!(
     data::concurrent_writers,
     data::corrupt_rows_are_reported,
     broker::connections_and_tools,
+    events::events_in_batches,
 );
 
 /// Two stores on one database (two nodes) claiming the same queue.
