@@ -369,3 +369,15 @@ async fn rate_limits_answer_429_with_headers() {
     assert_problem(s, &b, StatusCode::TOO_MANY_REQUESTS);
     api.stop().await;
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let api = TestApi::start().await;
+    let (s, b) = api
+        .call(Method::GET, "/v1/nothing-here", "atl_x", None)
+        .await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND);
+    let (s, b) = api.call(Method::PATCH, "/v1/runs", "atl_x", None).await;
+    assert_problem(s, &b, StatusCode::METHOD_NOT_ALLOWED);
+    api.stop().await;
+}
