@@ -128,10 +128,6 @@ impl RunService {
         Ok(RunService { inner })
     }
 
-    pub fn node_id(&self) -> &str {
-        &self.inner.cfg.node_id
-    }
-
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.cfg.store
     }

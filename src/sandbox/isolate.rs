@@ -35,7 +35,6 @@ pub struct Isolate {
     loader: Rc<PackageLoader>,
     /// The run whose heap limit the near-heap-limit callback enforces.
     heap_watch: Rc<RefCell<Option<Arc<RunShared>>>>,
-    heap_limit: usize,
 }
 
 impl Isolate {
@@ -78,12 +77,7 @@ impl Isolate {
             runtime: ManuallyDrop::new(runtime),
             loader,
             heap_watch,
-            heap_limit,
         })
-    }
-
-    pub fn heap_limit(&self) -> usize {
-        self.heap_limit
     }
 
     pub fn loader(&self) -> &PackageLoader {

@@ -155,16 +155,7 @@ async fn connections_are_write_only_and_injected_but_never_readable() {
         "the run exposes the secret: {run}"
     );
     let id = run["id"].as_str().expect("id");
-    let events = api
-        .http
-        .get(format!("{}/v1/runs/{id}/events", api.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("events")
-        .text()
-        .await
-        .expect("text");
+    let events = super::events_text(&api, &key, id).await;
     assert!(!events.contains(TOKEN), "events expose the secret");
     assert!(events.contains("event: fetch"), "{events}");
 
@@ -239,28 +230,8 @@ async fn tools_and_an_openai_compatible_provider_drive_the_llm_loop() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, tool) = api
-        .call(Method::PUT, "/v1/tools/lookup_customer", &key, Some(json!({
-            "description": "Looks a customer up by id",
-            "input_schema": { "type": "object", "properties": { "id": { "type": "string" } }, "required": ["id"] },
-            "output_schema": { "type": "object", "required": ["name"] },
-            "url": format!("{base}/tool"),
-            "connection": "crm"
-        })))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tool}");
-    let (status, provider) = api
-        .call(
-            Method::PUT,
-            "/v1/connections/test",
-            &key,
-            Some(json!({
-                "type": "bearer", "token": "llm-key-99", "hosts": ["127.0.0.1"],
-                "provider": { "kind": "openai", "base_url": format!("{base}/v1") }
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    put_lookup_tool(&api, &key, &base, Some("crm")).await;
+    provider(&api, &key, "test", format!("{base}/v1")).await;
 
     api.deploy(&key, "tool-user").await;
     let (_, run) = api
@@ -334,16 +305,7 @@ async fn tools_and_an_openai_compatible_provider_drive_the_llm_loop() {
         .iter()
         .any(|t| t["args"] == json!({ "id": "c_42" })));
     let id = run["id"].as_str().expect("id");
-    let events = api
-        .http
-        .get(format!("{}/v1/runs/{id}/events", api.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("events")
-        .text()
-        .await
-        .expect("text");
+    let events = super::events_text(&api, &key, id).await;
     for kind in ["event: llm.delta", "event: tool.call", "event: tool.result"] {
         assert!(events.contains(kind), "{kind} missing");
     }
@@ -386,15 +348,7 @@ async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
-    let (status, _) = api
-        .call(Method::PUT, "/v1/tools/lookup_customer", &key, Some(json!({
-            "description": "Looks a customer up by id",
-            "input_schema": { "type": "object", "properties": { "id": { "type": "string" } }, "required": ["id"] },
-            "url": format!("{base}/tool"),
-            "connection": "crm"
-        })))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    put_lookup_tool(&api, &key, &base, Some("crm")).await;
     api.deploy(&key, "support-bot").await;
     let (_, run) = api
         .call(Method::POST, "/v1/agents/atoll/support-bot/runs?wait=20", &key, Some(json!({ "input": {
@@ -413,10 +367,24 @@ async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
     api.stop().await;
 }
 
+/// Registers the upstream's `/tool` as the app's `lookup_customer` tool.
+async fn put_lookup_tool(api: &TestApi, key: &str, base: &str, connection: Option<&str>) {
+    let (status, tool) = api
+        .call(Method::PUT, "/v1/tools/lookup_customer", key, Some(json!({
+            "description": "Looks a customer up by id",
+            "input_schema": { "type": "object", "properties": { "id": { "type": "string" } }, "required": ["id"] },
+            "output_schema": { "type": "object", "required": ["name"] },
+            "url": format!("{base}/tool"),
+            "connection": connection
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tool}");
+}
+
 async fn provider(api: &TestApi, key: &str, name: &str, base_url: String) {
     let (status, body) = api
         .call(Method::PUT, &format!("/v1/connections/{name}"), key, Some(json!({
-            "type": "bearer", "token": "k", "hosts": ["127.0.0.1"], "provider": { "kind": "openai", "base_url": base_url }
+            "type": "bearer", "token": "llm-key-99", "hosts": ["127.0.0.1"], "provider": { "kind": "openai", "base_url": base_url }
         })))
         .await;
     assert!(status.is_success(), "{body}");
@@ -467,12 +435,7 @@ async fn the_apps_token_budget_stops_further_chats() {
     let (_org, _app, key) = api.tenant().await;
     let (base, _seen) = upstream().await;
     provider(&api, &key, "test", format!("{base}/v1")).await;
-    let (status, _) = api
-        .call(Method::PUT, "/v1/tools/lookup_customer", &key, Some(json!({
-            "description": "Looks a customer up", "input_schema": { "type": "object" }, "url": format!("{base}/tool")
-        })))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    put_lookup_tool(&api, &key, &base, None).await;
     api.deploy(&key, "llm-loop").await;
     // The first chat starts under the budget (and spends 28 tokens); the second finds it spent.
     let (_, run) = api

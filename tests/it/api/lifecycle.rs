@@ -293,15 +293,7 @@ async fn cancel_stops_a_running_run() {
         )
         .await;
     let id = run["id"].as_str().expect("id").to_owned();
-    for _ in 0..100 {
-        let (_, r) = api
-            .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
-            .await;
-        if r["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::wait_running(&api, &key, &id).await;
     let (status, cancelled) = api
         .call(Method::POST, &format!("/v1/runs/{id}/cancel"), &key, None)
         .await;

@@ -239,3 +239,28 @@ pub async fn wait_final(api: &TestApi, key: &str, run_id: &str) -> Value {
     }
     panic!("run {run_id} did not finish");
 }
+
+/// Polls a run until it is `running`, so a test acts on a run that has really started.
+pub async fn wait_running(api: &TestApi, key: &str, run_id: &str) {
+    for _ in 0..300 {
+        let (_, run) = api
+            .call(Method::GET, &format!("/v1/runs/{run_id}"), key, None)
+            .await;
+        if run["status"] == "running" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {run_id} never started running");
+}
+
+/// The whole SSE stream of a finished run, as text.
+pub async fn events_text(api: &TestApi, key: &str, run_id: &str) -> String {
+    api.req(Method::GET, &format!("/v1/runs/{run_id}/events"), key)
+        .send()
+        .await
+        .expect("events")
+        .text()
+        .await
+        .expect("text")
+}

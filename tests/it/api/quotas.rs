@@ -69,15 +69,7 @@ async fn shutdown_lets_short_runs_finish_and_cancels_the_rest() {
         )
         .await;
     let id = run["id"].as_str().expect("id").to_owned();
-    for _ in 0..100 {
-        let (_, r) = api
-            .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
-            .await;
-        if r["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    super::wait_running(&api, &key, &id).await;
     let state = api.server.as_ref().expect("server").state.clone();
     api.stop().await;
     let row = state
@@ -162,15 +154,7 @@ async fn a_cancel_reaches_the_node_running_the_run() {
         )
         .await;
     let id = run["id"].as_str().expect("id").to_owned();
-    for _ in 0..200 {
-        let (_, r) = a
-            .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
-            .await;
-        if r["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    super::wait_running(&a, &key, &id).await;
     let response = a
         .http
         .post(format!("{b_base}/v1/runs/{id}/cancel"))
