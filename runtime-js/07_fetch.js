@@ -7,7 +7,7 @@
 // host-side credential the broker adds to the request.
 
 import { core, primordials } from "ext:core/mod.js";
-import { op_atoll_fetch } from "ext:core/ops";
+import { op_atoll_fetch, op_atoll_fetch_body } from "ext:core/ops";
 import { URL } from "ext:atoll/03_url.js";
 import { AbortSignal, addAbortAlgorithm, isAbortSignal } from "ext:atoll/04_events.js";
 import {
@@ -349,7 +349,11 @@ function responseFromAnswer(answer, record) {
   state.headers = headersFromPairs(answer.headers ?? [], "immutable");
   state.url = answer.url ?? record.url;
   state.redirected = !!answer.redirected;
-  state.body = bodyState(nullBody ? null : answer.body ?? EMPTY, record.signal);
+  // The host keeps the body until it is copied into memory this isolate allocates, so
+  // the heap limit governs it like any other allocation.
+  const bytes = answer.bodyLength > 0 ? new Uint8Array(answer.bodyLength) : EMPTY;
+  if (answer.bodyLength > 0) op_atoll_fetch_body(answer.bodyId, bytes);
+  state.body = bodyState(nullBody ? null : bytes, record.signal);
   return response;
 }
 

@@ -88,6 +88,14 @@ Object.defineProperty(globalThis, "__atollFinalize", {
     delete globalThis.Deno;
     delete globalThis.__bootstrap;
     delete globalThis.__atollFinalize;
+    // Nothing that can block the worker thread or allocate outside the run's memory
+    // budget: SharedArrayBuffer (the only thing `Atomics.wait` can wait on; its memory is
+    // not counted) and WebAssembly (its memories live outside the heap limit). The host
+    // also forbids `Atomics.wait` in the engine itself.
+    delete globalThis.SharedArrayBuffer;
+    delete globalThis.WebAssembly;
+    delete globalThis.Atomics.wait;
+    delete globalThis.Atomics.waitAsync;
   },
   configurable: true,
   enumerable: false,

@@ -6,7 +6,7 @@
 //   `node --test` does not run it) and a stub `core` (timers on Node's timers,
 //   encode/decode on Node's TextEncoder/TextDecoder with op_decode's BOM
 //   stripping, Node's structuredClone, reportUnhandledException recorded).
-// - `ext:core/ops` -> the five atoll ops: URL ops on Node's own WHATWG URL,
+// - `ext:core/ops` -> the six atoll ops: URL ops on Node's own WHATWG URL,
 //   random bytes from node:crypto, op_atoll_log recorded, op_atoll_fetch
 //   delegating to a handler each test scripts (`harness.fetchHandler`).
 // - `ext:atoll/<file>` -> the file in runtime-js/.
@@ -20,7 +20,14 @@ import { readFileSync } from "node:fs";
 import { runInThisContext } from "node:vm";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-const OPS = ["op_atoll_url_parse", "op_atoll_url_set", "op_atoll_random_fill", "op_atoll_fetch", "op_atoll_log"];
+const OPS = [
+  "op_atoll_url_parse",
+  "op_atoll_url_set",
+  "op_atoll_random_fill",
+  "op_atoll_fetch",
+  "op_atoll_fetch_body",
+  "op_atoll_log",
+];
 
 // --- the loader hooks (they run on Node's loader thread) ---------------------------
 
@@ -77,6 +84,9 @@ const harness = {
   reportedErrors: [],
   /** Every op_atoll_fetch call: { request (parsed JSON), body }. */
   fetchCalls: [],
+  /** Response bodies op_atoll_fetch left for op_atoll_fetch_body, by id. */
+  heldBodies: new Map(),
+  nextBodyId: 0,
   /** (request, body) => answer | Promise<answer>; tests replace it. */
   fetchHandler: () => {
     throw new Error("test_error: no fetch handler scripted");
@@ -94,10 +104,22 @@ const harness = {
     op_atoll_random_fill(buf) {
       randomFillSync(buf);
     },
+    // Like the host: the answer's body stays behind until op_atoll_fetch_body copies it.
     async op_atoll_fetch(requestJson, body) {
       const request = JSON.parse(requestJson);
       harness.fetchCalls.push({ request, body });
-      return harness.fetchHandler(request, body);
+      const { body: held, ...answer } = await harness.fetchHandler(request, body);
+      const bytes = held ?? new Uint8Array(0);
+      const bodyId = ++harness.nextBodyId;
+      harness.heldBodies.set(bodyId, bytes);
+      return { ...answer, bodyId, bodyLength: bytes.length };
+    },
+    op_atoll_fetch_body(id, into) {
+      const bytes = harness.heldBodies.get(id);
+      harness.heldBodies.delete(id);
+      if (bytes === undefined) throw new TypeError("this response body was already taken");
+      if (bytes.length !== into.length) throw new TypeError("body and buffer lengths differ");
+      into.set(bytes);
     },
     op_atoll_log(level, message) {
       harness.logs.push({ level, message });
@@ -128,6 +150,7 @@ const harness = {
     harness.logs.length = 0;
     harness.reportedErrors.length = 0;
     harness.fetchCalls.length = 0;
+    harness.heldBodies.clear();
     harness.fetchHandler = () => {
       throw new Error("test_error: no fetch handler scripted");
     };

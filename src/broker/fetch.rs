@@ -11,6 +11,7 @@ use reqwest::Method;
 use url::{Host, Url};
 
 use super::addr::{AddressClass, AddressPolicy};
+use super::budget::{self, OverBudget};
 use super::request::{self, Prepared};
 use super::resolve::{fixed_addrs, permitted, Lookup, PolicyResolver, Refused, SystemLookup};
 
@@ -81,6 +82,9 @@ pub enum FetchError {
     /// with its own code.
     #[error("{message}")]
     Connection { code: &'static str, message: String },
+    /// The run's host-side memory budget is spent (see [`super::budget`]).
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
 }
 
 impl FetchError {
@@ -93,6 +97,7 @@ impl FetchError {
             FetchError::Timeout => "fetch_timeout",
             FetchError::Network(_) => "fetch_network",
             FetchError::Connection { code, .. } => code,
+            FetchError::OverBudget(_) => "memory_limit",
         }
     }
 }
@@ -260,10 +265,17 @@ async fn read_response(
     if req.method != Method::HEAD && announced > limit {
         return Err(FetchError::TooLarge { limit });
     }
+    // The body is held for the run being served: its budget pays for every byte read.
+    let mut held = budget::current()
+        .map(|memory| memory.reserve(0))
+        .transpose()?;
     let mut body = BytesMut::with_capacity(announced.min(1024 * 1024) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(|e| map_error(e, host))? {
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(FetchError::TooLarge { limit });
+        }
+        if let Some(held) = held.as_mut() {
+            held.grow(chunk.len() as u64)?;
         }
         body.extend_from_slice(&chunk);
     }

@@ -9,6 +9,7 @@
 //! - `agent`: [`HttpFetcher`] as the sandbox's `Fetcher` (no connections).
 //! - `brokered`: the server's `Fetcher` — connections looked up, opened and injected.
 //! - `tools`: HTTP tools and their invoker.
+//! - [`budget`]: the run's host-side memory budget that buffered bodies are charged to.
 //! - `secrets`: sealing secrets at rest under rotating master keys ([`secrets::MasterKeys`]).
 //! - `connection`: the connection model, its public view and credential injection.
 //! - `oauth`: OAuth2 client-credentials tokens, cached ([`oauth::TokenCache`]).
@@ -16,6 +17,7 @@
 pub mod addr;
 mod agent;
 pub mod brokered;
+pub mod budget;
 pub mod connection;
 pub mod fetch;
 pub mod host;

@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use deno_core::{v8, JsRuntime, RuntimeOptions};
 
-use super::limits::{Breach, RunShared};
+use super::limits::Breach;
 use super::loader::PackageLoader;
 use super::ops;
+use super::shared::RunShared;
 
 /// Isolates alive in this process (blank or serving a run), for metrics.
 static ALIVE: AtomicUsize = AtomicUsize::new(0);
@@ -55,6 +56,8 @@ impl Isolate {
         runtime
             .execute_script("ext:atoll/finalize.js", "globalThis.__atollFinalize()")
             .map_err(|e| anyhow::anyhow!("runtime-js finalize failed: {e}"))?;
+        // A blocked thread cannot be terminated: `Atomics.wait` throws instead.
+        runtime.v8_isolate().set_allow_atomics_wait(false);
         let heap_watch: Rc<RefCell<Option<Arc<RunShared>>>> = Rc::default();
         let watch = heap_watch.clone();
         let handle = runtime.v8_isolate().thread_safe_handle();
@@ -107,8 +110,7 @@ impl Isolate {
     pub fn heap_used(&mut self) -> u64 {
         let entry = self.entry();
         let _entered = entry.enter();
-        let stats = self.runtime.v8_isolate().get_heap_statistics();
-        stats.used_heap_size().max(stats.total_heap_size()) as u64
+        entry.heap_used()
     }
 }
 
@@ -133,6 +135,14 @@ pub struct EnteredIsolate(NonNull<v8::Isolate>);
 pub struct EntryGuard<'a>(&'a EnteredIsolate);
 
 impl EnteredIsolate {
+    /// Bytes of heap in use; the isolate must be entered.
+    pub fn heap_used(&self) -> u64 {
+        // SAFETY: see the type's doc; the caller has entered the isolate on this thread.
+        let isolate = unsafe { &mut *self.0.as_ptr() };
+        let stats = isolate.get_heap_statistics();
+        stats.used_heap_size().max(stats.total_heap_size()) as u64
+    }
+
     pub fn enter(&self) -> EntryGuard<'_> {
         // SAFETY: the isolate outlives this handle (see the type's doc) and enter/exit
         // are paired by the guard on the same thread.

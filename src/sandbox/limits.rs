@@ -10,16 +10,14 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use deno_core::v8;
-use tokio::sync::Notify;
-
 use super::cpu::ThreadCpuClock;
 use super::record::ErrorCode;
+use super::shared::{lock, RunShared};
 
 /// What ended a run from the outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +32,7 @@ pub enum Breach {
 }
 
 impl Breach {
-    fn from_u8(v: u8) -> Option<Breach> {
+    pub(crate) fn from_u8(v: u8) -> Option<Breach> {
         Some(match v {
             1 => Breach::Cpu,
             2 => Breach::Memory,
@@ -61,7 +59,9 @@ impl Breach {
                 "the run used more than its {} ms of CPU time",
                 cpu.as_millis()
             ),
-            Breach::Memory => format!("the run's heap grew past its {heap_mb} MiB limit"),
+            Breach::Memory => format!(
+                "the run's memory (its heap, and bodies the host holds for it) grew past its {heap_mb} MiB limit"
+            ),
             Breach::Wall => format!("the run did not finish within {} ms", wall.as_millis()),
             Breach::Cancelled => "the run was cancelled".to_owned(),
             Breach::Crash => {
@@ -72,86 +72,6 @@ impl Breach {
     }
 }
 
-/// State of one run shared between its worker, the watchdog and whoever holds its handle.
-pub struct RunShared {
-    breach: AtomicU8,
-    /// Nanoseconds since `epoch` after which the run is over (wall clock or cancel grace).
-    deadline_ns: AtomicU64,
-    epoch: Instant,
-    cancel_requested: AtomicBool,
-    /// Wakes the run's task (and `ctx.signal`) on cancellation.
-    pub cancelled: Notify,
-    isolate: Mutex<Option<v8::IsolateHandle>>,
-}
-
-impl RunShared {
-    /// A run not started yet: no deadline until [`RunShared::start_clock`].
-    pub fn new() -> Arc<RunShared> {
-        Arc::new(RunShared {
-            breach: AtomicU8::new(0),
-            deadline_ns: AtomicU64::new(u64::MAX),
-            epoch: Instant::now(),
-            cancel_requested: AtomicBool::new(false),
-            cancelled: Notify::new(),
-            isolate: Mutex::new(None),
-        })
-    }
-
-    /// Starts the wall clock when the run starts executing (queueing time is free).
-    pub fn start_clock(&self, wall: Duration) {
-        self.set_deadline(Instant::now() + wall);
-    }
-
-    /// Records the breach if none was recorded yet; the first cause wins.
-    pub fn condemn(&self, breach: Breach) -> bool {
-        let won = self
-            .breach
-            .compare_exchange(0, breach as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if let Some(handle) = lock(&self.isolate).as_ref() {
-            handle.terminate_execution();
-        }
-        won
-    }
-
-    pub fn breach(&self) -> Option<Breach> {
-        Breach::from_u8(self.breach.load(Ordering::Acquire))
-    }
-
-    pub fn attach_isolate(&self, handle: v8::IsolateHandle) {
-        *lock(&self.isolate) = Some(handle);
-    }
-
-    pub fn deadline(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.deadline_ns.load(Ordering::Acquire))
-    }
-
-    fn set_deadline(&self, at: Instant) {
-        let ns = at.saturating_duration_since(self.epoch).as_nanos();
-        // Only ever moves earlier: a cancel grace shortens the wall clock, never extends it.
-        self.deadline_ns
-            .fetch_min(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::AcqRel);
-    }
-
-    /// Asks the run to stop: `ctx.signal` aborts now, and the isolate is terminated when
-    /// `grace` has passed.
-    pub fn request_cancel(&self, grace: Duration) {
-        if !self.cancel_requested.swap(true, Ordering::AcqRel) {
-            self.set_deadline(Instant::now() + grace);
-            self.cancelled.notify_waiters();
-            self.cancelled.notify_one();
-        }
-    }
-
-    pub fn cancel_requested(&self) -> bool {
-        self.cancel_requested.load(Ordering::Acquire)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The slice of JS a worker is executing right now, as the watchdog sees it.
 struct ActiveSlice {
     entered_cpu: Duration,
@@ -159,27 +79,60 @@ struct ActiveSlice {
     run: Arc<RunShared>,
 }
 
-/// One per worker thread: its CPU clock and the run it is polling, if any.
+/// One per worker thread: its CPU clock, the run it is polling, if any, and the runs it
+/// hosts, so that they can be ended from outside if the thread stops making progress.
 pub struct WorkerMeter {
+    pub id: usize,
     clock: ThreadCpuClock,
     active: Mutex<Option<ActiveSlice>>,
+    runs: Mutex<Vec<Arc<RunShared>>>,
+    /// Set once by the watchdog: the thread stopped making progress and was given up.
+    abandoned: AtomicBool,
 }
 
 impl WorkerMeter {
     /// Must be called on the worker thread itself.
-    pub fn for_current_thread() -> Arc<WorkerMeter> {
+    pub fn for_current_thread(id: usize) -> Arc<WorkerMeter> {
         Arc::new(WorkerMeter {
+            id,
             clock: ThreadCpuClock::current(),
             active: Mutex::new(None),
+            runs: Mutex::new(Vec::new()),
+            abandoned: AtomicBool::new(false),
         })
     }
 
-    /// The watchdog's check of this worker.
-    fn inspect(&self) {
+    /// A run now hosted by this worker.
+    pub fn host(&self, run: &Arc<RunShared>) {
+        lock(&self.runs).push(run.clone());
+    }
+
+    /// A run that left this worker.
+    pub fn release(&self, run: &Arc<RunShared>) {
+        lock(&self.runs).retain(|r| !Arc::ptr_eq(r, run));
+    }
+
+    /// The runs on this worker, and which of them was being polled.
+    pub fn hosted(&self) -> (Vec<Arc<RunShared>>, Option<Arc<RunShared>>) {
+        let active = lock(&self.active).as_ref().map(|s| s.run.clone());
+        (lock(&self.runs).clone(), active)
+    }
+
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// The watchdog's check of this worker. Answers true, once, when the worker is stuck:
+    /// its run was condemned `stuck_after` ago and the poll still has not returned, so
+    /// the engine's termination cannot reach whatever holds the thread.
+    fn inspect(&self, stuck_after: Duration) -> bool {
         let active = lock(&self.active);
         let Some(slice) = active.as_ref() else {
-            return;
+            return false;
         };
+        if let Some(since) = slice.run.breached_for() {
+            return since >= stuck_after && !self.abandoned.swap(true, Ordering::AcqRel);
+        }
         let used = self.clock.now().saturating_sub(slice.entered_cpu);
         if used > slice.budget_left {
             slice.run.condemn(Breach::Cpu);
@@ -191,19 +144,29 @@ impl WorkerMeter {
             };
             slice.run.condemn(breach);
         }
+        false
     }
 }
+
+/// Told about a worker the watchdog gave up on.
+pub type StuckHandler = Box<dyn Fn(Arc<WorkerMeter>) + Send + Sync>;
 
 /// The watchdog: a thread that inspects every registered worker each tick.
 pub struct Watchdog {
     meters: Mutex<Vec<Weak<WorkerMeter>>>,
+    stuck_after: Duration,
+    on_stuck: Mutex<Option<StuckHandler>>,
 }
 
 impl Watchdog {
     /// Starts the watchdog thread; it stops by itself once the returned `Arc` is dropped.
-    pub fn start(tick: Duration) -> std::io::Result<Arc<Watchdog>> {
+    /// A worker whose condemned run does not return from its poll within `stuck_after`
+    /// is handed to the handler set with [`Watchdog::on_stuck`].
+    pub fn start(tick: Duration, stuck_after: Duration) -> std::io::Result<Arc<Watchdog>> {
         let watchdog = Arc::new(Watchdog {
             meters: Mutex::new(Vec::new()),
+            stuck_after,
+            on_stuck: Mutex::new(None),
         });
         let weak = Arc::downgrade(&watchdog);
         std::thread::Builder::new()
@@ -213,16 +176,31 @@ impl Watchdog {
                 let Some(watchdog) = weak.upgrade() else {
                     return;
                 };
-                let mut meters = lock(&watchdog.meters);
-                meters.retain(|m| match m.upgrade() {
+                let mut stuck = Vec::new();
+                lock(&watchdog.meters).retain(|m| match m.upgrade() {
                     Some(meter) => {
-                        meter.inspect();
+                        if meter.inspect(watchdog.stuck_after) {
+                            stuck.push(meter);
+                        }
                         true
                     }
                     None => false,
                 });
+                for meter in stuck {
+                    tracing::error!(
+                        worker = meter.id,
+                        "a worker thread stopped making progress; its runs are ended and it is replaced"
+                    );
+                    if let Some(handler) = lock(&watchdog.on_stuck).as_ref() {
+                        handler(meter);
+                    }
+                }
             })?;
         Ok(watchdog)
+    }
+
+    pub fn on_stuck(&self, handler: StuckHandler) {
+        *lock(&self.on_stuck) = Some(handler);
     }
 
     pub fn register(&self, meter: &Arc<WorkerMeter>) {
@@ -245,6 +223,7 @@ pub struct Metered<'a, F> {
     run: Arc<RunShared>,
     budget: &'a mut CpuBudget,
     isolate: super::isolate::EnteredIsolate,
+    heap_limit: u64,
 }
 
 impl<'a, F> Metered<'a, F> {
@@ -254,6 +233,7 @@ impl<'a, F> Metered<'a, F> {
         run: Arc<RunShared>,
         budget: &'a mut CpuBudget,
         isolate: super::isolate::EnteredIsolate,
+        heap_limit: u64,
     ) -> Self {
         Metered {
             inner: Some(Box::pin(inner)),
@@ -261,6 +241,7 @@ impl<'a, F> Metered<'a, F> {
             run,
             budget,
             isolate,
+            heap_limit,
         }
     }
 }
@@ -294,14 +275,23 @@ impl<F: Future> Future for Metered<'_, F> {
         };
         let polled = {
             let _entered = this.isolate.enter();
-            catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)))
+            let polled = catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)));
+            if polled.is_err() {
+                // The engine answers an allocation its heap limit refused by panicking
+                // in some paths (a conversion that unwraps): that is the run's memory
+                // limit, not a defect of the sandbox.
+                let near_limit = this.isolate.heap_used() >= this.heap_limit / 4 * 3;
+                this.run.condemn(if near_limit {
+                    Breach::Memory
+                } else {
+                    Breach::Crash
+                });
+            }
+            polled
         };
         *lock(&this.meter.active) = None;
         this.budget.used += this.meter.clock.now().saturating_sub(entered_cpu);
 
-        if polled.is_err() {
-            this.run.condemn(Breach::Crash);
-        }
         if this.budget.used > this.budget.limit {
             this.run.condemn(Breach::Cpu);
         }

@@ -9,6 +9,7 @@
 //! - [`limits`]: the enforcer — CPU/wall budgets per poll, the watchdog, breaches.
 //! - [`grant`]: what a run may do and the limits it runs under.
 //! - [`scope`]: per-run state the ops consult.
+//! - [`shared`]: per-run state shared across threads — breach, deadline, events, answer.
 //! - [`snapshot`]: runtime-js evaluated once into a startup snapshot.
 //! - [`loader`]: serves the package's own modules and nothing else.
 //! - `ops`: the `atoll` extension (ops by capability + runtime-js).
@@ -24,6 +25,7 @@ pub mod pool;
 pub mod record;
 pub mod run;
 pub mod scope;
+pub mod shared;
 pub mod snapshot;
 mod worker;
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::limits::{RunShared, Watchdog};
+use super::limits::{Breach, Watchdog, WorkerMeter};
 use super::record::{ErrorCode, RunError, RunOutcome, Usage};
 use super::run::RunRequest;
+use super::shared::{lock, RunShared, Unanswered};
 use super::worker;
 
 /// How the pool sizes itself. Defaults suit one node; tests shrink them.
@@ -33,6 +34,10 @@ pub struct PoolConfig {
     /// How long a cancelled run may react to `ctx.signal` before it is terminated.
     pub cancel_grace: Duration,
     pub watchdog_tick: Duration,
+    /// A worker whose condemned run is still inside one poll after this long is stuck
+    /// (something holds the thread where termination cannot reach): its runs are ended
+    /// and a new thread replaces it.
+    pub stuck_after: Duration,
     /// A thread above `min_threads` that got no run for this long exits.
     pub idle_thread_timeout: Duration,
     pub thread_stack_bytes: usize,
@@ -70,6 +75,7 @@ impl Default for PoolConfig {
             heap_mb: 64,
             cancel_grace: Duration::from_millis(50),
             watchdog_tick: Duration::from_millis(5),
+            stuck_after: Duration::from_secs(1),
             idle_thread_timeout: Duration::from_secs(30),
             thread_stack_bytes: 8 * 1024 * 1024,
             use_snapshot: true,
@@ -95,6 +101,7 @@ pub enum PoolError {
 pub(crate) struct Stats {
     pub threads_started: AtomicU64,
     pub threads_retired: AtomicU64,
+    pub threads_abandoned: AtomicU64,
     pub isolates_created: AtomicU64,
     pub runs_completed: AtomicU64,
 }
@@ -105,6 +112,8 @@ pub struct PoolStats {
     pub threads_alive: usize,
     pub threads_started: u64,
     pub threads_retired: u64,
+    /// Threads given up on because they stopped making progress.
+    pub threads_abandoned: u64,
     pub isolates_created: u64,
     pub runs_completed: u64,
     pub queued: usize,
@@ -114,8 +123,7 @@ pub struct PoolStats {
 
 pub(crate) struct Job {
     pub req: RunRequest,
-    pub run: Arc<RunShared>,
-    pub reply: oneshot::Sender<RunOutcome>,
+    pub run: Unanswered,
 }
 
 pub(crate) struct PoolShared {
@@ -128,14 +136,15 @@ pub(crate) struct PoolShared {
     pub idle: AtomicUsize,
     pub next_worker_id: AtomicUsize,
     pub stats: Stats,
-    handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Worker threads by id, joined at shutdown (an abandoned one is let go).
+    handles: Mutex<Vec<(usize, JoinHandle<()>)>>,
 }
 
 impl PoolShared {
-    pub fn track_thread(&self, handle: JoinHandle<()>) {
-        let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-        handles.retain(|h| !h.is_finished());
-        handles.push(handle);
+    pub fn track_thread(&self, id: usize, handle: JoinHandle<()>) {
+        let mut handles = lock(&self.handles);
+        handles.retain(|(_, h)| !h.is_finished());
+        handles.push((id, handle));
     }
 
     /// An idle thread above the minimum may leave. Racing leavers may dip below the
@@ -150,6 +159,35 @@ impl PoolShared {
         if !self.queue.is_closed() && (left < self.config.min_threads || !self.queue.is_empty()) {
             worker::spawn(self.clone());
         }
+    }
+
+    /// Gives up on a worker thread that stopped making progress: every run it hosts
+    /// ends now — the one it was stuck in with its own breach, the others with
+    /// `sandbox_crashed` — and is condemned, so that nothing of it runs on if the thread
+    /// ever comes back; a new thread takes its place and shutdown no longer waits for it.
+    fn abandon_worker(self: &Arc<Self>, meter: Arc<WorkerMeter>) {
+        let (runs, stuck_in) = meter.hosted();
+        for run in runs {
+            let culprit = stuck_in.as_ref().is_some_and(|s| Arc::ptr_eq(s, &run));
+            let error = match run.breach() {
+                Some(breach) if culprit => RunError::new(
+                    breach.code(),
+                    format!(
+                        "{}; the worker thread it blocked was replaced",
+                        breach.code().as_str()
+                    ),
+                ),
+                _ => RunError::new(
+                    ErrorCode::SandboxCrashed,
+                    "the worker thread hosting this run was blocked by another run and was replaced; retry the run",
+                ),
+            };
+            run.condemn(Breach::Crash);
+            run.conclude(RunOutcome::failed(error, Usage::default()));
+        }
+        lock(&self.handles).retain(|(id, _)| *id != meter.id);
+        self.stats.threads_abandoned.fetch_add(1, Ordering::Relaxed);
+        self.worker_exited();
     }
 
     fn grow_if_starved(self: &Arc<Self>) {
@@ -177,7 +215,7 @@ impl Pool {
         };
         let shared = Arc::new(PoolShared {
             snapshot,
-            watchdog: Watchdog::start(config.watchdog_tick)?,
+            watchdog: Watchdog::start(config.watchdog_tick, config.stuck_after)?,
             config,
             queue,
             sender,
@@ -187,6 +225,12 @@ impl Pool {
             stats: Stats::default(),
             handles: Mutex::new(Vec::new()),
         });
+        let weak = Arc::downgrade(&shared);
+        shared.watchdog.on_stuck(Box::new(move |meter| {
+            if let Some(shared) = weak.upgrade() {
+                shared.abandon_worker(meter);
+            }
+        }));
         for _ in 0..shared.config.min_threads.max(1) {
             if !worker::spawn(shared.clone()) {
                 return Err(std::io::Error::other("could not start worker threads"));
@@ -197,13 +241,15 @@ impl Pool {
 
     /// Queues a run. Answers at once: `Saturated` when the queue is full.
     pub fn submit(&self, req: RunRequest) -> Result<RunHandle, PoolError> {
-        let run = RunShared::new();
-        let (reply, outcome) = oneshot::channel();
+        let (run, outcome) = RunShared::new(
+            req.run_id.clone(),
+            req.services.events.clone(),
+            req.events_before,
+        );
         let run_id = req.run_id.clone();
         let job = Job {
             req,
-            run: run.clone(),
-            reply,
+            run: Unanswered(run.clone()),
         };
         match self.shared.sender.try_send(job) {
             Ok(()) => {}
@@ -229,6 +275,7 @@ impl Pool {
             threads_alive: self.shared.threads.load(Ordering::Acquire),
             threads_started: s.threads_started.load(Ordering::Relaxed),
             threads_retired: s.threads_retired.load(Ordering::Relaxed),
+            threads_abandoned: s.threads_abandoned.load(Ordering::Relaxed),
             isolates_created: s.isolates_created.load(Ordering::Relaxed),
             runs_completed: s.runs_completed.load(Ordering::Relaxed),
             queued: self.shared.sender.len(),
@@ -236,24 +283,24 @@ impl Pool {
         }
     }
 
-    /// Stops taking runs, lets running ones finish, and waits for every thread.
+    /// Stops taking runs, lets running ones finish, and waits for every thread — except
+    /// one the watchdog gave up on, which may never come back.
     pub fn shutdown(&self) {
         self.shared.sender.close();
         loop {
-            let handle = {
-                let mut handles = self
-                    .shared
-                    .handles
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                handles.pop()
-            };
-            match handle {
-                Some(h) => {
-                    let _ = h.join();
+            let finished: Vec<_> = {
+                let mut handles = lock(&self.shared.handles);
+                if handles.is_empty() {
+                    break;
                 }
-                None => break,
+                let (done, running) = handles.drain(..).partition(|(_, h)| h.is_finished());
+                *handles = running;
+                done
+            };
+            for (_, handle) in finished {
+                let _ = handle.join();
             }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

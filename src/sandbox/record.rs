@@ -46,6 +46,9 @@ pub enum ErrorCode {
     Cancelled,
     /// The sandbox itself failed; never the agent's fault.
     Internal,
+    /// What hosted the run died or was given up on (a worker thread another run
+    /// blocked); not this run's fault, and safe to retry.
+    SandboxCrashed,
 }
 
 impl ErrorCode {
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::FetchLimit => "fetch_limit",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::Internal => "internal",
+            ErrorCode::SandboxCrashed => "sandbox_crashed",
         }
     }
 

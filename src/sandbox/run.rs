@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 
 use super::grant::RunGrant;
 use super::isolate::{AgentRunner, Isolate};
-use super::limits::{Breach, CpuBudget, Metered, RunShared, WorkerMeter};
+use super::limits::{Breach, CpuBudget, Metered, WorkerMeter};
 use super::loader::PackageLoader;
 use super::record::{ErrorCode, EventKind, RunError, RunOutcome, RunStatus, Usage};
 use super::scope::{RunIdentity, RunScope};
+use super::shared::RunShared;
 use crate::host::{HostServices, Tenant};
 use crate::package::AgentPackage;
 
@@ -45,12 +46,14 @@ struct Collected {
     load_failure: Option<String>,
 }
 
+/// Runs `req` and concludes it (terminal events, then the answer); returns the isolate,
+/// to be disposed once nobody waits for it.
 pub(crate) async fn execute(
     isolate: Option<Isolate>,
     req: RunRequest,
     shared: Arc<RunShared>,
     meter: Arc<WorkerMeter>,
-) -> (RunOutcome, Option<Isolate>) {
+) -> Option<Isolate> {
     let started = Instant::now();
     shared.start_clock(req.grant.limits.wall());
     let manifest = &req.package.manifest;
@@ -77,7 +80,6 @@ pub(crate) async fn execute(
         req.services.clone(),
         shared.clone(),
         start.to_string(),
-        req.events_before,
     ));
     scope.publish(EventKind::Status, json!({ "status": "running" }));
 
@@ -115,8 +117,9 @@ pub(crate) async fn execute(
     outcome.usage.llm_tokens_in = scope.llm_tokens_in.get();
     outcome.usage.llm_tokens_out = scope.llm_tokens_out.get();
     outcome.usage.fetches = scope.fetches.get();
-    finish_events(&scope, &outcome);
-    (outcome, spent)
+    // False when the pool already ended the run because this thread was stuck.
+    shared.conclude(outcome);
+    spent
 }
 
 /// Runs the agent on the isolate under the enforcer, then drops the isolate.
@@ -160,7 +163,8 @@ async fn drive(
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         };
-        let metered = Metered::new(work, meter, shared.clone(), &mut budget, entry);
+        let heap_limit = req.grant.limits.heap_bytes() as u64;
+        let metered = Metered::new(work, meter, shared.clone(), &mut budget, entry, heap_limit);
         tokio::pin!(metered);
         loop {
             let deadline = tokio::time::Instant::from_std(shared.deadline());
@@ -282,20 +286,6 @@ fn conclude(collected: Collected, req: &RunRequest, scope: &RunScope) -> RunOutc
         state: scope.state.borrow_mut().take(),
         usage,
     }
-}
-
-fn finish_events(scope: &RunScope, outcome: &RunOutcome) {
-    match (&outcome.output, &outcome.error) {
-        (_, Some(error)) => scope.publish(EventKind::Error, json!(error)),
-        (Some(output), None) => scope.publish(EventKind::Output, json!({ "output": output })),
-        (None, None) => {}
-    }
-    let status = outcome.status.as_str();
-    scope.publish(EventKind::Status, json!({ "status": status }));
-    scope.publish(
-        EventKind::End,
-        json!({ "status": status, "usage": outcome.usage }),
-    );
 }
 
 /// `lib/x.js:3:7` from the first package frame of an engine stack trace.

@@ -5,13 +5,19 @@
 //! before awaiting, so no `OpState` borrow is ever held across an `.await`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use serde_json::{json, Value};
 
 use super::grant::RunGrant;
-use super::limits::RunShared;
-use super::record::{ErrorCode, EventKind, RunEvent};
+use super::limits::Breach;
+use super::record::{ErrorCode, EventKind};
+use super::shared::RunShared;
+use crate::broker::budget::{self, HostMemory, Reservation};
 use crate::host::{HostServices, Tenant};
 
 /// Who and what a run is (`ctx.run`).
@@ -36,7 +42,6 @@ pub struct ReportedError {
 
 #[derive(Default)]
 struct EventLog {
-    seq: u64,
     bytes: u64,
     truncated: bool,
 }
@@ -58,6 +63,11 @@ pub struct RunScope {
     pub fetches: Cell<u32>,
     pub llm_tokens_in: Cell<u64>,
     pub llm_tokens_out: Cell<u64>,
+    /// What the host holds for this run outside the heap, bounded by its memory limit.
+    pub host_memory: HostMemory,
+    /// Response bodies read by the host that the isolate has not copied in yet.
+    bodies: RefCell<HashMap<u32, (Bytes, Reservation)>>,
+    next_body: Cell<u32>,
 }
 
 impl RunScope {
@@ -67,11 +77,10 @@ impl RunScope {
         services: HostServices,
         shared: Arc<RunShared>,
         start: String,
-        events_before: u64,
     ) -> Self {
+        let host_memory = HostMemory::new(grant.limits.heap_bytes() as u64);
         RunScope {
             identity,
-            grant,
             services,
             shared,
             start: RefCell::new(Some(start)),
@@ -79,13 +88,14 @@ impl RunScope {
             error: RefCell::new(None),
             state: RefCell::new(None),
             violation: RefCell::new(None),
-            events: RefCell::new(EventLog {
-                seq: events_before,
-                ..EventLog::default()
-            }),
+            grant,
+            events: RefCell::new(EventLog::default()),
             fetches: Cell::new(0),
             llm_tokens_in: Cell::new(0),
             llm_tokens_out: Cell::new(0),
+            host_memory,
+            bodies: RefCell::new(HashMap::new()),
+            next_body: Cell::new(0),
         }
     }
 
@@ -104,6 +114,48 @@ impl RunScope {
 
     pub fn violation(&self) -> Option<(ErrorCode, String)> {
         self.violation.borrow().clone()
+    }
+
+    /// Runs a host call with this run's budget paying for what the host buffers; a call
+    /// that went over it ends the run with `memory_limit`, caught or not.
+    pub async fn host_call<F: Future>(&self, work: F) -> F::Output {
+        let answer = budget::charged_to(self.host_memory.clone(), work).await;
+        if self.host_memory.exceeded() {
+            self.over_budget();
+        }
+        answer
+    }
+
+    /// The run holds more than its memory limit on the host: it ends now, like a heap
+    /// that outgrew its limit. Answers the message for the op's exception.
+    pub fn over_budget(&self) -> String {
+        let message = self.violate(
+            ErrorCode::MemoryLimit,
+            format!(
+                "the run holds more than its {} MiB of memory in host-side buffers (bodies in flight)",
+                self.grant.limits.memory_mb
+            ),
+        );
+        self.shared.condemn(Breach::Memory);
+        message
+    }
+
+    /// Keeps a body until the isolate copies it into memory of its own; the body counts
+    /// against the run's budget meanwhile. Answers its id.
+    pub fn hold_body(&self, body: Bytes) -> Result<u32, String> {
+        let held = self
+            .host_memory
+            .reserve(body.len() as u64)
+            .map_err(|_| self.over_budget())?;
+        let id = self.next_body.get().wrapping_add(1);
+        self.next_body.set(id);
+        self.bodies.borrow_mut().insert(id, (body, held));
+        Ok(id)
+    }
+
+    /// Hands a held body over (and releases its share of the budget).
+    pub fn take_body(&self, id: u32) -> Option<Bytes> {
+        self.bodies.borrow_mut().remove(&id).map(|(body, _)| body)
     }
 
     /// Publishes an event the agent caused (log, emit, deltas, tool and fetch records),
@@ -133,17 +185,7 @@ impl RunScope {
 
     /// Publishes a lifecycle event (status, output, error, end): never dropped.
     pub fn publish(&self, kind: EventKind, data: Value) {
-        let seq = {
-            let mut log = self.events.borrow_mut();
-            log.seq += 1;
-            log.seq
-        };
-        self.services.events.publish(RunEvent {
-            run_id: self.identity.run_id.clone(),
-            seq,
-            kind,
-            data,
-        });
+        self.shared.publish(kind, data);
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) fn spawn(shared: Arc<PoolShared>) -> bool {
         .spawn(move || thread_main(for_thread, id));
     match spawned {
         Ok(handle) => {
-            shared.track_thread(handle);
+            shared.track_thread(id, handle);
             true
         }
         Err(e) => {
@@ -72,7 +72,7 @@ fn thread_main(shared: Arc<PoolShared>, id: usize) {
 }
 
 async fn worker_loop(shared: Arc<PoolShared>, id: usize) {
-    let meter = WorkerMeter::for_current_thread();
+    let meter = WorkerMeter::for_current_thread(id);
     shared.watchdog.register(&meter);
     let local = Rc::new(WorkerLocal {
         id,
@@ -87,6 +87,9 @@ async fn worker_loop(shared: Arc<PoolShared>, id: usize) {
     schedule_refill(&shared, &local);
 
     loop {
+        if meter.abandoned() {
+            break;
+        }
         if local.created.get() >= config.isolates_per_thread && local.blanks.borrow().is_empty() {
             debug!(
                 worker = id,
@@ -117,6 +120,14 @@ async fn worker_loop(shared: Arc<PoolShared>, id: usize) {
         local.slot_freed.notified().await;
     }
     local.blanks.borrow_mut().clear();
+    if meter.abandoned() {
+        // The pool already replaced this thread and ended its runs.
+        warn!(
+            worker = id,
+            "an abandoned worker thread came back and exits"
+        );
+        return;
+    }
     shared.stats.threads_retired.fetch_add(1, Ordering::Relaxed);
     info!(
         worker = id,
@@ -136,13 +147,12 @@ fn start_run(
     let heap = job.req.grant.limits.heap_bytes();
     let isolate = take_isolate(shared, local, heap);
     let (shared, local, meter) = (shared.clone(), local.clone(), meter.clone());
+    meter.host(&job.run.0);
     tokio::task::spawn_local(async move {
-        let Job {
-            req, run, reply, ..
-        } = job;
-        let (outcome, spent) = run::execute(isolate, req, run, meter).await;
+        let Job { req, run } = job;
+        let spent = run::execute(isolate, req, run.0.clone(), meter.clone()).await;
+        meter.release(&run.0);
         shared.stats.runs_completed.fetch_add(1, Ordering::Relaxed);
-        let _ = reply.send(outcome);
         // Disposal after the answer is out: nobody waits for it.
         drop(spent);
         local.live.set(local.live.get() - 1);

@@ -258,11 +258,25 @@ impl TestServer {
                     headers.insert(":request".into(), request_line.clone());
                     log.lock().expect("lock").push(headers.clone());
                     let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+                    if path == "/stall" {
+                        // 5 MiB of a 9 MiB body, then nothing for 20 s: a body the host
+                        // holds that never reaches the isolate.
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 9437184\r\nconnection: close\r\n\r\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.write_all(&vec![b'z'; 5 * 1024 * 1024]).await;
+                        tokio::time::sleep(Duration::from_secs(20)).await;
+                        return;
+                    }
                     let (status, content_type, payload) = match path.as_str() {
                         "/big" => (
                             "200 OK",
                             "application/octet-stream",
                             vec![b'x'; 11 * 1024 * 1024],
+                        ),
+                        "/9mb" => (
+                            "200 OK",
+                            "application/octet-stream",
+                            vec![b'y'; 9 * 1024 * 1024],
                         ),
                         "/echo" => {
                             let echo = json!({

@@ -2,6 +2,7 @@
 //! loopback, and the `atoll` binary itself.
 
 mod api;
+mod blocking;
 mod capabilities;
 mod common;
 mod exec_cli;

@@ -141,7 +141,9 @@ pub async fn op_atoll_tool_call(
         .map_err(|e| JsErrorBox::type_error(format!("tool arguments are not JSON: {e}")))?;
     scope.emit(EventKind::ToolCall, json!({ "name": name, "args": args }));
     let tools = scope.services.tools.clone();
-    let result = tools.call(scope.tenant(), &name, args).await;
+    let result = scope
+        .host_call(tools.call(scope.tenant(), &name, args))
+        .await;
     match result {
         Ok(value) => {
             scope.emit(
@@ -201,7 +203,7 @@ pub async fn op_atoll_llm_chat(
     });
     let llm = scope.services.llm.clone();
     let model = request.model.clone();
-    let chat = llm.chat(scope.tenant(), request, deltas);
+    let chat = scope.host_call(llm.chat(scope.tenant(), request, deltas));
     tokio::pin!(chat);
     let response = loop {
         tokio::select! {

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
-use deno_core::{op2, JsBuffer, OpState, ToJsBuffer};
+use deno_core::{op2, JsBuffer, OpState};
 use deno_error::JsErrorBox;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -35,7 +35,12 @@ pub struct FetchAnswer {
     headers: Vec<(String, String)>,
     url: String,
     redirected: bool,
-    body: ToJsBuffer,
+    /// The body stays on the host until the isolate copies it into a buffer it
+    /// allocated itself ([`op_atoll_fetch_body`]): an allocation the heap limit refuses
+    /// then fails the run with `memory_limit` like any other, instead of failing inside
+    /// the engine's conversion.
+    body_id: u32,
+    body_length: usize,
 }
 
 #[op2]
@@ -85,6 +90,12 @@ pub async fn op_atoll_fetch(
         timeout: limits.wall(),
         max_redirects: 5,
     };
+    // The host's copy of the request body is the run's until the request is done.
+    let body_len = if call.has_body { body.len() as u64 } else { 0 };
+    let _request_body = scope
+        .host_memory
+        .reserve(body_len)
+        .map_err(|_| refusal(ErrorCode::MemoryLimit.as_str(), scope.over_budget()))?;
     let request = FetchRequest {
         method: call.method.clone(),
         url: url.clone(),
@@ -97,14 +108,14 @@ pub async fn op_atoll_fetch(
         std::sync::Arc::new(move |h: &str| grant.allows_host(h));
     let fetcher = scope.services.fetcher.clone();
     let started = Instant::now();
-    let result = fetcher
-        .fetch(
+    let result = scope
+        .host_call(fetcher.fetch(
             scope.tenant(),
             call.connection.as_deref(),
             request,
             &fetch_limits,
             allow_host,
-        )
+        ))
         .await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut event = json!({
@@ -115,13 +126,18 @@ pub async fn op_atoll_fetch(
             event["status"] = json!(response.status);
             event["bytes"] = json!(response.body.len());
             scope.emit(EventKind::Fetch, event);
+            let body_length = response.body.len();
+            let body_id = scope
+                .hold_body(response.body)
+                .map_err(|message| refusal(ErrorCode::MemoryLimit.as_str(), message))?;
             Ok(FetchAnswer {
                 status: response.status,
                 status_text: response.status_text,
                 headers: response.headers,
                 url: response.url,
                 redirected: response.redirected,
-                body: response.body.to_vec().into(),
+                body_id,
+                body_length,
             })
         }
         Err(e) => {
@@ -131,9 +147,33 @@ pub async fn op_atoll_fetch(
                 let message = scope.violate(ErrorCode::FetchLimit, e.to_string());
                 return Err(refusal(ErrorCode::FetchLimit.as_str(), message));
             }
+            // (An `OverBudget` error has ended the run already, in `host_call`.)
             Err(refusal(e.code(), e))
         }
     }
+}
+
+/// Copies a held response body into `into`, a buffer the isolate allocated with exactly
+/// the body's length, and releases the host's copy.
+#[op2(fast)]
+pub fn op_atoll_fetch_body(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[buffer] into: &mut [u8],
+) -> Result<(), JsErrorBox> {
+    let scope = run_scope(state)?;
+    let body = scope
+        .take_body(id)
+        .ok_or_else(|| JsErrorBox::type_error("this response body was already taken"))?;
+    if body.len() != into.len() {
+        return Err(JsErrorBox::type_error(format!(
+            "a response body of {} bytes does not fit a buffer of {}",
+            body.len(),
+            into.len()
+        )));
+    }
+    into.copy_from_slice(&body);
+    Ok(())
 }
 
 fn round_ms(ms: f64) -> f64 {

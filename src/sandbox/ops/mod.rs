@@ -85,6 +85,7 @@ deno_core::extension!(
         capability::op_atoll_tool_call,
         capability::op_atoll_llm_chat,
         fetch::op_atoll_fetch,
+        fetch::op_atoll_fetch_body,
         web::op_atoll_url_parse,
         web::op_atoll_url_set,
         web::op_atoll_random_fill,

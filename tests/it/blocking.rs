@@ -1,0 +1,189 @@
+//! No agent can hold a worker thread or outgrow its memory budget: blocking primitives
+//! and memory outside the heap are gone, host-side buffers are counted, and a worker that
+//! stops making progress anyway is replaced while its runs end with precise codes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use atoll::host::memory::{CollectingEvents, NoLlm, NoTools};
+use atoll::host::EventSink;
+use atoll::package::{AgentPackage, PackageLimits};
+use atoll::sandbox::{ErrorCode, EventKind, Pool, PoolConfig, RunEvent, RunStatus};
+use serde_json::json;
+
+use crate::common::{load, small_pool, Harness, TestServer};
+
+#[tokio::test]
+async fn atomics_wait_is_gone_so_nothing_blocks_the_thread() {
+    let h = Harness::new(small_pool());
+    let outcome = h.run(&load("hostile-atomics"), json!({})).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    let output = outcome.output.expect("output");
+    assert_eq!(output["shared_array_buffer"], "undefined", "{output}");
+    assert_eq!(output["atomics_wait"], "undefined", "{output}");
+    assert_eq!(
+        output["tries"],
+        json!(["absent", "absent", "absent", "absent", "absent"]),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn shared_and_webassembly_memory_cannot_be_allocated() {
+    let h = Harness::new(small_pool());
+    let outcome = h.run(&load("hostile-shared-memory"), json!({})).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    assert_eq!(
+        outcome.output,
+        Some(json!({ "shared": "ReferenceError", "wasm": "ReferenceError" }))
+    );
+}
+
+#[tokio::test]
+async fn response_bodies_held_by_the_host_count_against_the_memory_limit() {
+    let server = TestServer::start().await;
+    let h = Harness::with_services(
+        small_pool(),
+        Arc::new(NoTools),
+        Arc::new(NoLlm),
+        &["127.0.0.1/32"],
+    );
+    let flood = load("hostile-fetch-flood");
+    let outcome = h
+        .run(&flood, json!({ "url": server.url("/9mb"), "count": 40 }))
+        .await;
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::MemoryLimit),
+        "{outcome:?}"
+    );
+    // Bodies that never reach the isolate: only the host holds them, and it stops at the
+    // budget (4 × 5 MiB > 16 MiB) at once, not when the stalled server gives up.
+    let (id, stalled) = h
+        .run_request(h.request(&flood, json!({ "url": server.url("/stall"), "count": 4 })))
+        .await;
+    assert_eq!(
+        stalled.error_code(),
+        Some(ErrorCode::MemoryLimit),
+        "{stalled:?}"
+    );
+    let refused = h
+        .events
+        .of_run(&id)
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Fetch && e.data["error"] == "memory_limit")
+        .count();
+    assert_eq!(refused, 1, "one fetch went over the budget");
+    // One body fits in 16 MiB: the budget is a limit, not a refusal to fetch.
+    let one = h
+        .run(&flood, json!({ "url": server.url("/9mb"), "count": 1 }))
+        .await;
+    assert!(one.succeeded(), "{one:?}");
+    assert_eq!(one.output, Some(json!({ "kept_mib": 9, "failed": 0 })));
+    // The pool keeps serving.
+    let after = h.run(&load("hello"), json!({ "name": "after" })).await;
+    assert!(after.succeeded(), "{after:?}");
+}
+
+/// An event sink that blocks the publishing thread on a log line `block-the-thread` until
+/// released: a stand-in for anything that holds a worker where termination cannot reach.
+#[derive(Default)]
+struct BlockingEvents {
+    inner: CollectingEvents,
+    released: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl BlockingEvents {
+    fn release(&self) {
+        *self.released.lock().expect("lock") = true;
+        self.wake.notify_all();
+    }
+}
+
+impl EventSink for BlockingEvents {
+    fn publish(&self, event: RunEvent) {
+        let blocks =
+            event.kind == EventKind::Log && event.data.to_string().contains("block-the-thread");
+        self.inner.publish(event);
+        if blocks {
+            let mut released = self.released.lock().expect("lock");
+            while !*released {
+                released = self.wake.wait(released).expect("wait");
+            }
+        }
+    }
+}
+
+fn inline(limits: serde_json::Value, source: &str) -> Arc<AgentPackage> {
+    let manifest = json!({ "name": "@test/inline", "version": "1.0.0", "limits": limits });
+    let files = BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
+    Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
+}
+
+#[tokio::test]
+async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
+    let pool = Pool::new(PoolConfig {
+        min_threads: 1,
+        max_threads: 1,
+        stuck_after: Duration::from_millis(100),
+        ..PoolConfig::default()
+    })
+    .expect("pool");
+    let mut h = Harness::new(pool);
+    let sink = Arc::new(BlockingEvents::default());
+    h.services.events = sink.clone();
+
+    // A neighbour on the same (only) thread, waiting on a timer.
+    let waiter = inline(
+        json!({}),
+        "export default async () => { await new Promise((r) => setTimeout(r, 20000)); return 1; };",
+    );
+    let neighbour = h
+        .pool
+        .submit(h.request(&waiter, json!({})))
+        .expect("submit");
+    let blocker = inline(
+        json!({ "timeout_ms": 300 }),
+        "export default async () => { console.log('block-the-thread'); return 1; };",
+    );
+    let blocked = h
+        .pool
+        .submit(h.request(&blocker, json!({})))
+        .expect("submit");
+    let blocked_id = blocked.run_id.clone();
+
+    let outcome = blocked.outcome().await;
+    assert_eq!(outcome.status, RunStatus::TimedOut, "{outcome:?}");
+    assert_eq!(outcome.error_code(), Some(ErrorCode::Timeout));
+    let outcome = neighbour.outcome().await;
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::SandboxCrashed),
+        "{outcome:?}"
+    );
+
+    // A replacement thread serves new runs while the old one is still blocked.
+    for i in 0..5 {
+        let hello = h
+            .run(&load("hello"), json!({ "name": format!("n{i}") }))
+            .await;
+        assert!(hello.succeeded(), "{hello:?}");
+    }
+    let stats = h.pool.stats();
+    assert_eq!(stats.threads_abandoned, 1, "{stats:?}");
+
+    // The blocked run has exactly one end, last.
+    let events = sink.inner.of_run(&blocked_id);
+    let ends: Vec<_> = events.iter().filter(|e| e.kind == EventKind::End).collect();
+    assert_eq!(ends.len(), 1, "{events:?}");
+    assert_eq!(events.last().map(|e| e.kind), Some(EventKind::End));
+
+    // Shutdown does not wait for the thread that never came back.
+    let pool = h.pool.clone();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .expect("shutdown");
+    sink.release();
+}
