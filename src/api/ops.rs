@@ -121,6 +121,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP atoll_isolates_created_total Isolates created by this node.\n# TYPE atoll_isolates_created_total counter\natoll_isolates_created_total {}", pool.isolates_created);
     let _ = writeln!(out, "# HELP atoll_isolates_alive Isolates alive (running or blank) on this node.\n# TYPE atoll_isolates_alive gauge\natoll_isolates_alive {}", pool.isolates_alive);
     let _ = writeln!(out, "# HELP atoll_worker_threads Sandbox worker threads alive.\n# TYPE atoll_worker_threads gauge\natoll_worker_threads {}", pool.threads_alive);
+    let _ = writeln!(out, "# HELP atoll_worker_threads_abandoned_total Sandbox worker threads given up on because something blocked them.\n# TYPE atoll_worker_threads_abandoned_total counter\natoll_worker_threads_abandoned_total {}", pool.threads_abandoned);
     let _ = writeln!(out, "# HELP atoll_uptime_seconds Seconds since start.\n# TYPE atoll_uptime_seconds gauge\natoll_uptime_seconds {}", state.started.elapsed().as_secs());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

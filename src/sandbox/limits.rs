@@ -128,7 +128,12 @@ impl WorkerMeter {
     fn inspect(&self, stuck_after: Duration) -> bool {
         let active = lock(&self.active);
         let Some(slice) = active.as_ref() else {
-            return false;
+            // Between polls a worker only does short host work; a run of its still
+            // unanswered long past its deadline means that work never returned.
+            let overdue = lock(&self.runs)
+                .iter()
+                .any(|run| !run.concluded() && run.overdue_by() >= stuck_after);
+            return overdue && !self.abandoned.swap(true, Ordering::AcqRel);
         };
         if let Some(since) = slice.run.breached_for() {
             return since >= stuck_after && !self.abandoned.swap(true, Ordering::AcqRel);

@@ -162,22 +162,31 @@ impl PoolShared {
     }
 
     /// Gives up on a worker thread that stopped making progress: every run it hosts
-    /// ends now — the one it was stuck in with its own breach, the others with
-    /// `sandbox_crashed` — and is condemned, so that nothing of it runs on if the thread
-    /// ever comes back; a new thread takes its place and shutdown no longer waits for it.
+    /// ends now — the one it was stuck in with its own breach, runs past their wall
+    /// clock with `timeout`, the others with `sandbox_crashed` — and is condemned, so
+    /// that nothing of it runs on if the thread ever comes back; a new thread takes its
+    /// place and shutdown no longer waits for it.
     fn abandon_worker(self: &Arc<Self>, meter: Arc<WorkerMeter>) {
         let (runs, stuck_in) = meter.hosted();
         for run in runs {
             let culprit = stuck_in.as_ref().is_some_and(|s| Arc::ptr_eq(s, &run));
-            let error = match run.breach() {
-                Some(breach) if culprit => RunError::new(
+            let breach = match run.breach() {
+                Some(breach) if culprit => Some(breach),
+                _ if !run.overdue_by().is_zero() && run.cancel_requested() => {
+                    Some(Breach::Cancelled)
+                }
+                _ if !run.overdue_by().is_zero() => Some(Breach::Wall),
+                _ => None,
+            };
+            let error = match breach {
+                Some(breach) => RunError::new(
                     breach.code(),
                     format!(
-                        "{}; the worker thread it blocked was replaced",
+                        "{}: the worker thread it held was replaced",
                         breach.code().as_str()
                     ),
                 ),
-                _ => RunError::new(
+                None => RunError::new(
                     ErrorCode::SandboxCrashed,
                     "the worker thread hosting this run was blocked by another run and was replaced; retry the run",
                 ),

@@ -113,6 +113,11 @@ impl RunShared {
         self.epoch + Duration::from_nanos(self.deadline_ns.load(Ordering::Acquire))
     }
 
+    /// How long ago the deadline passed (zero before it).
+    pub fn overdue_by(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.deadline())
+    }
+
     fn since_epoch(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }

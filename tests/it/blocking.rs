@@ -86,16 +86,25 @@ async fn response_bodies_held_by_the_host_count_against_the_memory_limit() {
     assert!(after.succeeded(), "{after:?}");
 }
 
-/// An event sink that blocks the publishing thread on a log line `block-the-thread` until
+/// An event sink that blocks the publishing thread on the events `blocks` picks until
 /// released: a stand-in for anything that holds a worker where termination cannot reach.
-#[derive(Default)]
 struct BlockingEvents {
     inner: CollectingEvents,
+    blocks: Box<dyn Fn(&RunEvent) -> bool + Send + Sync>,
     released: Mutex<bool>,
     wake: Condvar,
 }
 
 impl BlockingEvents {
+    fn new(blocks: impl Fn(&RunEvent) -> bool + Send + Sync + 'static) -> Arc<BlockingEvents> {
+        Arc::new(BlockingEvents {
+            inner: CollectingEvents::default(),
+            blocks: Box::new(blocks),
+            released: Mutex::new(false),
+            wake: Condvar::new(),
+        })
+    }
+
     fn release(&self) {
         *self.released.lock().expect("lock") = true;
         self.wake.notify_all();
@@ -104,8 +113,7 @@ impl BlockingEvents {
 
 impl EventSink for BlockingEvents {
     fn publish(&self, event: RunEvent) {
-        let blocks =
-            event.kind == EventKind::Log && event.data.to_string().contains("block-the-thread");
+        let blocks = (self.blocks)(&event);
         self.inner.publish(event);
         if blocks {
             let mut released = self.released.lock().expect("lock");
@@ -122,17 +130,22 @@ fn inline(limits: serde_json::Value, source: &str) -> Arc<AgentPackage> {
     Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
 }
 
-#[tokio::test]
-async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
-    let pool = Pool::new(PoolConfig {
+fn one_thread_pool() -> Pool {
+    Pool::new(PoolConfig {
         min_threads: 1,
         max_threads: 1,
         stuck_after: Duration::from_millis(100),
         ..PoolConfig::default()
     })
-    .expect("pool");
-    let mut h = Harness::new(pool);
-    let sink = Arc::new(BlockingEvents::default());
+    .expect("pool")
+}
+
+#[tokio::test]
+async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
+    let mut h = Harness::new(one_thread_pool());
+    let sink = BlockingEvents::new(|event| {
+        event.kind == EventKind::Log && event.data.to_string().contains("block-the-thread")
+    });
     h.services.events = sink.clone();
 
     // A neighbour on the same (only) thread, waiting on a timer.
@@ -181,6 +194,41 @@ async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
     assert_eq!(events.last().map(|e| e.kind), Some(EventKind::End));
 
     // Shutdown does not wait for the thread that never came back.
+    let pool = h.pool.clone();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .expect("shutdown");
+    sink.release();
+}
+
+#[tokio::test]
+async fn a_worker_stuck_between_polls_is_replaced_too() {
+    let mut h = Harness::new(one_thread_pool());
+    let hello = load("hello");
+    let blocked = h.request(&hello, json!({ "name": "stuck" }));
+    let blocked_id = blocked.run_id.clone();
+    // Blocks in host work the worker does outside any poll of JS: publishing `running`.
+    let target = blocked_id.clone();
+    let sink = BlockingEvents::new(move |event| {
+        event.run_id == target
+            && event.kind == EventKind::Status
+            && event.data["status"] == "running"
+    });
+    h.services.events = sink.clone();
+    let mut blocked = blocked;
+    blocked.services = h.services.clone();
+    blocked.grant.limits.timeout_ms = 300;
+
+    let (_, outcome) = h.run_request(blocked).await;
+    assert_eq!(
+        outcome.error_code(),
+        Some(ErrorCode::Timeout),
+        "{outcome:?}"
+    );
+    let after = h.run(&hello, json!({ "name": "after" })).await;
+    assert!(after.succeeded(), "{after:?}");
+    assert_eq!(h.pool.stats().threads_abandoned, 1);
+
     let pool = h.pool.clone();
     tokio::task::spawn_blocking(move || pool.shutdown())
         .await
