@@ -114,6 +114,9 @@ async fn an_impersonating_key_cannot_reach_another_end_users_data() {
             "/v1/agents/atoll/counter/runs",
             Some(json!({ "input": {}, "end_user": "bob" })),
         ),
+        // Reports over the whole app are not alice's to read.
+        (Method::GET, "/v1/usage", None),
+        (Method::GET, "/v1/audit", None),
     ];
     for (method, path, body) in forbidden {
         let (status, content_type, answer) =
