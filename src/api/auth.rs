@@ -166,6 +166,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the idempotency middleware for this request.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
         let hash = hash_secret(secret);
         if state.admin_key_hash.as_deref() == Some(hash.as_str()) {
