@@ -81,6 +81,43 @@ impl Caller {
         }
     }
 
+    /// The end-user this request acts on, the one rule for every endpoint: with
+    /// `x-atoll-end-user` set, an `end_user` given anywhere else (path, query or body)
+    /// must equal it, or the request is refused (403); without the header the parameter
+    /// decides (None: the app itself).
+    pub fn acting_end_user(&self, param: Option<&str>) -> Result<Option<String>, ApiError> {
+        match (&self.end_user, param) {
+            (Some(bound), Some(asked)) if asked != bound => Err(ApiError::Forbidden(format!(
+                "this request acts for end-user '{bound}' (x-atoll-end-user); end_user \
+                 '{asked}' must be the same, or drop x-atoll-end-user to act as the app"
+            ))),
+            (Some(bound), _) => Ok(Some(bound.clone())),
+            (None, asked) => Ok(asked.map(str::to_owned)),
+        }
+    }
+
+    /// Whether a record owned by `owner` (None or empty: the app itself) is visible to
+    /// this caller: everything without `x-atoll-end-user`, only that end-user's own
+    /// records with it. Records it may not see answer as if they did not exist.
+    pub fn sees(&self, owner: Option<&str>) -> bool {
+        match &self.end_user {
+            None => true,
+            Some(bound) => owner == Some(bound.as_str()),
+        }
+    }
+
+    /// For endpoints that report on the whole app or org (usage, audit): a caller acting
+    /// for an end-user sees that end-user's data only, so it is refused (403).
+    pub fn require_not_impersonating(&self, what: &str) -> Result<(), ApiError> {
+        match &self.end_user {
+            None => Ok(()),
+            Some(bound) => Err(ApiError::Forbidden(format!(
+                "{what} covers the whole app, not end-user '{bound}' (x-atoll-end-user); \
+                 drop x-atoll-end-user to read it as the app"
+            ))),
+        }
+    }
+
     /// The (org, app) an app-level endpoint acts on: app keys only.
     pub fn app(&self, scope: &str) -> Result<(String, String), ApiError> {
         self.require_scope(scope)?;
@@ -129,6 +166,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the idempotency middleware for this request.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
         let hash = hash_secret(secret);
         if state.admin_key_hash.as_deref() == Some(hash.as_str()) {

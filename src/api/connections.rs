@@ -35,11 +35,11 @@ struct EndUserQuery {
     end_user: Option<String>,
 }
 
-fn end_user_of(caller: &Caller, q: &EndUserQuery) -> String {
-    q.end_user
-        .clone()
-        .or_else(|| caller.end_user.clone())
-        .unwrap_or_default()
+/// The end-user whose connection this is ("" for the app's own).
+fn end_user_of(caller: &Caller, q: &EndUserQuery) -> ApiResult<String> {
+    Ok(caller
+        .acting_end_user(q.end_user.as_deref())?
+        .unwrap_or_default())
 }
 
 pub fn check_name(name: &str) -> ApiResult<()> {
@@ -66,6 +66,7 @@ async fn put_connection(
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (_org, app_id) = caller.app("connections:write")?;
+    let end_user = end_user_of(&caller, &q)?;
     check_name(&name)?;
     let keys = state.master_keys.as_ref().ok_or_else(|| {
         ApiError::Unavailable(
@@ -110,7 +111,6 @@ async fn put_connection(
     secret
         .validate()
         .map_err(|why| ApiError::unprocessable("Invalid connection", why))?;
-    let end_user = end_user_of(&caller, &q);
     let connection = Connection {
         name: name.clone(),
         hosts,
@@ -182,7 +182,7 @@ async fn get_connection(
     let (_org, app_id) = caller.app("connections:read")?;
     let row = state
         .store
-        .get_connection(&app_id, &name, &end_user_of(&caller, &q))
+        .get_connection(&app_id, &name, &end_user_of(&caller, &q)?)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     Ok(Json(view(&row)))
@@ -191,7 +191,11 @@ async fn get_connection(
 async fn list_connections(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("connections:read")?;
     let rows = state.store.list_connections(&app_id).await?;
-    let data: Vec<Value> = rows.iter().map(view).collect();
+    let data: Vec<Value> = rows
+        .iter()
+        .filter(|row| caller.sees(Some(row.end_user.as_str())))
+        .map(view)
+        .collect();
     Ok(Json(json!({ "data": data, "next_cursor": null })))
 }
 
@@ -202,7 +206,7 @@ async fn delete_connection(
     Query(q): Query<EndUserQuery>,
 ) -> ApiResult<StatusCode> {
     let (_org, app_id) = caller.app("connections:write")?;
-    let end_user = end_user_of(&caller, &q);
+    let end_user = end_user_of(&caller, &q)?;
     if !state
         .store
         .delete_connection(&app_id, &name, &end_user)

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or invalid API key")]
+    #[error("missing, invalid or revoked API key: send Authorization: Bearer atl_... with a key that is still valid")]
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),

@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::{hash_secret, new_secret, Caller, Principal, SCOPES};
 use super::error::{ApiError, ApiResult};
+use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
@@ -66,7 +68,7 @@ async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<NewKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let org_id = caller.org("keys:write")?;
     super::orgs::check_name(&body.name, "a key")?;
     let scopes = body.scopes.unwrap_or_else(|| vec!["*".into()]);
@@ -141,7 +143,7 @@ async fn create_key(
     .await?;
     let mut out = json!(key);
     out["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok(CarriesSecret(&["/secret"]).mark((StatusCode::CREATED, Json(out))))
 }
 
 async fn list_keys(

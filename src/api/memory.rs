@@ -37,7 +37,7 @@ struct MemoryQuery {
 
 fn namespace(caller: &Caller, scope: &str, q: &MemoryQuery, write: bool) -> ApiResult<MemoryNs> {
     let (org_id, app_id) = caller.app(if write { "memory:write" } else { "memory:read" })?;
-    let end_user = q.end_user.clone().or_else(|| caller.end_user.clone());
+    let end_user = caller.acting_end_user(q.end_user.as_deref())?;
     match scope {
         "end_user" => {
             let end_user = end_user.filter(|e| !e.is_empty()).ok_or_else(|| {

@@ -2,13 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::keys::issue_key;
 use super::{audit, AppState};
@@ -42,7 +44,7 @@ async fn create_org(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<NewOrg>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     if caller.principal != Principal::Admin {
         return Err(ApiError::Forbidden(
             "only the admin key creates orgs".into(),
@@ -73,12 +75,8 @@ async fn create_org(
         json!({ "org_id": org.id, "key_id": key.id }),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({ "org": org, "key": { "id": key.id, "secret": secret, "kind": key.kind, "scopes": key.scopes } }),
-        ),
-    ))
+    let body = json!({ "org": org, "key": { "id": key.id, "secret": secret, "kind": key.kind, "scopes": key.scopes } });
+    Ok(CarriesSecret(&["/key/secret"]).mark((StatusCode::CREATED, Json(body))))
 }
 
 async fn get_org(

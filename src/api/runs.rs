@@ -97,14 +97,7 @@ async fn start_run(
     }
     .ok_or_else(|| ApiError::not_found("agent or version"))?;
 
-    let end_user = match (body.end_user, caller.end_user.clone()) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::BadRequest(
-                "end_user and x-atoll-end-user disagree".into(),
-            ))
-        }
-        (a, b) => a.or(b),
-    };
+    let end_user = caller.acting_end_user(body.end_user.as_deref())?;
     if let Some(external) = &end_user {
         if external.is_empty() || external.len() > 256 {
             return Err(ApiError::BadRequest(
@@ -231,7 +224,7 @@ async fn list_runs(
     let filter = RunFilter {
         agent: q.agent.clone(),
         status: q.status.clone(),
-        end_user: q.end_user.clone().or(caller.end_user.clone()),
+        end_user: caller.acting_end_user(q.end_user.as_deref())?,
     };
     let rows = state.store.list_runs(&app_id, &filter, &page).await?;
     let mut out = list(&rows, &page, |r| (r.created_at, r.id.clone()));
@@ -246,17 +239,29 @@ async fn list_runs(
     Ok(Json(out))
 }
 
+/// A run of the caller's app that the caller may see: another tenant's run, or another
+/// end-user's (or the app's own) run for an impersonating caller, does not exist.
+async fn visible_run(
+    state: &AppState,
+    caller: &Caller,
+    app_id: &str,
+    id: &str,
+) -> ApiResult<RunRow> {
+    state
+        .store
+        .get_run(app_id, id)
+        .await?
+        .filter(|row| caller.sees(row.end_user.as_deref()))
+        .ok_or_else(|| ApiError::not_found("run"))
+}
+
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("runs:read")?;
-    let row = state
-        .store
-        .get_run(&app_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+    let row = visible_run(&state, &caller, &app_id, &id).await?;
     Ok(Json(run_json(&row)))
 }
 
@@ -266,6 +271,7 @@ async fn cancel_run(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("runs:write")?;
+    visible_run(&state, &caller, &app_id, &id).await?;
     let row = state
         .runs
         .cancel(&app_id, &id)
@@ -299,11 +305,7 @@ async fn run_events(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (_org, app_id) = caller.app("runs:read")?;
-    state
-        .store
-        .get_run(&app_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+    visible_run(&state, &caller, &app_id, &id).await?;
     let after: i64 = match headers.get("last-event-id") {
         None => 0,
         Some(v) => v

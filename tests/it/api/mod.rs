@@ -4,6 +4,8 @@
 
 mod broker;
 mod errors;
+mod idempotency;
+mod impersonation;
 mod lifecycle;
 mod quotas;
 mod recovery;
