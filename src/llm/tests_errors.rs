@@ -112,7 +112,7 @@ async fn client_errors_are_refusals_with_the_providers_message_but_not_the_key()
     );
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let mock = serve(vec![Reply::status(401, &body)]).await;
-        let err = chat_with(&client(), &mock, kind.clone(), 3, in_secs(10))
+        let err = chat_with(&client(), &mock, kind, 3, in_secs(10))
             .await
             .expect_err("refused");
         assert_eq!(err.code, LLM_REFUSED);
