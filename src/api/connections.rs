@@ -14,7 +14,9 @@ use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
 use super::{audit, AppState};
 use crate::broker::connection::{describe, Connection, ConnectionSecret};
-use crate::broker::{connection_aad, Provider};
+use crate::broker::connection_aad;
+use crate::broker::destination::validate_entry;
+use crate::llm::Provider;
 use crate::runs::adapters::now_ms;
 use crate::store::ConnectionRow;
 
@@ -89,16 +91,22 @@ async fn put_connection(
             ))
         }
     };
-    if hosts.is_empty()
-        || hosts
-            .iter()
-            .any(|h| h.is_empty() || h.contains('/') || h.contains(':') || h == "*")
-    {
+    if hosts.is_empty() {
         return Err(ApiError::unprocessable(
             "Invalid connection",
-            "hosts are names like api.example.com or *.example.com",
+            "hosts lists where this credential may be sent, e.g. [\"api.example.com\"]",
         ));
     }
+    for host in &hosts {
+        validate_entry(host).map_err(|why| {
+            ApiError::unprocessable("Invalid connection", format!("hosts: {why}"))
+        })?;
+    }
+    let allow_http = match fields.remove("allow_http") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ApiError::BadRequest("allow_http is true or false".into())),
+    };
     let provider: Option<Provider> = match fields.remove("provider") {
         Some(v) => Some(
             serde_json::from_value(v)
@@ -114,8 +122,10 @@ async fn put_connection(
     let connection = Connection {
         name: name.clone(),
         hosts,
+        allow_http,
         secret,
     };
+    check_destinations(&connection, provider.as_ref())?;
     let plaintext =
         serde_json::to_vec(&connection.secret).map_err(|e| ApiError::Internal(e.to_string()))?;
     let sealed = keys
@@ -158,6 +168,24 @@ async fn put_connection(
         StatusCode::CREATED
     };
     Ok((status, Json(view(&row))))
+}
+
+/// Where this credential will be sent is covered by the connection itself: the
+/// provider's endpoint and the OAuth2 token URL pass the same check as every request.
+fn check_destinations(c: &Connection, provider: Option<&Provider>) -> ApiResult<()> {
+    let invalid = |why: String| ApiError::unprocessable("Invalid connection", why);
+    if let Some(provider) = provider {
+        provider.validate(c).map_err(invalid)?;
+    }
+    if let ConnectionSecret::Oauth2ClientCredentials { token_url, .. } = &c.secret {
+        let url = url::Url::parse(token_url).map_err(|e| invalid(format!("token_url: {e}")))?;
+        c.authorize(&url).map_err(|e| {
+            invalid(format!(
+                "token_url: {e}; the client secret goes there, so list its host in hosts"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn view(row: &ConnectionRow) -> Value {

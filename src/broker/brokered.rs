@@ -6,24 +6,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::connection::{inject, Connection, ConnectionSecret};
+use super::connection::{inject, BrokerError, Connection, ConnectionSecret};
+use super::destination::patterns;
 use super::oauth::TokenCache;
+use super::scrub;
 use super::secrets::MasterKeys;
 use super::{FetchError, FetchLimits, FetchRequest, FetchResponse, HttpFetcher};
 use crate::host::{Fetcher, HostCheck, Tenant};
 use crate::store::{ConnectionRow, Store};
-
-/// An LLM provider a connection stands for (`"provider": { ... }` on the connection).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Provider {
-    /// `openai` (any OpenAI-compatible server) or `anthropic`.
-    pub kind: String,
-    pub base_url: String,
-}
 
 /// What binds a sealed secret to its row: a ciphertext copied to another app, name or
 /// end-user does not open.
@@ -87,9 +79,15 @@ impl BrokeredFetcher {
             .get("hosts")
             .and_then(|h| serde_json::from_value(h.clone()).ok())
             .unwrap_or_default();
+        let allow_http = row
+            .public
+            .get("allow_http")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let connection = Connection {
             name: name.to_owned(),
             hosts,
+            allow_http,
             secret,
         };
         Ok(Some((row, connection)))
@@ -102,7 +100,7 @@ impl Fetcher for BrokeredFetcher {
         &self,
         tenant: &Tenant,
         connection: Option<&str>,
-        mut request: FetchRequest,
+        request: FetchRequest,
         limits: &FetchLimits,
         allow_host: HostCheck,
     ) -> Result<FetchResponse, FetchError> {
@@ -116,111 +114,64 @@ impl Fetcher for BrokeredFetcher {
                     code: "connection_not_found",
                     message: format!("connection '{name}' does not exist for this app"),
                 })?;
-        let before: Vec<(String, String)> = request.headers.clone();
-        let url_before = request.url.clone();
-        inject(&connection, &mut request, &self.tokens, &self.http)
-            .await
+        self.send(&connection, request, limits, allow_host).await
+    }
+}
+
+impl BrokeredFetcher {
+    /// Sends `request` with `connection`'s credential: the connection's checks (hosts,
+    /// scheme, port) first, then the fetcher's (grant, address policy, pinning); every
+    /// error and every byte of the answer goes through the connection's redactor.
+    pub async fn send(
+        &self,
+        connection: &Connection,
+        mut request: FetchRequest,
+        limits: &FetchLimits,
+        allow_host: HostCheck,
+    ) -> Result<FetchResponse, FetchError> {
+        // Asked for identity so that the body can be scrubbed (decoded anyway if a
+        // server compresses regardless).
+        request
+            .headers
+            .retain(|(n, _)| !n.trim().eq_ignore_ascii_case("accept-encoding"));
+        request
+            .headers
+            .push(("accept-encoding".into(), "identity".into()));
+        let refused = |e: BrokerError| FetchError::Connection {
+            code: e.code(),
+            message: e.to_string(),
+        };
+        // Without its redactor the credential is not sent.
+        let redactor = connection
+            .redactor(&[])
             .map_err(|e| FetchError::Connection {
-                code: e.code(),
+                code: "secret_unavailable",
                 message: e.to_string(),
             })?;
-        let secrets = injected_values(&before, &url_before, &request, &connection.secret);
-        // Redirects may not carry the credential beyond the connection's own hosts.
-        let hosts = connection.hosts.clone();
+        let injected = inject(connection, &mut request, &self.tokens, &self.http)
+            .await
+            .map_err(|e| redactor.fetch_error(refused(e)))?;
+        let redactor = connection
+            .redactor(&injected)
+            .map_err(|e| FetchError::Connection {
+                code: "secret_unavailable",
+                message: e.to_string(),
+            })?;
+        // Redirects may not carry the credential beyond the connection's own hosts (and it
+        // is dropped when a hop changes origin: scheme, host or port).
+        let hosts = patterns(&connection.hosts);
         let allow = move |host: &str| allow_host(host) && super::host_allowed(&hosts, host);
-        let mut response = self.http.fetch(request, limits, &allow).await?;
-        scrub(&mut response, &secrets);
+        let mut response = self
+            .http
+            .fetch(request, limits, &allow)
+            .await
+            .map_err(|e| redactor.fetch_error(e))?;
+        scrub::response(&mut response, &redactor, limits.max_response_bytes)
+            .map_err(|e| redactor.fetch_error(e))?;
         Ok(response)
     }
 }
 
-/// Every credential value this request carries: what injection added (headers, query
-/// values, the bearer/basic part of `authorization`) and the raw secret fields.
-fn injected_values(
-    before: &[(String, String)],
-    url_before: &url::Url,
-    after: &FetchRequest,
-    secret: &ConnectionSecret,
-) -> Vec<Vec<u8>> {
-    let mut values: Vec<String> = Vec::new();
-    for (name, value) in &after.headers {
-        if !before.iter().any(|(n, v)| n == name && v == value) {
-            values.push(value.clone());
-            if let Some((_, credential)) = value.split_once(' ') {
-                values.push(credential.to_owned());
-            }
-        }
-    }
-    let old: Vec<(String, String)> = url_before.query_pairs().into_owned().collect();
-    for (k, v) in after.url.query_pairs() {
-        if !old.iter().any(|(ok, ov)| ok == &k && ov == &v) {
-            values.push(v.into_owned());
-        }
-    }
-    if let Ok(Value::Object(fields)) = serde_json::to_value(secret) {
-        for (name, v) in fields {
-            let secretish = matches!(
-                name.as_str(),
-                "token" | "value" | "password" | "client_secret"
-            );
-            if let (true, Some(text)) = (secretish, v.as_str()) {
-                values.push(text.to_owned());
-            }
-        }
-    }
-    let mut out: Vec<Vec<u8>> = values
-        .into_iter()
-        .filter(|v| v.len() >= 4)
-        .map(String::into_bytes)
-        .collect();
-    // Percent-encoded forms too (a query value, a token echoed inside a URL).
-    let encoded: Vec<Vec<u8>> = out
-        .iter()
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .map(|v| {
-            url::form_urlencoded::byte_serialize(v.as_bytes())
-                .collect::<String>()
-                .into_bytes()
-        })
-        .collect();
-    out.extend(encoded);
-    out.sort();
-    out.dedup();
-    out
-}
-
-const REDACTED: &[u8] = b"[redacted]";
-
-fn replace_all(haystack: &[u8], needle: &[u8]) -> Option<Vec<u8>> {
-    let first = haystack.windows(needle.len()).position(|w| w == needle)?;
-    let mut out = Vec::with_capacity(haystack.len());
-    out.extend_from_slice(&haystack[..first]);
-    out.extend_from_slice(REDACTED);
-    let mut rest = &haystack[first + needle.len()..];
-    while let Some(i) = rest.windows(needle.len()).position(|w| w == needle) {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(REDACTED);
-        rest = &rest[i + needle.len()..];
-    }
-    out.extend_from_slice(rest);
-    Some(out)
-}
-
-/// An upstream that reflects the credential (an echo server, an error page quoting the
-/// request) must not hand it to the agent: it is replaced in the response's headers,
-/// body and final URL before the response leaves the host.
-fn scrub(response: &mut FetchResponse, secrets: &[Vec<u8>]) {
-    for secret in secrets {
-        if let Some(clean) = replace_all(&response.body, secret) {
-            response.body = clean.into();
-        }
-        for (_, value) in response.headers.iter_mut() {
-            if let Some(clean) = replace_all(value.as_bytes(), secret) {
-                *value = String::from_utf8_lossy(&clean).into_owned();
-            }
-        }
-        if let Some(clean) = replace_all(response.url.as_bytes(), secret) {
-            response.url = String::from_utf8_lossy(&clean).into_owned();
-        }
-    }
-}
+#[cfg(test)]
+#[path = "brokered_tests.rs"]
+mod tests;

@@ -9,17 +9,18 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use url::{Host, Url};
+use url::Url;
 
+use super::destination::{self, Refusal};
 use super::fetch::{FetchError, FetchRequest, HttpFetcher};
-use super::host::host_allowed;
 use super::oauth::{ClientCredentials, TokenCache};
+use super::redact::{Redactor, RedactorError};
+use super::request::REFUSED_HEADERS;
 use super::secrets::SecretError;
 
 /// Longest accepted field (a large JWT fits).
 const MAX_FIELD: usize = 16 * 1024;
 const MAX_SCOPES: usize = 64;
-use super::request::REFUSED_HEADERS;
 
 /// The credential. `Debug` shows the kind and fingerprint only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,17 +55,41 @@ pub enum ConnectionSecret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub name: String,
-    /// Host patterns as in `permissions.fetch`: exact names or `*.domain`.
+    /// Host patterns as in `permissions.fetch` (exact names or `*.domain`), each with an
+    /// optional `:port` (see [`destination`]).
     pub hosts: Vec<String>,
+    /// The credential may go over plain `http` too (a local model, a test server).
+    pub allow_http: bool,
     pub secret: ConnectionSecret,
+}
+
+impl Connection {
+    /// The one check before this credential goes anywhere: scheme, host and port of
+    /// `url` against the connection (see [`destination::check`]).
+    pub fn authorize(&self, url: &Url) -> Result<(), BrokerError> {
+        destination::check(&self.hosts, self.allow_http, url).map_err(|why| {
+            BrokerError::Destination {
+                connection: self.name.clone(),
+                why,
+            }
+        })
+    }
+
+    /// The scrubber for one use of this credential: the secret's values and what
+    /// injection added (`injected`: header values, an OAuth2 access token).
+    pub fn redactor(&self, injected: &[String]) -> Result<Redactor, RedactorError> {
+        let mut values = self.secret.secret_values();
+        values.extend(injected.iter().cloned());
+        Redactor::for_secrets(values)
+    }
 }
 
 /// Failures of the broker; `code()` is what the run's error carries. Messages never carry
 /// secret material.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("connection '{connection}' may not be sent to host {host}")]
-    HostNotAllowed { connection: String, host: String },
+    #[error("connection '{connection}' {why}")]
+    Destination { connection: String, why: Refusal },
     #[error("connection '{connection}' sets {what}, which the request already sets")]
     HeaderConflict { connection: String, what: String },
     #[error("OAuth2 token request failed: {0}")]
@@ -78,7 +103,11 @@ pub enum BrokerError {
 impl BrokerError {
     pub fn code(&self) -> &'static str {
         match self {
-            BrokerError::HostNotAllowed { .. } => "connection_host_not_allowed",
+            BrokerError::Destination { why, .. } => match why {
+                Refusal::Host(_) => "connection_host_not_allowed",
+                Refusal::Scheme(_) => "connection_scheme_not_allowed",
+                Refusal::Port { .. } => "connection_port_not_allowed",
+            },
             BrokerError::HeaderConflict { .. } => "connection_header_conflict",
             BrokerError::OauthTokenFailed(_) => "oauth_token_failed",
             BrokerError::SecretUnavailable(_) => "secret_unavailable",
@@ -237,6 +266,37 @@ impl ConnectionSecret {
         }
     }
 
+    /// Every value that authenticates, for the redactor: the secret fields, and the
+    /// pairs that basic auth joins (a basic username counts: some APIs take the key as
+    /// the username).
+    pub fn secret_values(&self) -> Vec<String> {
+        match self {
+            ConnectionSecret::Bearer { token } => vec![token.clone()],
+            ConnectionSecret::Header { value, .. } | ConnectionSecret::Query { value, .. } => {
+                vec![value.clone()]
+            }
+            ConnectionSecret::Basic { username, password } => vec![
+                username.clone(),
+                password.clone(),
+                format!("{username}:{password}"),
+            ],
+            ConnectionSecret::Oauth2ClientCredentials {
+                client_id,
+                client_secret,
+                ..
+            } => {
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                vec![
+                    client_secret.clone(),
+                    format!("{client_id}:{client_secret}"),
+                    format!("{}:{}", enc(client_id), enc(client_secret)),
+                ]
+            }
+        }
+    }
+
     /// The header this secret sets, lowercase; `None` for a query parameter.
     fn header_name(&self) -> Option<String> {
         match self {
@@ -276,6 +336,9 @@ pub fn describe(c: &Connection) -> Value {
         "hosts": c.hosts,
         "fingerprint": c.secret.fingerprint(),
     });
+    if c.allow_http {
+        out["allow_http"] = json!(true);
+    }
     match &c.secret {
         ConnectionSecret::Bearer { .. } => {}
         ConnectionSecret::Header { name, .. } => out["header"] = json!(name),
@@ -306,33 +369,22 @@ pub fn describe(c: &Connection) -> Value {
     out
 }
 
-/// The host of `url` as [`host_allowed`] and the fetcher see it.
-fn url_host(url: &Url) -> Option<String> {
-    match url.host()? {
-        Host::Domain(d) => Some(d.to_owned()),
-        Host::Ipv4(ip) => Some(ip.to_string()),
-        Host::Ipv6(ip) => Some(ip.to_string()),
-    }
-}
-
 /// Applies a credential to a request: adds the header / basic auth / query param (for
 /// OAuth2, the bearer token from the cache), and records the header names it added in
-/// `req.sensitive_headers`. Refuses when the request's host is not in `c.hosts`, and when
-/// the agent already set the header (or query parameter) the connection sets.
+/// `req.sensitive_headers`. Refuses (before anything is sent) what [`Connection::authorize`]
+/// refuses, and a request that already sets the header (or query parameter) the connection
+/// sets. Returns the credential values it added (header value, OAuth2 access token), which
+/// the caller's redactor must cover.
 pub async fn inject(
     c: &Connection,
     req: &mut FetchRequest,
     tokens: &TokenCache,
     fetcher: &HttpFetcher,
-) -> Result<(), BrokerError> {
-    let host =
-        url_host(&req.url).ok_or_else(|| FetchError::BadRequest("URL has no host".into()))?;
-    if !host_allowed(&c.hosts, &host) {
-        return Err(BrokerError::HostNotAllowed {
-            connection: c.name.clone(),
-            host,
-        });
+) -> Result<Vec<String>, BrokerError> {
+    if req.url.host().is_none() {
+        return Err(FetchError::BadRequest("URL has no host".into()).into());
     }
+    c.authorize(&req.url)?;
     c.secret.validate().map_err(|why| {
         BrokerError::SecretUnavailable(format!("connection '{}' is invalid: {why}", c.name))
     })?;
@@ -350,6 +402,7 @@ pub async fn inject(
             return Err(conflict(format!("header {name}")));
         }
     }
+    let mut added = Vec::new();
     let value = match &c.secret {
         ConnectionSecret::Bearer { token } => format!("Bearer {token}"),
         ConnectionSecret::Header { value, .. } => value.clone(),
@@ -364,7 +417,7 @@ pub async fn inject(
                 return Err(conflict(format!("query parameter {param}")));
             }
             req.url.query_pairs_mut().append_pair(param, value);
-            return Ok(());
+            return Ok(vec![value.clone()]);
         }
         ConnectionSecret::Oauth2ClientCredentials {
             token_url,
@@ -373,6 +426,14 @@ pub async fn inject(
             scopes,
             audience,
         } => {
+            // The client secret goes to the token endpoint: the same check applies.
+            let endpoint = Url::parse(token_url).map_err(|_| {
+                BrokerError::SecretUnavailable(format!(
+                    "connection '{}' has an invalid token_url",
+                    c.name
+                ))
+            })?;
+            c.authorize(&endpoint)?;
             let credentials = ClientCredentials {
                 token_url,
                 client_id,
@@ -380,11 +441,14 @@ pub async fn inject(
                 scopes,
                 audience: audience.as_deref(),
             };
-            format!("Bearer {}", tokens.token(&credentials, fetcher).await?)
+            let token = tokens.token(&credentials, fetcher).await?;
+            added.push(token.clone());
+            format!("Bearer {token}")
         }
     };
+    added.push(value.clone());
     let Some(name) = header else {
-        return Ok(());
+        return Ok(added);
     };
     if !req
         .sensitive_headers
@@ -394,7 +458,7 @@ pub async fn inject(
         req.sensitive_headers.push(name.clone());
     }
     req.headers.push((name, value));
-    Ok(())
+    Ok(added)
 }
 
 #[cfg(test)]

@@ -17,8 +17,16 @@ fn conn(secret: ConnectionSecret) -> Connection {
     Connection {
         name: "acme-api".into(),
         hosts: vec!["127.0.0.1".into()],
+        allow_http: true,
         secret,
     }
+}
+
+/// `c` allowed to one more loopback port.
+fn with_port(c: &Connection, port: u16) -> Connection {
+    let mut c = c.clone();
+    c.hosts.push(format!("127.0.0.1:{port}"));
+    c
 }
 
 fn all_kinds() -> Vec<(ConnectionSecret, Vec<&'static str>)> {
@@ -55,7 +63,12 @@ async fn received(c: &Connection, path: &str, headers: &[(&str, &str)]) -> (Fetc
     let server = TestServer::start(|_, _| Reply::ok("ok")).await;
     let fetcher = loopback();
     let mut req = request("GET", server.url(path), headers, None);
-    inject(c, &mut req, &TokenCache::new(), &fetcher)
+    let mut c = with_port(c, server.port);
+    if let ConnectionSecret::Oauth2ClientCredentials { token_url, .. } = &c.secret {
+        let port = url::Url::parse(token_url).ok().and_then(|u| u.port());
+        c = with_port(&c, port.expect("token port"));
+    }
+    inject(&c, &mut req, &TokenCache::new(), &fetcher)
         .await
         .expect("inject");
     let sent = req.clone();
@@ -174,6 +187,7 @@ fn describe_never_shows_secret_material() {
         let c = Connection {
             name: "acme-api".into(),
             hosts: vec!["api.example.com".into()],
+            allow_http: false,
             secret: s.clone(),
         };
         let public = describe(&c);
@@ -344,9 +358,14 @@ async fn a_connection_header_does_not_follow_a_redirect_to_another_origin() {
     assert_eq!(first.header("x-api-key"), Some("SECRET"));
     let fetcher = loopback();
     let mut req = get(origin.url("/start"));
-    inject(&c, &mut req, &TokenCache::new(), &fetcher)
-        .await
-        .expect("inject");
+    inject(
+        &with_port(&c, origin.port),
+        &mut req,
+        &TokenCache::new(),
+        &fetcher,
+    )
+    .await
+    .expect("inject");
     let resp = fetcher
         .fetch(req, &FetchLimits::default(), &any_host)
         .await

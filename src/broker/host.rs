@@ -36,7 +36,7 @@ pub fn host_allowed(patterns: &[String], host: &str) -> bool {
 
 /// Lowercase, trailing dot and surrounding brackets removed, IDN in punycode.
 /// `None` for what can never be a host (empty, or unparseable non-ASCII).
-fn normalize(raw: &str) -> Option<String> {
+pub(crate) fn normalize(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed);
     let trimmed = trimmed

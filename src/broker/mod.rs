@@ -3,6 +3,10 @@
 //! # Layout
 //! - `addr`: address classes and the operator's allow list ([`AddressPolicy`]).
 //! - `host`: matching hosts against `permissions.fetch` patterns ([`host_allowed`]).
+//! - `destination`: where a connection's credential may go (hosts with ports, scheme),
+//!   checked before every credentialed request and when a connection is saved.
+//! - `redact`: [`redact::Redactor`], the one scrubber of secrets and their derived forms.
+//! - `scrub`: a credentialed response decoded and scrubbed before the agent sees it.
 //! - `resolve`: the DNS resolver that hands only permitted addresses to the connector.
 //! - `request`: checks on the agent's request and the redirect rewrite rules.
 //! - `fetch`: [`HttpFetcher`], which ties them together with limits and redirects.
@@ -19,11 +23,14 @@ mod agent;
 pub mod brokered;
 pub mod budget;
 pub mod connection;
+pub mod destination;
 pub mod fetch;
 pub mod host;
 pub mod oauth;
+pub mod redact;
 mod request;
 pub mod resolve;
+pub mod scrub;
 pub mod secrets;
 pub mod tools;
 
@@ -31,7 +38,7 @@ pub mod tools;
 mod testutil;
 
 pub use addr::{classify, AddressClass, AddressPolicy, BadCidr};
-pub use brokered::{connection_aad, BrokeredFetcher, Provider};
+pub use brokered::{connection_aad, BrokeredFetcher};
 pub use fetch::{FetchError, FetchLimits, FetchRequest, FetchResponse, HttpFetcher};
 pub use host::host_allowed;
 pub use resolve::{Lookup, SystemLookup};

@@ -19,6 +19,7 @@ use url::{form_urlencoded, Url};
 
 use super::connection::BrokerError;
 use super::fetch::{FetchLimits, FetchRequest, HttpFetcher};
+use super::redact::{Redactor, REDACTED};
 
 /// Tokens are dropped this long before the endpoint says they expire.
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
@@ -150,6 +151,7 @@ impl TokenCache {
                     "application/x-www-form-urlencoded".into(),
                 ),
                 ("accept".into(), "application/json".into()),
+                ("accept-encoding".into(), "identity".into()),
             ],
             body: Some(Bytes::from(body)),
             sensitive_headers: vec![],
@@ -249,20 +251,23 @@ fn clean(text: &str, creds: &ClientCredentials<'_>) -> String {
     }
 }
 
-/// Removes the client secret, in every form the request carried it, from `text`.
+/// Removes the client secret, in every form the request carried it (and the derived
+/// forms the broker's [`Redactor`] knows), from `text`.
 fn scrub(text: &str, creds: &ClientCredentials<'_>) -> String {
-    let secret = creds.client_secret;
-    if secret.is_empty() {
+    if creds.client_secret.is_empty() {
         return text.to_owned();
     }
-    let encoded: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    let basic = basic_auth(creds);
-    let basic = basic.trim_start_matches("Basic ");
-    let mut out = text.to_owned();
-    for form in [basic, secret, encoded.as_str()] {
-        out = out.replace(form, "[redacted]");
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let values = [
+        creds.client_secret.to_owned(),
+        format!("{}:{}", creds.client_id, creds.client_secret),
+        format!("{}:{}", enc(creds.client_id), enc(creds.client_secret)),
+        basic_auth(creds),
+    ];
+    match Redactor::for_secrets(values) {
+        Ok(redactor) => redactor.text(text).into_owned(),
+        Err(_) => REDACTED.to_owned(),
     }
-    out
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ fn replying(status: u16, body: &str) -> impl Fn(&Seen, u16) -> Reply + Send + Sy
 fn oauth(server: &TestServer, scopes: &[&str]) -> Connection {
     Connection {
         name: "acme-api".into(),
-        hosts: vec!["127.0.0.1".into()],
+        hosts: vec![format!("127.0.0.1:{}", server.port)],
+        allow_http: true,
         secret: ConnectionSecret::Oauth2ClientCredentials {
             token_url: server.url("/oauth/token").to_string(),
             client_id: "client id".into(),
@@ -92,6 +93,7 @@ fn oauth_dummy() -> Connection {
     Connection {
         name: "x".into(),
         hosts: vec![],
+        allow_http: false,
         secret: ConnectionSecret::Oauth2ClientCredentials {
             token_url: String::new(),
             client_id: "client id".into(),
@@ -111,6 +113,8 @@ async fn one_token_serves_many_requests() {
         loopback(),
         oauth(&auth, &["read", "write"]),
     );
+    let mut c = c;
+    c.hosts.push(format!("127.0.0.1:{}", api.port));
     for _ in 0..10 {
         let mut req = get(api.url("/v1/things"));
         inject(&c, &mut req, &tokens, &fetcher)

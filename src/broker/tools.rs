@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::brokered::BrokeredFetcher;
+use super::destination::url_host;
+use super::host::host_allowed;
 use super::{FetchLimits, FetchRequest};
 use crate::host::{Fetcher, HostError, Tenant, ToolInvoker};
 use crate::store::Store;
@@ -144,9 +146,10 @@ impl ToolInvoker for HttpTools {
             timeout: Duration::from_millis(spec.timeout_ms.unwrap_or(30_000).min(120_000)),
             max_redirects: 3,
         };
-        let tool_host = url.host_str().unwrap_or_default().to_owned();
+        // Compared in the broker's one host form (an IPv6 literal without brackets).
+        let tool_host = vec![url_host(&url).unwrap_or_default()];
         let allow: crate::host::HostCheck =
-            Arc::new(move |host: &str| host.eq_ignore_ascii_case(&tool_host));
+            Arc::new(move |host: &str| host_allowed(&tool_host, host));
         let response = self
             .fetcher
             .fetch(tenant, spec.connection.as_deref(), request, &limits, allow)

@@ -9,8 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{LlmHttp, Provider, ProviderKind, ToolSpec};
-use crate::broker::connection::ConnectionSecret;
+use super::{LlmHttp, LlmTarget, Provider, ToolSpec};
 use crate::broker::tools::HttpTools;
 use crate::broker::BrokeredFetcher;
 use crate::host::{ChatRequest, ChatResponse, DeltaSink, HostError, LlmClient, Tenant};
@@ -28,7 +27,7 @@ pub struct ProviderLlm {
 const DAY: Duration = Duration::from_secs(86_400);
 
 impl ProviderLlm {
-    async fn provider(&self, tenant: &Tenant, name: &str) -> Result<Provider, HostError> {
+    async fn provider(&self, tenant: &Tenant, name: &str) -> Result<LlmTarget, HostError> {
         let found = self
             .fetcher
             .connection(tenant, name)
@@ -46,28 +45,13 @@ impl ProviderLlm {
                 format!("connection '{name}' is not an LLM provider (it has no provider settings)"),
             )
         })?;
-        let settings: crate::broker::Provider = serde_json::from_value(settings)
-            .map_err(|e| HostError::new("llm_provider_unknown", e.to_string()))?;
-        let kind = match settings.kind.as_str() {
-            "openai" => ProviderKind::Openai,
-            "anthropic" => ProviderKind::Anthropic,
-            other => {
-                return Err(HostError::new(
-                    "llm_provider_unknown",
-                    format!("provider kind '{other}' is not openai or anthropic"),
-                ))
-            }
-        };
-        let base_url = url::Url::parse(&settings.base_url)
-            .map_err(|e| HostError::new("llm_provider_unknown", format!("base_url: {e}")))?;
-        let api_key = match connection.secret {
-            ConnectionSecret::Bearer { token } => Some(token),
-            ConnectionSecret::Header { value, .. } => Some(value),
-            _ => None,
-        };
-        let mut provider = Provider::new(name, kind, base_url);
-        provider.api_key = api_key;
-        Ok(provider)
+        let provider: Provider = serde_json::from_value(settings).map_err(|e| {
+            HostError::new(
+                "llm_provider_unknown",
+                format!("connection '{name}' has unreadable provider settings: {e}"),
+            )
+        })?;
+        Ok(LlmTarget::new(name, provider, connection))
     }
 
     async fn tool_specs(

@@ -10,6 +10,8 @@
 //! - `anthropic`: the same for `/v1/messages`.
 //! - `message`: atoll's tool calls and assistant message, shared by both.
 //! - `sse`: the incremental `text/event-stream` parser both use.
+//! - `provider`: [`Provider`] (the one provider type, stored on a connection) and
+//!   [`LlmTarget`] (a provider with the connection that holds its key).
 //! - `retry`: sending with retries (429, 5xx, connection failures), backoff, `retry-after`,
 //!   and turning provider error answers into [`HostError`]s.
 
@@ -17,6 +19,7 @@ pub mod anthropic;
 pub mod host;
 pub mod message;
 pub mod openai;
+pub mod provider;
 pub mod retry;
 pub mod sse;
 
@@ -27,23 +30,28 @@ mod tests_errors;
 #[cfg(test)]
 mod tests_openai;
 #[cfg(test)]
+mod tests_redaction;
+#[cfg(test)]
 mod testutil;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
-use url::{Host, Url};
+use url::Url;
 
+use crate::broker::destination::url_host;
 use crate::broker::fetch::checked_client_builder;
+use crate::broker::redact::Redactor;
 use crate::broker::resolve::{fixed_addrs, permitted};
 use crate::broker::{AddressPolicy, Lookup, SystemLookup};
 use crate::host::{ChatRequest, ChatResponse, DeltaSink, HostError};
 
 use message::bad_response;
+pub use provider::{LlmTarget, Provider, ProviderKind};
 pub use retry::Backoff;
 use sse::{SseEvent, SseParser};
 
@@ -62,53 +70,6 @@ pub const LLM_TIMEOUT: &str = "llm_timeout";
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Cap on a whole streamed answer; more is a broken or hostile provider.
 const MAX_STREAM_BYTES: usize = 32 * 1024 * 1024;
-
-/// Which wire format a provider speaks.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    Openai,
-    Anthropic,
-}
-
-/// One configured provider (operator config). Its `Debug` leaves out the api key.
-#[derive(Clone)]
-pub struct Provider {
-    /// `openai`, `local`, ...: the part before '/' in model names.
-    pub name: String,
-    pub kind: ProviderKind,
-    /// E.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` (OpenAI: the path
-    /// gets `/chat/completions`), `https://api.anthropic.com` (Anthropic: the path gets
-    /// `/v1/messages`, or `/messages` when it already ends in `/v1`).
-    pub base_url: Url,
-    pub api_key: Option<String>,
-    /// Retries after the first attempt (so at most `max_retries + 1` requests).
-    pub max_retries: u32,
-}
-
-impl Provider {
-    pub fn new(name: impl Into<String>, kind: ProviderKind, base_url: Url) -> Self {
-        Provider {
-            name: name.into(),
-            kind,
-            base_url,
-            api_key: None,
-            max_retries: DEFAULT_MAX_RETRIES,
-        }
-    }
-}
-
-impl std::fmt::Debug for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("base_url", &self.base_url.as_str())
-            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("max_retries", &self.max_retries)
-            .finish()
-    }
-}
 
 /// A tool offered to the model (the host resolves ctx tool names to these).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -160,24 +121,37 @@ impl LlmHttp {
     /// One chat completion, streamed: `deltas` gets each text fragment as it arrives.
     ///
     /// `model` is the name without the provider prefix. `tools` replaces
-    /// `request.tools` (which holds the agent's tool names). Every error message starts
-    /// with the provider's name and never contains its api key.
+    /// `request.tools` (which holds the agent's tool names). The endpoint must pass the
+    /// connection's checks (hosts, scheme, port) before anything is sent. Every delta,
+    /// the answer and every error message are scrubbed of the key in all its forms (a
+    /// key split across deltas included); errors start with the provider's name.
     pub async fn chat(
         &self,
-        provider: &Provider,
+        target: &LlmTarget,
         model: &str,
         request: &ChatRequest,
         tools: &[ToolSpec],
         deltas: DeltaSink,
         deadline: Instant,
     ) -> Result<ChatResponse, HostError> {
+        let name = target.name.as_str();
         if Instant::now() >= deadline {
             return Err(HostError::new(
                 LLM_TIMEOUT,
-                format!("{}: the deadline has passed", provider.name),
+                format!("{name}: the deadline has passed"),
             ));
         }
-        let work = self.chat_until_done(provider, model, request, tools, &deltas, deadline);
+        let sent: Vec<String> = target
+            .api_key()
+            .map(|k| format!("Bearer {k}"))
+            .into_iter()
+            .collect();
+        let redactor = target
+            .connection
+            .redactor(&sent)
+            .map_err(|e| HostError::new(LLM_UNAVAILABLE, format!("{name}: {e}")))?;
+        let (sink, stream) = scrubbed_sink(&redactor, deltas.clone());
+        let work = self.chat_until_done(target, model, request, tools, &sink, deadline);
         let result = match tokio::time::timeout_at(deadline, work).await {
             Ok(result) => result,
             Err(_) => Err(HostError::new(
@@ -185,30 +159,47 @@ impl LlmHttp {
                 "no complete answer before the deadline",
             )),
         };
-        result.map_err(|e| {
-            let message = format!("{}: {}", provider.name, e.message);
-            HostError::new(e.code, redact(&message, provider.api_key.as_deref()))
-        })
+        if let Some(stream) = stream {
+            let rest = match stream.lock() {
+                Ok(mut s) => s.finish(),
+                Err(poisoned) => poisoned.into_inner().finish(),
+            };
+            if !rest.is_empty() {
+                deltas(&rest);
+            }
+        }
+        match result {
+            Ok(mut answer) => {
+                redactor.json(&mut answer.message);
+                answer.tool_calls.iter_mut().for_each(|c| redactor.json(c));
+                Ok(answer)
+            }
+            Err(e) => {
+                let message = format!("{name}: {}", e.message);
+                Err(redactor.host_error(HostError::new(e.code, message)))
+            }
+        }
     }
 
     async fn chat_until_done(
         &self,
-        provider: &Provider,
+        target: &LlmTarget,
         model: &str,
         request: &ChatRequest,
         tools: &[ToolSpec],
         deltas: &DeltaSink,
         deadline: Instant,
     ) -> Result<ChatResponse, HostError> {
-        let (url, body) = match provider.kind {
-            ProviderKind::Openai => (
-                openai::endpoint(&provider.base_url)?,
-                openai::request_body(model, request, tools)?,
-            ),
-            ProviderKind::Anthropic => (
-                anthropic::endpoint(&provider.base_url)?,
-                anthropic::request_body(model, request, tools)?,
-            ),
+        let kind = target.provider.kind;
+        let url = target.provider.endpoint()?;
+        // The same check as a brokered fetch: the key goes only where the connection says.
+        target
+            .connection
+            .authorize(&url)
+            .map_err(|e| HostError::new(e.code(), e.to_string()))?;
+        let body = match kind {
+            ProviderKind::Openai => openai::request_body(model, request, tools)?,
+            ProviderKind::Anthropic => anthropic::request_body(model, request, tools)?,
         };
         let host = self.check_address(&url)?;
         let body = serde_json::to_vec(&body)
@@ -216,16 +207,16 @@ impl LlmHttp {
         let attempt = retry::Attempt {
             client: &self.client,
             url: &url,
-            headers: headers(provider)?,
+            headers: headers(target)?,
             body: body.into(),
             host: &host,
-            max_retries: provider.max_retries,
+            max_retries: target.max_retries,
             backoff: self.backoff,
             deadline,
         };
-        tracing::debug!(provider = %provider.name, model, "llm: chat request");
+        tracing::debug!(provider = %target.name, model, "llm: chat request");
         let response = attempt.send().await?;
-        match provider.kind {
+        match kind {
             ProviderKind::Openai => {
                 read_stream(response, openai::Assembler::default(), deltas, &host).await
             }
@@ -239,12 +230,8 @@ impl LlmHttp {
     /// DNS (localhost); names are checked by the client's resolver. Nothing is sent when
     /// this fails.
     fn check_address(&self, url: &Url) -> Result<String, HostError> {
-        let host = match url.host() {
-            Some(Host::Domain(d)) => d.to_owned(),
-            Some(Host::Ipv4(ip)) => ip.to_string(),
-            Some(Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(HostError::new(LLM_UNAVAILABLE, "base_url has no host")),
-        };
+        let host =
+            url_host(url).ok_or_else(|| HostError::new(LLM_UNAVAILABLE, "base_url has no host"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HostError::new(LLM_UNAVAILABLE, "base_url must be http(s)"));
         }
@@ -306,18 +293,45 @@ async fn read_stream(
     }
 }
 
-fn headers(provider: &Provider) -> Result<HeaderMap, HostError> {
+/// `deltas` behind a stream redactor (and the redactor, to flush at the end); `deltas`
+/// itself when there is nothing to redact.
+type HeldBack = Arc<Mutex<crate::broker::redact::StreamRedactor>>;
+
+fn scrubbed_sink(redactor: &Redactor, deltas: DeltaSink) -> (DeltaSink, Option<HeldBack>) {
+    if redactor.is_noop() {
+        return (deltas, None);
+    }
+    let stream: HeldBack = Arc::new(Mutex::new(redactor.stream()));
+    let held = stream.clone();
+    let sink: DeltaSink = Arc::new(move |piece: &str| {
+        let out = match held.lock() {
+            Ok(mut s) => s.push(piece),
+            Err(poisoned) => poisoned.into_inner().push(piece),
+        };
+        if !out.is_empty() {
+            deltas(&out);
+        }
+    });
+    (sink, Some(stream))
+}
+
+fn headers(target: &LlmTarget) -> Result<HeaderMap, HostError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-    let key = provider.api_key.as_deref().filter(|k| !k.is_empty());
+    // A provider that compresses would hand us bytes we could not scrub.
+    headers.insert(
+        reqwest::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let key = target.api_key();
     let secret = |value: String| {
         let mut value = HeaderValue::from_str(&value)
             .map_err(|_| HostError::new(LLM_UNAVAILABLE, "the api key is not a valid header"))?;
         value.set_sensitive(true);
         Ok::<_, HostError>(value)
     };
-    match provider.kind {
+    match target.provider.kind {
         ProviderKind::Openai => {
             if let Some(key) = key {
                 headers.insert("authorization", secret(format!("Bearer {key}"))?);
@@ -334,13 +348,4 @@ fn headers(provider: &Provider) -> Result<HeaderMap, HostError> {
         }
     }
     Ok(headers)
-}
-
-/// Removes the api key from a message that quotes provider text (belt and braces: a
-/// provider may echo what it was sent).
-fn redact(message: &str, api_key: Option<&str>) -> String {
-    match api_key {
-        Some(key) if key.len() >= 4 => message.replace(key, "[redacted]"),
-        _ => message.to_owned(),
-    }
 }

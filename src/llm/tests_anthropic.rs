@@ -37,7 +37,7 @@ async fn text_answer_with_deltas_usage_and_headers() {
     events.extend(message_end("end_turn", 7));
     let mock = serve(vec![Reply::sse(&anthropic_sse(&events), 6)]).await;
     let mut provider = mock.provider(ProviderKind::Anthropic);
-    provider.base_url = provider.base_url.join("/").expect("root");
+    provider.provider.base_url = provider.provider.base_url.join("/").expect("root");
     let request = chat_request(json!({
         "model": "prov/claude-test",
         "messages": [

@@ -16,9 +16,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::broker::connection::{Connection, ConnectionSecret};
 use crate::broker::AddressPolicy;
 use crate::host::{ChatRequest, DeltaSink};
-use crate::llm::{Backoff, LlmHttp, Provider, ProviderKind};
+use crate::llm::{Backoff, LlmHttp, LlmTarget, Provider, ProviderKind};
 
 /// One step of a scripted body.
 #[derive(Clone)]
@@ -116,14 +117,39 @@ impl Mock {
         self.received.lock().expect("lock").len()
     }
 
-    pub fn provider(&self, kind: ProviderKind) -> Provider {
-        let mut provider = Provider::new("prov", kind, self.base.clone());
-        provider.api_key = Some(TEST_KEY.to_owned());
-        provider
+    /// The provider at `base`, on a bearer connection (key [`TEST_KEY`]) whose hosts
+    /// cover `base`'s host and port, over plain http.
+    pub fn provider(&self, kind: ProviderKind) -> LlmTarget {
+        let provider = Provider {
+            kind,
+            base_url: self.base.clone(),
+        };
+        LlmTarget::new("prov", provider, connection_for(&self.base, TEST_KEY))
     }
 }
 
 pub const TEST_KEY: &str = "sk-test-SECRET-0123456789";
+
+/// A bearer connection `key` allowed to `base`'s host and port, over http too.
+pub fn connection_for(base: &Url, key: &str) -> Connection {
+    let host = crate::broker::destination::url_host(base).expect("host");
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Connection {
+        name: "prov".into(),
+        hosts: vec![format!(
+            "{host}:{}",
+            base.port_or_known_default().expect("port")
+        )],
+        allow_http: true,
+        secret: ConnectionSecret::Bearer {
+            token: key.to_owned(),
+        },
+    }
+}
 
 /// Serves `replies` in order to any path; the last one repeats.
 pub async fn serve(replies: Vec<Reply>) -> Mock {

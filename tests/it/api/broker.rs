@@ -110,7 +110,7 @@ async fn connections_are_write_only_and_injected_but_never_readable() {
             Method::PUT,
             "/v1/connections/test-api",
             &key,
-            Some(json!({ "type": "bearer", "token": TOKEN, "hosts": ["127.0.0.1"] })),
+            Some(json!({ "type": "bearer", "token": TOKEN, "hosts": [host_of(&base)], "allow_http": true })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -165,7 +165,7 @@ async fn connections_are_write_only_and_injected_but_never_readable() {
             Method::PUT,
             "/v1/connections/other",
             &key,
-            Some(json!({ "type": "bearer", "token": "x-other", "hosts": ["127.0.0.1"] })),
+            Some(json!({ "type": "bearer", "token": "x-other", "hosts": [host_of(&base)], "allow_http": true })),
         )
         .await;
     assert!(other["name"] == "other");
@@ -226,7 +226,7 @@ async fn tools_and_an_openai_compatible_provider_drive_the_llm_loop() {
             Method::PUT,
             "/v1/connections/crm",
             &key,
-            Some(json!({ "type": "bearer", "token": "crm-token-77", "hosts": ["127.0.0.1"] })),
+            Some(json!({ "type": "bearer", "token": "crm-token-77", "hosts": [host_of(&base)], "allow_http": true })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -327,15 +327,15 @@ async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
     for (name, body) in [
         (
             "helpdesk",
-            json!({ "type": "header", "name": "x-api-key", "value": "helpdesk-key-123", "hosts": ["127.0.0.1"] }),
+            json!({ "type": "header", "name": "x-api-key", "value": "helpdesk-key-123", "hosts": [host_of(&base)], "allow_http": true }),
         ),
         (
             "crm",
-            json!({ "type": "bearer", "token": "crm-token-77", "hosts": ["127.0.0.1"] }),
+            json!({ "type": "bearer", "token": "crm-token-77", "hosts": [host_of(&base)], "allow_http": true }),
         ),
         (
             "openai",
-            json!({ "type": "bearer", "token": "llm-key-99", "hosts": ["127.0.0.1"], "provider": { "kind": "openai", "base_url": format!("{base}/v1") } }),
+            json!({ "type": "bearer", "token": "llm-key-99", "hosts": [host_of(&base)], "allow_http": true, "provider": { "kind": "openai", "base_url": format!("{base}/v1") } }),
         ),
     ] {
         let (status, answer) = api
@@ -381,10 +381,16 @@ async fn put_lookup_tool(api: &TestApi, key: &str, base: &str, connection: Optio
     assert_eq!(status, StatusCode::CREATED, "{tool}");
 }
 
+/// The `host:port` of a loopback base URL, as a connection's `hosts` entry.
+pub(super) fn host_of(base: &str) -> String {
+    let rest = base.trim_start_matches("http://");
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
 async fn provider(api: &TestApi, key: &str, name: &str, base_url: String) {
     let (status, body) = api
         .call(Method::PUT, &format!("/v1/connections/{name}"), key, Some(json!({
-            "type": "bearer", "token": "llm-key-99", "hosts": ["127.0.0.1"], "provider": { "kind": "openai", "base_url": base_url }
+            "type": "bearer", "token": "llm-key-99", "hosts": [host_of(&base_url)], "allow_http": true, "provider": { "kind": "openai", "base_url": base_url }
         })))
         .await;
     assert!(status.is_success(), "{body}");

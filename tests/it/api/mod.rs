@@ -3,6 +3,7 @@
 //! are set (as in CI), each test in its own schema and key prefix.
 
 mod broker;
+mod broker_leaks;
 mod errors;
 mod idempotency;
 mod impersonation;
