@@ -181,7 +181,9 @@ impl Redactor {
                 code,
                 message: t(message),
             },
-            other @ (FetchError::TooLarge { .. } | FetchError::Timeout) => other,
+            other @ (FetchError::TooLarge { .. }
+            | FetchError::Timeout
+            | FetchError::OverBudget(_)) => other,
         }
     }
 
