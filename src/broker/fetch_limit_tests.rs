@@ -194,3 +194,36 @@ async fn the_fetch_future_is_send() {
     assert_eq!(handle.await.expect("join").expect("fetch"), 201);
     drop(fut);
 }
+
+#[tokio::test]
+async fn a_body_is_charged_to_the_budget_of_the_run_being_served() {
+    use crate::broker::budget::{charged_to, HostMemory};
+
+    let server = TestServer::start(|_, _| Reply::Chunked(vec![b'x'; 300], 10)).await;
+    let memory = HostMemory::new(1000);
+    let err = charged_to(
+        memory.clone(),
+        loopback().fetch(get(server.url("/")), &small(1_000_000), &any_host),
+    )
+    .await
+    .expect_err("3000 bytes do not fit a 1000-byte budget");
+    assert!(matches!(err, FetchError::OverBudget(_)), "{err:?}");
+    assert_eq!(err.code(), "memory_limit");
+    assert!(memory.exceeded());
+    assert_eq!(memory.used(), 0, "a failed read releases what it held");
+
+    // The same body with room to spare, and outside any run: no budget applies.
+    let roomy = HostMemory::new(10_000);
+    let body = charged_to(
+        roomy.clone(),
+        loopback().fetch(get(server.url("/")), &small(1_000_000), &any_host),
+    )
+    .await
+    .expect("fits");
+    assert_eq!(body.body.len(), 3000);
+    assert_eq!(roomy.used(), 0, "the reservation ends with the read");
+    loopback()
+        .fetch(get(server.url("/")), &small(1_000_000), &any_host)
+        .await
+        .expect("no run, no budget");
+}
