@@ -2,17 +2,15 @@
 //! and memory outside the heap are gone, host-side buffers are counted, and a worker that
 //! stops making progress anyway is replaced while its runs end with precise codes.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use atoll::host::memory::{CollectingEvents, NoLlm, NoTools};
 use atoll::host::EventSink;
-use atoll::package::{AgentPackage, PackageLimits};
 use atoll::sandbox::{ErrorCode, EventKind, Pool, PoolConfig, RunEvent, RunStatus};
 use serde_json::json;
 
-use crate::common::{load, small_pool, Harness, TestServer};
+use crate::common::{inline_package as inline, load, small_pool, Harness, TestServer};
 
 #[tokio::test]
 async fn atomics_wait_is_gone_so_nothing_blocks_the_thread() {
@@ -91,6 +89,8 @@ async fn response_bodies_held_by_the_host_count_against_the_memory_limit() {
 struct BlockingEvents {
     inner: CollectingEvents,
     blocks: Box<dyn Fn(&RunEvent) -> bool + Send + Sync>,
+    /// Told when a thread starts blocking.
+    entered: tokio::sync::Notify,
     released: Mutex<bool>,
     wake: Condvar,
 }
@@ -100,6 +100,7 @@ impl BlockingEvents {
         Arc::new(BlockingEvents {
             inner: CollectingEvents::default(),
             blocks: Box::new(blocks),
+            entered: tokio::sync::Notify::new(),
             released: Mutex::new(false),
             wake: Condvar::new(),
         })
@@ -116,18 +117,13 @@ impl EventSink for BlockingEvents {
         let blocks = (self.blocks)(&event);
         self.inner.publish(event);
         if blocks {
+            self.entered.notify_one();
             let mut released = self.released.lock().expect("lock");
             while !*released {
                 released = self.wake.wait(released).expect("wait");
             }
         }
     }
-}
-
-fn inline(limits: serde_json::Value, source: &str) -> Arc<AgentPackage> {
-    let manifest = json!({ "name": "@test/inline", "version": "1.0.0", "limits": limits });
-    let files = BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
-    Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
 }
 
 fn one_thread_pool() -> Pool {
@@ -158,7 +154,7 @@ async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
         .submit(h.request(&waiter, json!({})))
         .expect("submit");
     let blocker = inline(
-        json!({ "timeout_ms": 300 }),
+        json!({}),
         "export default async () => { console.log('block-the-thread'); return 1; };",
     );
     let blocked = h
@@ -167,9 +163,12 @@ async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
         .expect("submit");
     let blocked_id = blocked.run_id.clone();
 
+    // Cancelling terminates the isolate, which cannot reach a thread blocked in the host.
+    sink.entered.notified().await;
+    blocked.cancel();
     let outcome = blocked.outcome().await;
-    assert_eq!(outcome.status, RunStatus::TimedOut, "{outcome:?}");
-    assert_eq!(outcome.error_code(), Some(ErrorCode::Timeout));
+    assert_eq!(outcome.status, RunStatus::Cancelled, "{outcome:?}");
+    assert_eq!(outcome.error_code(), Some(ErrorCode::Cancelled));
     let outcome = neighbour.outcome().await;
     assert_eq!(
         outcome.error_code(),
@@ -217,12 +216,14 @@ async fn a_worker_stuck_between_polls_is_replaced_too() {
     h.services.events = sink.clone();
     let mut blocked = blocked;
     blocked.services = h.services.clone();
-    blocked.grant.limits.timeout_ms = 300;
+    let handle = h.pool.submit(blocked).expect("submit");
 
-    let (_, outcome) = h.run_request(blocked).await;
+    sink.entered.notified().await;
+    handle.cancel();
+    let outcome = handle.outcome().await;
     assert_eq!(
         outcome.error_code(),
-        Some(ErrorCode::Timeout),
+        Some(ErrorCode::Cancelled),
         "{outcome:?}"
     );
     let after = h.run(&hello, json!({ "name": "after" })).await;

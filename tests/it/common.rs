@@ -34,6 +34,13 @@ pub fn load(name: &str) -> Arc<AgentPackage> {
     )
 }
 
+/// A one-file package (`main.js` = `source`) with these manifest `limits`.
+pub fn inline_package(limits: Value, source: &str) -> Arc<AgentPackage> {
+    let manifest = json!({ "name": "@test/inline", "version": "1.0.0", "limits": limits });
+    let files = std::collections::BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
+    Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
+}
+
 pub fn small_pool() -> Pool {
     Pool::new(PoolConfig {
         min_threads: 2,

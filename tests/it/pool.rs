@@ -1,22 +1,14 @@
 //! The pool under load: concurrency, thread retirement, back-pressure, cancellation and
 //! the wall clock.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use atoll::host::memory::NoLlm;
-use atoll::package::{AgentPackage, PackageLimits};
 use atoll::sandbox::{ErrorCode, EventKind, Pool, PoolConfig, PoolError, RunStatus};
 use serde_json::json;
 
-use crate::common::{load, Harness, ScriptedTools};
-
-fn package(limits: serde_json::Value, source: &str) -> Arc<AgentPackage> {
-    let manifest = json!({ "name": "@test/inline", "version": "1.0.0", "limits": limits });
-    let files = BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
-    Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
-}
+use crate::common::{inline_package as package, load, Harness, ScriptedTools};
 
 #[tokio::test]
 async fn a_thousand_concurrent_runs_each_awaiting_a_slow_op_all_succeed() {

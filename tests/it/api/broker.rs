@@ -230,7 +230,7 @@ async fn tools_and_an_openai_compatible_provider_drive_the_llm_loop() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    put_lookup_tool(&api, &key, &base, Some("crm")).await;
+    put_lookup_tool(&api, &key, &format!("{base}/tool"), Some("crm")).await;
     provider(&api, &key, "test", format!("{base}/v1")).await;
 
     api.deploy(&key, "tool-user").await;
@@ -348,7 +348,7 @@ async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
-    put_lookup_tool(&api, &key, &base, Some("crm")).await;
+    put_lookup_tool(&api, &key, &format!("{base}/tool"), Some("crm")).await;
     api.deploy(&key, "support-bot").await;
     let (_, run) = api
         .call(Method::POST, "/v1/agents/atoll/support-bot/runs?wait=20", &key, Some(json!({ "input": {
@@ -367,14 +367,14 @@ async fn the_support_bot_example_uses_a_connection_a_tool_and_a_provider() {
     api.stop().await;
 }
 
-/// Registers the upstream's `/tool` as the app's `lookup_customer` tool.
-async fn put_lookup_tool(api: &TestApi, key: &str, base: &str, connection: Option<&str>) {
+/// Registers `url` as the app's `lookup_customer` tool.
+pub(super) async fn put_lookup_tool(api: &TestApi, key: &str, url: &str, connection: Option<&str>) {
     let (status, tool) = api
         .call(Method::PUT, "/v1/tools/lookup_customer", key, Some(json!({
             "description": "Looks a customer up by id",
             "input_schema": { "type": "object", "properties": { "id": { "type": "string" } }, "required": ["id"] },
             "output_schema": { "type": "object", "required": ["name"] },
-            "url": format!("{base}/tool"),
+            "url": url,
             "connection": connection
         })))
         .await;
@@ -441,7 +441,7 @@ async fn the_apps_token_budget_stops_further_chats() {
     let (_org, _app, key) = api.tenant().await;
     let (base, _seen) = upstream().await;
     provider(&api, &key, "test", format!("{base}/v1")).await;
-    put_lookup_tool(&api, &key, &base, None).await;
+    put_lookup_tool(&api, &key, &format!("{base}/tool"), None).await;
     api.deploy(&key, "llm-loop").await;
     // The first chat starts under the budget (and spends 28 tokens); the second finds it spent.
     let (_, run) = api

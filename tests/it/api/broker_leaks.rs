@@ -271,26 +271,7 @@ async fn a_tools_error_message_in_its_tool_result_event_is_scrubbed() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, tool) = api
-        .call(
-            Method::PUT,
-            "/v1/tools/lookup_customer",
-            &key,
-            Some(json!({
-            "description": "Looks a customer up", "input_schema": { "type": "object" },
-            "url": format!("{base}/tool"), "connection": "crm" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tool}");
-    api.deploy(&key, "tool-user").await;
-    let (_, run) = api
-        .call(
-            Method::POST,
-            "/v1/agents/atoll/tool-user/runs?wait=20",
-            &key,
-            Some(json!({ "input": { "customer_id": "c_1" } })),
-        )
-        .await;
+    let run = run_tool_user(&api, &key, &format!("{base}/tool")).await;
     assert_eq!(run["status"], "failed", "{run}");
     let events = super::events_text(&api, &key, run["id"].as_str().expect("id")).await;
     assert!(events.contains("event: tool.result"), "{events}");
@@ -434,27 +415,24 @@ async fn a_tool_on_an_ipv6_literal_can_be_called() {
     });
     let (status, _) = put(&api, &key, "crm", json!({ "type": "bearer", "token": TOKEN, "hosts": [format!("[::1]:{port}")], "allow_http": true })).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, tool) = api
-        .call(
-            Method::PUT,
-            "/v1/tools/lookup_customer",
-            &key,
-            Some(json!({
-            "description": "Looks a customer up", "input_schema": { "type": "object" },
-            "url": format!("http://[::1]:{port}/tool"), "connection": "crm" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tool}");
-    api.deploy(&key, "tool-user").await;
+    let run = run_tool_user(&api, &key, &format!("http://[::1]:{port}/tool")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({ "customer": { "name": "Ada" } }));
+    api.stop().await;
+}
+
+/// Registers `tool_url` as `lookup_customer` with the `crm` connection, deploys the
+/// `tool-user` agent and answers its finished run.
+async fn run_tool_user(api: &TestApi, key: &str, tool_url: &str) -> Value {
+    super::broker::put_lookup_tool(api, key, tool_url, Some("crm")).await;
+    api.deploy(key, "tool-user").await;
     let (_, run) = api
         .call(
             Method::POST,
             "/v1/agents/atoll/tool-user/runs?wait=20",
-            &key,
+            key,
             Some(json!({ "input": { "customer_id": "c_1" } })),
         )
         .await;
-    assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(run["output"], json!({ "customer": { "name": "Ada" } }));
-    api.stop().await;
+    run
 }
