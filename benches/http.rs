@@ -49,6 +49,7 @@ fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
         cpu_ms_per_day: u64::MAX / 4,
         lease_ms: 30_000,
         max_inflight: 2_000,
+        event_queue: atoll::runs::events::DEFAULT_CAPACITY,
         llm_tokens_per_day: 10_000_000,
         recycle_after_isolates: 0,
         max_body_bytes: 6 << 20,

@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Runs this node executes at once (more wait in the queue).
     #[arg(long, env = "ATOLL_MAX_INFLIGHT", default_value_t = 2_000)]
     pub max_inflight: usize,
+    /// Droppable run events (logs, emits, ...) a node keeps queued for the store; past
+    /// that they are dropped and counted (lifecycle events never are).
+    #[arg(long, env = "ATOLL_EVENT_QUEUE", default_value_t = crate::runs::events::DEFAULT_CAPACITY)]
+    pub event_queue: usize,
     /// How long a node's claim on a running run lasts without renewal, ms.
     #[arg(long, env = "ATOLL_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,

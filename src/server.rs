@@ -75,6 +75,14 @@ fn redact(url: &str) -> String {
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let store = connect_store(&args).await?;
+    start_with_store(args, store).await
+}
+
+/// The server over a store the caller opened (tests wrap the real one).
+pub async fn start_with_store(
+    args: ServeArgs,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<RunningServer> {
     let (quotas, bus): (Arc<dyn Quotas>, Arc<dyn EventBus>) = match &args.redis_url {
         Some(url) => (
             Arc::new(
@@ -149,6 +157,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         concurrent_runs_per_app: args.concurrent_runs,
         concurrent_runs_per_end_user: args.end_user_concurrent_runs,
         max_inflight: args.max_inflight,
+        event_queue: args.event_queue,
     })
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the run service: {e}"))?;

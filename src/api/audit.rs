@@ -19,7 +19,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Records an audit event; a failure to record is logged, and fails the request, since
-/// every state change must leave a trace.
+/// every state change must leave a trace. Call it before the change, or store the event
+/// with the change (see [`event`]) where the change cannot be undone.
 pub async fn record(
     state: &AppState,
     caller: &Caller,
@@ -28,14 +29,25 @@ pub async fn record(
     target: &str,
     detail: Value,
 ) -> ApiResult<()> {
+    if let Some(event) = event(caller, app_id, action, target, detail) {
+        state.store.append_audit(&event).await?;
+    }
+    Ok(())
+}
+
+/// The audit event of a change by `caller`; None for an admin acting outside any org.
+pub fn event(
+    caller: &Caller,
+    app_id: Option<&str>,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> Option<AuditEvent> {
     let org_id = match &caller.principal {
         Principal::Org { org_id } | Principal::App { org_id, .. } => org_id.clone(),
-        Principal::Admin => match detail.get("org_id").and_then(Value::as_str) {
-            Some(org) => org.to_owned(),
-            None => return Ok(()),
-        },
+        Principal::Admin => detail.get("org_id").and_then(Value::as_str)?.to_owned(),
     };
-    let event = AuditEvent {
+    Some(AuditEvent {
         id: new_id("aud"),
         org_id,
         app_id: app_id.map(str::to_owned),
@@ -44,9 +56,7 @@ pub async fn record(
         target: target.to_owned(),
         detail,
         created_at: now_ms(),
-    };
-    state.store.append_audit(&event).await?;
-    Ok(())
+    })
 }
 
 async fn list_audit(

@@ -7,6 +7,13 @@
 //! the key's tenant and key id, the end-user it acts for and the body. A response that
 //! carries a secret (marked by its handler with [`CarriesSecret`]) is stored with the
 //! secret replaced by `null`, so the store never holds it and a replay never shows it.
+//!
+//! A failed request (5xx) forgets its key, so a retry may run it again, unless its
+//! handler marked [`Committed`]: once the side effect is stored the key is kept with
+//! whatever answer went out, and a retry replays it instead of repeating the effect.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -39,6 +46,21 @@ impl CarriesSecret {
         let mut response = response.into_response();
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+/// A request extension (present when the request carries an `Idempotency-Key`) that its
+/// handler marks once its side effect is stored.
+#[derive(Debug, Clone, Default)]
+pub struct Committed(Arc<AtomicBool>);
+
+impl Committed {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -103,11 +125,13 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
+    let committed = Committed::default();
+    parts.extensions.insert(committed.clone());
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = response.status();
-    if status.is_server_error() {
+    if status.is_server_error() && !committed.is_marked() {
         let _ = store.idempotency_abandon(&scope, &key).await;
         return response;
     }

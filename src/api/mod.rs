@@ -16,6 +16,7 @@ mod connections;
 mod keys;
 mod memory;
 mod orgs;
+mod run_events;
 mod runs;
 mod tools;
 mod usage;

@@ -1,22 +1,20 @@
-//! Runs: start (`?wait=` for a synchronous answer), get, list, cancel, and the SSE event
-//! stream with `Last-Event-ID` replay.
+//! Runs: start (`?wait=` for a synchronous answer), get, list, cancel; the SSE event
+//! stream is in `run_events`.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use futures::stream::{self, Stream, StreamExt};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::agents::{agent_name, latest_version};
 use super::auth::Caller;
 use super::error::{rate_limit_headers, ApiError, ApiResult};
+use super::idempotency::Committed;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
@@ -30,7 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/cancel", post(cancel_run))
-        .route("/runs/{id}/events", get(run_events))
+        .route("/runs/{id}/events", get(super::run_events::stream))
 }
 
 #[derive(Deserialize)]
@@ -59,14 +57,18 @@ impl From<RunError> for ApiError {
                 decision,
             },
             RunError::Store(e) => e.into(),
-            RunError::Quota(why) => {
-                ApiError::Unavailable(format!("quota backend unavailable: {why}"))
-            }
+            RunError::Quota(why) => quota_unavailable(why),
             RunError::ShuttingDown => {
                 ApiError::Unavailable("this node is shutting down; retry on another".into())
             }
         }
     }
+}
+
+/// The quota backend failed: logged here, a generic answer to the client.
+fn quota_unavailable(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "quota backend failed");
+    ApiError::Unavailable("the quota backend is unavailable; retry shortly".into())
 }
 
 fn e_msg(what: &str) -> String {
@@ -76,6 +78,7 @@ fn e_msg(what: &str) -> String {
 async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
+    committed: Option<Extension<Committed>>,
     Path((scope, name)): Path<(String, String)>,
     Query(q): Query<WaitQuery>,
     ApiJson(body): ApiJson<StartRun>,
@@ -96,6 +99,7 @@ async fn start_run(
         None => latest_version(&state, &app_id, &full_name).await?,
     }
     .ok_or_else(|| ApiError::not_found("agent or version"))?;
+    let version_name = version.version.clone();
 
     let end_user = caller.acting_end_user(body.end_user.as_deref())?;
     if let Some(external) = &end_user {
@@ -118,7 +122,7 @@ async fn start_run(
             Duration::from_secs(60),
         )
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(quota_unavailable)?;
     if !rate.allowed {
         return Err(ApiError::RateLimited {
             what: e_msg("runs per minute"),
@@ -132,7 +136,7 @@ async fn start_run(
             Duration::from_secs(86_400),
         )
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(quota_unavailable)?;
     if !cpu.allowed {
         return Err(ApiError::RateLimited {
             what: e_msg("CPU milliseconds per day"),
@@ -150,23 +154,32 @@ async fn start_run(
             end_user,
             metadata: body.metadata,
             trigger: "api".into(),
+            // Stored with the run: a run is never created without its trace.
+            audit: audit::event(
+                &caller,
+                Some(&app_id),
+                "run.create",
+                "",
+                json!({ "agent": full_name, "version": version_name }),
+            ),
         })
         .await?;
-    audit::record(
-        &state,
-        &caller,
-        Some(&app_id),
-        "run.create",
-        &row.id,
-        json!({ "agent": row.agent, "version": row.version }),
-    )
-    .await?;
+    if let Some(Extension(committed)) = committed {
+        committed.mark();
+    }
+    // The run exists from here on: whatever happens, the answer names it.
     let row = if wait > 0 {
-        state
+        match state
             .runs
             .wait(&app_id, &row.id, Duration::from_secs(wait))
-            .await?
-            .unwrap_or(row)
+            .await
+        {
+            Ok(latest) => latest.unwrap_or(row),
+            Err(e) => {
+                tracing::warn!(run = %row.id, error = %e, "waiting for a run failed; answering 202");
+                row
+            }
+        }
     } else {
         row
     };
@@ -241,7 +254,7 @@ async fn list_runs(
 
 /// A run of the caller's app that the caller may see: another tenant's run, or another
 /// end-user's (or the app's own) run for an impersonating caller, does not exist.
-async fn visible_run(
+pub(super) async fn visible_run(
     state: &AppState,
     caller: &Caller,
     app_id: &str,
@@ -268,145 +281,36 @@ async fn get_run(
 async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
+    committed: Option<Extension<Committed>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("runs:write")?;
     visible_run(&state, &caller, &app_id, &id).await?;
+    // Recorded before the cancel, which cannot be undone: no cancel without its trace.
+    audit::record(&state, &caller, Some(&app_id), "run.cancel", &id, json!({})).await?;
     let row = state
         .runs
         .cancel(&app_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
-    audit::record(&state, &caller, Some(&app_id), "run.cancel", &id, json!({})).await?;
+    if let Some(Extension(committed)) = committed {
+        committed.mark();
+    }
     // A running run ends within the cancel grace; give it that long to report.
     let row = if is_final(&row.status) {
         row
     } else {
-        state
+        match state
             .runs
             .wait(&app_id, &id, Duration::from_millis(500))
-            .await?
-            .unwrap_or(row)
+            .await
+        {
+            Ok(latest) => latest.unwrap_or(row),
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "re-reading a cancelled run failed");
+                row
+            }
+        }
     };
     Ok(Json(run_json(&row)))
-}
-
-fn sse_event(seq: i64, kind: &str, data: &Value) -> Event {
-    Event::default()
-        .id(seq.to_string())
-        .event(kind)
-        .data(data.to_string())
-}
-
-async fn run_events(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let (_org, app_id) = caller.app("runs:read")?;
-    visible_run(&state, &caller, &app_id, &id).await?;
-    let after: i64 = match headers.get("last-event-id") {
-        None => 0,
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| {
-                ApiError::BadRequest("Last-Event-ID must be an event id this stream sent".into())
-            })?,
-    };
-    // Subscribe before reading the history so nothing falls between the two.
-    let live = state
-        .runs
-        .bus()
-        .subscribe(&id)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    struct Cursor {
-        state: AppState,
-        app_id: String,
-        run_id: String,
-        last: i64,
-        replaying: bool,
-        ended: bool,
-        live: futures::stream::BoxStream<'static, crate::bus::BusEvent>,
-    }
-    let cursor = Cursor {
-        state,
-        app_id,
-        run_id: id,
-        last: after,
-        replaying: true,
-        ended: false,
-        live,
-    };
-    let events = stream::unfold(cursor, |mut c| async move {
-        if c.ended {
-            return None;
-        }
-        if c.replaying {
-            let batch = c
-                .state
-                .store
-                .events_after(&c.run_id, c.last, 500)
-                .await
-                .unwrap_or_default();
-            if !batch.is_empty() {
-                let mut out = Vec::with_capacity(batch.len());
-                for e in batch {
-                    c.last = e.seq;
-                    c.ended |= e.kind == "end";
-                    out.push(Ok(sse_event(e.seq, &e.kind, &e.data)));
-                }
-                return Some((stream::iter(out), c));
-            }
-            c.replaying = false;
-            // A finished run whose end event never made it to the store still closes.
-            if let Ok(Some(row)) = c.state.store.get_run(&c.app_id, &c.run_id).await {
-                if is_final(&row.status) {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let tail = c
-                        .state
-                        .store
-                        .events_after(&c.run_id, c.last, 500)
-                        .await
-                        .unwrap_or_default();
-                    let mut out: Vec<Result<Event, Infallible>> = Vec::new();
-                    for e in tail {
-                        c.last = e.seq;
-                        c.ended |= e.kind == "end";
-                        out.push(Ok(sse_event(e.seq, &e.kind, &e.data)));
-                    }
-                    if !c.ended {
-                        c.ended = true;
-                        out.push(Ok(sse_event(
-                            c.last + 1,
-                            "end",
-                            &json!({ "status": row.status }),
-                        )));
-                    }
-                    return Some((stream::iter(out), c));
-                }
-            }
-        }
-        loop {
-            let event = c.live.next().await?;
-            if event.seq <= c.last {
-                continue;
-            }
-            c.last = event.seq;
-            c.ended = event.kind == "end";
-            return Some((
-                stream::iter(vec![Ok(sse_event(event.seq, &event.kind, &event.data))]),
-                c,
-            ));
-        }
-    })
-    .flatten();
-    Ok(Sse::new(events).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(15))
-            .text("keep-alive"),
-    ))
 }

@@ -1,19 +1,14 @@
-//! The sandbox's host traits over the store and the bus: memory in the database, and
-//! run events persisted in order and fanned out live.
+//! The sandbox's memory over the store, and small helpers the server shares.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::bus::{BusEvent, EventBus};
-use crate::host::{EventSink, HostError, MemoryNamespace, MemoryStore};
+use crate::host::{HostError, MemoryNamespace, MemoryStore};
 use crate::package::MemoryScope;
-use crate::sandbox::{EventKind, RunEvent};
-use crate::store::{MemoryNs, Store, StoredEvent};
+use crate::store::{MemoryNs, Store};
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -84,85 +79,5 @@ impl MemoryStore for StoreMemory {
             .await
             .map_err(storage)?;
         Ok(rows.into_iter().map(|(k, _)| k).collect())
-    }
-}
-
-/// Events from the sandbox (any worker thread) go through one channel to one writer task,
-/// which persists them in order and then publishes them live. A run's `end` event is held
-/// back until the run's record is final, so a client that sees `end` and reads the run
-/// finds it finished.
-pub struct PersistingSink {
-    tx: mpsc::UnboundedSender<RunEvent>,
-    held_ends: Mutex<HashMap<String, RunEvent>>,
-}
-
-impl PersistingSink {
-    pub fn start(store: Arc<dyn Store>, bus: Arc<dyn EventBus>) -> Arc<PersistingSink> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<RunEvent>();
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                let stored: Vec<StoredEvent> = batch
-                    .drain(..)
-                    .map(|event| StoredEvent {
-                        run_id: event.run_id,
-                        seq: event.seq as i64,
-                        kind: event.kind.as_str().to_owned(),
-                        data: event.data,
-                        created_at: now_ms(),
-                    })
-                    .collect();
-                // Persisted before published: a client that sees an event live can
-                // always replay it later.
-                if let Err(e) = store.append_events(&stored).await {
-                    warn!(events = stored.len(), error = %e, "could not persist run events");
-                }
-                for event in stored {
-                    let live = BusEvent {
-                        run_id: event.run_id,
-                        seq: event.seq,
-                        kind: event.kind,
-                        data: event.data,
-                    };
-                    if let Err(e) = bus.publish(&live).await {
-                        warn!(run = %live.run_id, error = %e, "could not publish a run event");
-                    }
-                }
-            }
-        });
-        Arc::new(PersistingSink {
-            tx,
-            held_ends: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Sends an event the run service makes itself (e.g. `node_lost`).
-    pub fn send(&self, event: RunEvent) {
-        let _ = self.tx.send(event);
-    }
-
-    /// Releases the held `end` event of a run, once its record is final.
-    pub fn release_end(&self, run_id: &str) {
-        let held = self
-            .held_ends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(run_id);
-        if let Some(event) = held {
-            let _ = self.tx.send(event);
-        }
-    }
-}
-
-impl EventSink for PersistingSink {
-    fn publish(&self, event: RunEvent) {
-        if event.kind == EventKind::End {
-            self.held_ends
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(event.run_id.clone(), event);
-            return;
-        }
-        let _ = self.tx.send(event);
     }
 }

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 use super::adapters::{now_ms, StoreMemory};
 use super::{end_user_slot_key, package_of, slot_key, Inner};
 use crate::host::{HostServices, Tenant};
-use crate::sandbox::{PoolError, RunGrant, RunOutcome, RunRequest};
-use crate::store::{RunFinish, RunRow};
+use crate::sandbox::{EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
+use crate::store::{RunFinish, RunRow, StoreError, StoreResult};
 
 pub(crate) fn finish_record(
     status: &str,
@@ -85,9 +85,23 @@ pub(crate) async fn claimer(inner: Arc<Inner>) {
     }
 }
 
+/// Why a claimed run could not be handed to the pool.
+enum PrepareError {
+    /// The version is gone or does not load: the run fails `package_invalid`.
+    Invalid(String),
+    /// The store failed: the run fails `internal`; the error is logged, never stored.
+    Store(StoreError),
+}
+
+impl From<StoreError> for PrepareError {
+    fn from(e: StoreError) -> Self {
+        PrepareError::Store(e)
+    }
+}
+
 /// Starts a claimed run on the pool; its outcome is written by a task of its own.
 async fn execute(inner: &Arc<Inner>, row: RunRow) {
-    match prepare(inner, &row).await {
+    let error = match prepare(inner, &row).await {
         Ok(request) => match inner.cfg.pool.submit(request) {
             Ok(handle) => {
                 if let Ok(mut active) = inner.active.lock() {
@@ -98,6 +112,7 @@ async fn execute(inner: &Arc<Inner>, row: RunRow) {
                     let outcome = handle.outcome().await;
                     complete(&inner, &row, outcome).await;
                 });
+                return;
             }
             Err(PoolError::Saturated(_)) | Err(PoolError::Closed) => {
                 // Back to the queue: the claimer retries when the pool has room.
@@ -106,44 +121,46 @@ async fn execute(inner: &Arc<Inner>, row: RunRow) {
                     .store
                     .requeue_run(&row.id, &inner.cfg.node_id, row.attempt)
                     .await;
+                return;
             }
         },
-        Err(message) => {
-            let finish = finish_record(
-                "failed",
-                None,
-                Some(json!({ "code": "package_invalid", "message": message })),
-                None,
-            );
-            if let Ok(true) = inner.cfg.store.finish_run(&row.id, &finish).await {
-                after_finish(inner, &row, &finish, None).await;
-            }
+        Err(PrepareError::Invalid(message)) => {
+            json!({ "code": "package_invalid", "message": message })
         }
+        Err(PrepareError::Store(e)) => {
+            warn!(run = %row.id, error = %e, "the store failed while preparing a run");
+            json!({ "code": "internal", "message": "the run could not be started because storage was unavailable; start it again" })
+        }
+    };
+    let finish = finish_record("failed", None, Some(error), None);
+    match inner.cfg.store.finish_run(&row.id, &finish).await {
+        Ok(true) => after_finish(inner, &row, &finish).await,
+        Ok(false) => {}
+        // Still running under a lease nobody renews: the reaper ends it.
+        Err(e) => warn!(run = %row.id, error = %e, "could not fail a run that did not start"),
     }
 }
 
-async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, String> {
+async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, PrepareError> {
     let store = &inner.cfg.store;
     let version = store
         .get_agent_version(&row.app_id, &row.agent, &row.version)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("agent {}@{} no longer exists", row.agent, row.version))?;
-    let package = package_of(inner, &version).map_err(|e| e.to_string())?;
+        .await?
+        .ok_or_else(|| {
+            PrepareError::Invalid(format!(
+                "agent {}@{} no longer exists",
+                row.agent, row.version
+            ))
+        })?;
+    let package = package_of(inner, &version).map_err(|e| PrepareError::Invalid(e.to_string()))?;
     let end_user_key = row.end_user.clone().unwrap_or_default();
     let state = store
         .state_get(&row.app_id, &row.agent, &end_user_key)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     // Only a retried run (its node was lost) has events already; a first attempt skips
     // the query, which would otherwise cost every run a round trip.
     let events_before = if row.attempt > 1 {
-        store
-            .events_after(&row.id, 0, 100_000)
-            .await
-            .map_err(|e| e.to_string())?
-            .last()
-            .map_or(0, |e| e.seq as u64)
+        store.last_event(&row.id).await?.map_or(0, |e| e.seq as u64)
     } else {
         0
     };
@@ -172,6 +189,7 @@ async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, String>
 }
 
 /// Writes a run's outcome: the record, the state for the next run, usage, the slot.
+/// The sandbox's held `end` is released whatever the store answered.
 async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
     let shutdown = inner.shutting_down.load(Ordering::Acquire);
     let mut error = outcome.error.as_ref().map(|e| json!(e));
@@ -191,11 +209,34 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
         outcome.usage.wall_ms,
         outcome.usage.cpu_ms,
     );
-    match inner.cfg.store.finish_run(&row.id, &finish).await {
-        Ok(true) => after_finish(inner, row, &finish, Some(&outcome)).await,
-        Ok(false) => info!(run = %row.id, "run had already been finished elsewhere"),
-        Err(e) => warn!(run = %row.id, error = %e, "could not store a run's outcome"),
+    let recorded = match finish_durably(inner, &row.id, &finish).await {
+        Ok(true) => true,
+        Ok(false) => {
+            info!(run = %row.id, "run had already been finished elsewhere");
+            false
+        }
+        Err(e) => {
+            // The record stays `running` under a lease nobody renews: the reaper ends it
+            // (and adds no second `end`, since this one is stored).
+            warn!(run = %row.id, error = %e, "could not store a run's outcome");
+            false
+        }
+    };
+    if recorded {
+        save_state(inner, row, &outcome).await;
     }
+    let cpu = outcome.usage.cpu_ms.ceil() as u64;
+    let _ = inner
+        .cfg
+        .quotas
+        .add(
+            &format!("cpu:app:{}", row.app_id),
+            cpu,
+            Duration::from_secs(86_400),
+        )
+        .await;
+    release_slots(inner, row).await;
+    inner.sink.release_end(&row.id);
     let idle = {
         let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
         active.remove(&row.id);
@@ -205,52 +246,57 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
         inner.idle.notify_waiters();
     }
     inner.wake.notify_one();
+    tracing::debug!(run = %row.id, status = %finish.status, recorded, "run finished");
 }
 
-/// Everything that follows a run's record becoming final.
-pub(crate) async fn after_finish(
-    inner: &Arc<Inner>,
-    row: &RunRow,
-    finish: &RunFinish,
-    outcome: Option<&RunOutcome>,
-) {
-    let cfg = &inner.cfg;
-    if let Some(outcome) = outcome {
-        if let (true, Some(state)) = (outcome.succeeded(), outcome.state.as_ref()) {
-            let end_user = row.end_user.clone().unwrap_or_default();
-            if let Err(e) = cfg
-                .store
-                .state_set(&row.app_id, &row.agent, &end_user, state, now_ms())
-                .await
-            {
-                warn!(run = %row.id, error = %e, "could not save the run's state");
+/// `finish_run`, retried a few times: a store that fails briefly must not lose an
+/// outcome (the run keeps its lease meanwhile, since it is still active).
+async fn finish_durably(inner: &Inner, run_id: &str, finish: &RunFinish) -> StoreResult<bool> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match inner.cfg.store.finish_run(run_id, finish).await {
+            Err(e) if attempt < 4 => {
+                warn!(run = run_id, attempt, error = %e, "storing a run's outcome failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
             }
+            answer => return answer,
         }
-        let cpu = outcome.usage.cpu_ms.ceil() as u64;
-        let _ = cfg
-            .quotas
-            .add(
-                &format!("cpu:app:{}", row.app_id),
-                cpu,
-                Duration::from_secs(86_400),
-            )
-            .await;
     }
-    let _ = cfg
-        .quotas
-        .release_slot(&slot_key(&row.app_id), &row.id)
-        .await;
+}
+
+async fn save_state(inner: &Inner, row: &RunRow, outcome: &RunOutcome) {
+    if let (true, Some(state)) = (outcome.succeeded(), outcome.state.as_ref()) {
+        let end_user = row.end_user.clone().unwrap_or_default();
+        if let Err(e) = inner
+            .cfg
+            .store
+            .state_set(&row.app_id, &row.agent, &end_user, state, now_ms())
+            .await
+        {
+            warn!(run = %row.id, error = %e, "could not save the run's state");
+        }
+    }
+}
+
+/// Frees the run's concurrency slots (releasing twice is harmless).
+pub(crate) async fn release_slots(inner: &Inner, row: &RunRow) {
+    let quotas = &inner.cfg.quotas;
+    let _ = quotas.release_slot(&slot_key(&row.app_id), &row.id).await;
     if let Some(end_user) = &row.end_user {
         let key = end_user_slot_key(&row.app_id, end_user);
-        let _ = cfg.quotas.release_slot(&key, &row.id).await;
+        let _ = quotas.release_slot(&key, &row.id).await;
     }
-    if outcome.is_some() {
-        inner.sink.release_end(&row.id);
-    } else {
-        // Ended outside the sandbox (cancelled while queued, node lost, package gone):
-        // stream readers still get an error and an end.
-        terminal_events(inner, row, finish).await;
-    }
+}
+
+/// What follows the record of a run that ended outside the sandbox (cancelled while
+/// queued, not startable, node lost) becoming final: its slots, and an error, a status
+/// and an end for stream readers.
+pub(crate) async fn after_finish(inner: &Arc<Inner>, row: &RunRow, finish: &RunFinish) {
+    release_slots(inner, row).await;
+    terminal_events(inner, row, finish).await;
     tracing::debug!(run = %row.id, status = %finish.status, "run finished");
 }
 
@@ -259,19 +305,28 @@ pub(crate) fn mark_shutdown(inner: &Inner) {
     inner.shutting_down.store(true, Ordering::Release);
 }
 
+/// Numbers and sends the terminal events of a run no sandbox executes (the caller has
+/// made sure: it claimed the run, or its lease expired on another node). They continue
+/// after the last stored event, once this node's pipeline is written out; a run whose
+/// stored history already ends with `end` gets no second one.
 async fn terminal_events(inner: &Arc<Inner>, row: &RunRow, finish: &RunFinish) {
-    let last = inner
-        .cfg
-        .store
-        .events_after(&row.id, 0, 100_000)
-        .await
-        .ok()
-        .and_then(|events| events.last().map(|e| e.seq as u64))
-        .unwrap_or(0);
-    let mut seq = last;
+    inner.sink.flush().await;
+    let last = match inner.cfg.store.last_event(&row.id).await {
+        Ok(last) => last,
+        Err(e) => {
+            // Without the last id there is no safe next one; streams of a finished run
+            // close anyway.
+            warn!(run = %row.id, error = %e, "could not number a run's terminal events");
+            return;
+        }
+    };
+    if last.as_ref().is_some_and(|e| e.kind == "end") {
+        return;
+    }
+    let mut seq = last.map_or(0, |e| e.seq as u64);
     let mut send = |kind, data| {
         seq += 1;
-        inner.sink.send(crate::sandbox::RunEvent {
+        inner.sink.send(RunEvent {
             run_id: row.id.clone(),
             seq,
             kind,
@@ -279,14 +334,8 @@ async fn terminal_events(inner: &Arc<Inner>, row: &RunRow, finish: &RunFinish) {
         });
     };
     if let Some(error) = &finish.error {
-        send(crate::sandbox::EventKind::Error, error.clone());
+        send(EventKind::Error, error.clone());
     }
-    send(
-        crate::sandbox::EventKind::Status,
-        json!({ "status": finish.status }),
-    );
-    send(
-        crate::sandbox::EventKind::End,
-        json!({ "status": finish.status }),
-    );
+    send(EventKind::Status, json!({ "status": finish.status }));
+    send(EventKind::End, json!({ "status": finish.status }));
 }

@@ -3,12 +3,14 @@
 //! accepted with 202 survives a restart: queued runs are claimed again, and runs whose
 //! node died are failed with `node_lost` or retried, per the agent's setting.
 //!
-//! - `adapters`: `ctx.memory` over the store; events persisted then fanned out.
+//! - `adapters`: `ctx.memory` over the store.
+//! - `events`: the bounded event pipeline (persisted in order, then fanned out).
 //! - `dispatch`: claiming, executing and finishing runs on this node.
 //! - `recovery`: lease renewal and the reaper of expired leases.
 
 pub mod adapters;
 mod dispatch;
+pub mod events;
 pub mod metrics;
 mod recovery;
 
@@ -26,8 +28,9 @@ use crate::host::{Fetcher, LlmClient, ToolInvoker};
 use crate::package::{AgentPackage, PackageLimits};
 use crate::quota::Quotas;
 use crate::sandbox::{Limits, Pool, RunCanceller};
-use crate::store::{AgentVersion, RunRow, Store, StoreError};
-use adapters::{now_ms, PersistingSink};
+use crate::store::{AgentVersion, AuditEvent, RunRow, Store, StoreError};
+use adapters::now_ms;
+use events::EventPipeline;
 
 /// What the run service needs from the rest of the server.
 pub struct RunServiceConfig {
@@ -47,6 +50,8 @@ pub struct RunServiceConfig {
     pub concurrent_runs_per_end_user: u64,
     /// Runs this node executes at once.
     pub max_inflight: usize,
+    /// Droppable events queued in the event pipeline before they are dropped.
+    pub event_queue: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +83,14 @@ pub struct NewRun {
     pub end_user: Option<String>,
     pub metadata: Option<Value>,
     pub trigger: String,
+    /// The audit event of this creation, stored in the same transaction as the run (its
+    /// `target` is set to the new run's id).
+    pub audit: Option<AuditEvent>,
 }
 
 pub(crate) struct Inner {
     pub cfg: RunServiceConfig,
-    pub sink: Arc<PersistingSink>,
+    pub sink: Arc<EventPipeline>,
     pub active: Mutex<HashMap<String, RunCanceller>>,
     pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
     pub accepting: AtomicBool,
@@ -107,7 +115,7 @@ pub fn new_id(prefix: &str) -> String {
 impl RunService {
     /// Starts the service and its background loops (claimer, leases, reaper).
     pub async fn start(cfg: RunServiceConfig) -> Result<RunService, RunError> {
-        let sink = PersistingSink::start(cfg.store.clone(), cfg.bus.clone());
+        let sink = EventPipeline::start(cfg.store.clone(), cfg.bus.clone(), cfg.event_queue);
         let inner = Arc::new(Inner {
             sink,
             active: Mutex::new(HashMap::new()),
@@ -142,6 +150,10 @@ impl RunService {
 
     pub fn metrics(&self) -> &metrics::RunMetrics {
         &self.inner.metrics
+    }
+
+    pub fn events(&self) -> &EventPipeline {
+        &self.inner.sink
     }
 
     pub fn active_runs(&self) -> usize {
@@ -218,7 +230,20 @@ impl RunService {
             lease_owner: None,
             lease_expires_at: None,
         };
-        self.inner.cfg.store.insert_run(&row).await?;
+        let audit = new.audit.map(|audit| AuditEvent {
+            target: row.id.clone(),
+            ..audit
+        });
+        if let Err(e) = self
+            .inner
+            .cfg
+            .store
+            .insert_run_audited(&row, audit.as_ref())
+            .await
+        {
+            dispatch::release_slots(&self.inner, &row).await;
+            return Err(e.into());
+        }
         dispatch::try_start(&self.inner, &row.id).await;
         Ok(row)
     }
@@ -232,35 +257,55 @@ impl RunService {
         };
         match row.status.as_str() {
             "queued" => {
-                let finish = dispatch::finish_record(
-                    "cancelled",
-                    None,
-                    Some(
-                        json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
-                    ),
-                    None,
-                );
-                if store.finish_run(run_id, &finish).await? {
-                    dispatch::after_finish(&self.inner, &row, &finish, None).await;
+                // Claimed first, so no node starts it meanwhile and the run service is the
+                // only one numbering its events.
+                let now = now_ms();
+                let until = now + self.inner.cfg.lease.as_millis() as i64;
+                match store
+                    .claim_run(run_id, &self.inner.cfg.node_id, now, until)
+                    .await?
+                {
+                    Some(claimed) => {
+                        let finish = dispatch::finish_record(
+                            "cancelled",
+                            None,
+                            Some(
+                                json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
+                            ),
+                            None,
+                        );
+                        if store.finish_run(run_id, &finish).await? {
+                            dispatch::after_finish(&self.inner, &claimed, &finish).await;
+                        }
+                    }
+                    // A node claimed it first: cancel it where it runs.
+                    None => {
+                        if let Some(row) = store.get_run(app_id, run_id).await? {
+                            self.cancel_running(&row).await;
+                        }
+                    }
                 }
             }
-            "running" => {
-                let canceller = self
-                    .inner
-                    .active
-                    .lock()
-                    .ok()
-                    .and_then(|a| a.get(run_id).cloned());
-                if let Some(canceller) = canceller {
-                    canceller.cancel();
-                } else if let Some(owner) = &row.lease_owner {
-                    // Another node runs it: ask that node over the bus.
-                    recovery::request_remote_cancel(&self.inner, owner, run_id).await;
-                }
-            }
+            "running" => self.cancel_running(&row).await,
             _ => {}
         }
         Ok(store.get_run(app_id, run_id).await?)
+    }
+
+    /// Aborts a running run: here when this node runs it, else through its node.
+    async fn cancel_running(&self, row: &RunRow) {
+        let canceller = self
+            .inner
+            .active
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&row.id).cloned());
+        if let Some(canceller) = canceller {
+            canceller.cancel();
+        } else if let Some(owner) = &row.lease_owner {
+            // Another node runs it: ask that node over the bus.
+            recovery::request_remote_cancel(&self.inner, owner, &row.id).await;
+        }
     }
 
     /// Waits up to `timeout` for a run to finish; returns its latest record.
@@ -335,6 +380,13 @@ impl RunService {
                 }
             })
             .await;
+        }
+        // Every event of the runs that ended is written before the process goes.
+        if tokio::time::timeout(Duration::from_secs(10), self.inner.sink.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: the event pipeline did not drain in 10 s");
         }
     }
 }

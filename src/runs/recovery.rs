@@ -72,6 +72,15 @@ pub(crate) async fn adopt_own_leftovers(inner: &Arc<Inner>) -> Result<(), RunErr
 }
 
 async fn recover(inner: &Arc<Inner>, row: RunRow) {
+    // This node still executes it (its lease lapsed while the store was unreachable): the
+    // lease keeper renews it, and its sandbox alone numbers its events.
+    if inner
+        .active
+        .lock()
+        .is_ok_and(|active| active.contains_key(&row.id))
+    {
+        return;
+    }
     let store = &inner.cfg.store;
     let owner = row.lease_owner.clone().unwrap_or_default();
     let retry = store
@@ -107,7 +116,7 @@ async fn recover(inner: &Arc<Inner>, row: RunRow) {
     match store.finish_run(&row.id, &finish).await {
         Ok(true) => {
             info!(run = %row.id, lost_node = %owner, "node lost: run failed");
-            after_finish(inner, &row, &finish, None).await;
+            after_finish(inner, &row, &finish).await;
         }
         Ok(false) => {}
         Err(e) => warn!(run = %row.id, error = %e, "could not fail a lost run"),

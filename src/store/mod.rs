@@ -293,7 +293,13 @@ pub trait Store: Send + Sync {
     async fn list_agent_versions(&self, app_id: &str, name: &str)
         -> StoreResult<Vec<AgentVersion>>;
 
-    async fn insert_run(&self, run: &RunRow) -> StoreResult<()>;
+    /// Inserts a run and, when given, the audit event of its creation in the same
+    /// transaction: both are stored or neither is.
+    async fn insert_run_audited(&self, run: &RunRow, audit: Option<&AuditEvent>)
+        -> StoreResult<()>;
+    async fn insert_run(&self, run: &RunRow) -> StoreResult<()> {
+        self.insert_run_audited(run, None).await
+    }
     async fn get_run(&self, app_id: &str, id: &str) -> StoreResult<Option<RunRow>>;
     async fn list_runs(
         &self,
@@ -350,6 +356,8 @@ pub trait Store: Send + Sync {
         }
         Ok(())
     }
+    /// The event with the highest seq of a run (where a new numbering must continue).
+    async fn last_event(&self, run_id: &str) -> StoreResult<Option<StoredEvent>>;
     /// Events with seq > `after`, in order, at most `limit`.
     async fn events_after(
         &self,

@@ -6,6 +6,7 @@ mod blocking;
 mod capabilities;
 mod common;
 mod exec_cli;
+mod faults;
 mod hostile;
 mod lifecycle;
 mod pool;

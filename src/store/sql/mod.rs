@@ -255,8 +255,12 @@ impl Store for SqlStore {
         agents::list_agent_versions(&self.pool, app_id, name).await
     }
 
-    async fn insert_run(&self, run: &RunRow) -> StoreResult<()> {
-        runs::insert_run(&self.pool, run).await
+    async fn insert_run_audited(
+        &self,
+        run: &RunRow,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()> {
+        runs::insert_run(&self.pool, run, audit).await
     }
     async fn get_run(&self, app_id: &str, id: &str) -> StoreResult<Option<RunRow>> {
         runs::get_run(&self.pool, app_id, id).await
@@ -316,6 +320,9 @@ impl Store for SqlStore {
     }
     async fn append_events(&self, events: &[StoredEvent]) -> StoreResult<()> {
         runs::append_events(&self.pool, events).await
+    }
+    async fn last_event(&self, run_id: &str) -> StoreResult<Option<StoredEvent>> {
+        runs::last_event(&self.pool, run_id).await
     }
     async fn events_after(
         &self,

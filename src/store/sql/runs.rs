@@ -11,7 +11,8 @@ use sqlx::AnyPool;
 use super::util::{col, i32_col, json_col, json_text, keyset, limit, opt_json_col, opt_json_text};
 use super::Backend;
 use crate::store::{
-    Millis, Page, RunFilter, RunFinish, RunRow, StoreError, StoreResult, StoredEvent, UsageTotals,
+    AuditEvent, Millis, Page, RunFilter, RunFinish, RunRow, StoreError, StoreResult, StoredEvent,
+    UsageTotals,
 };
 
 macro_rules! run_columns {
@@ -74,7 +75,14 @@ fn usage_numbers(usage: Option<&Value>) -> (f64, i64, i64, i64) {
     )
 }
 
-pub(super) async fn insert_run(pool: &AnyPool, run: &RunRow) -> StoreResult<()> {
+/// Inserts a run and, in the same transaction, the audit event that records its creation:
+/// both are stored or neither is.
+pub(super) async fn insert_run(
+    pool: &AnyPool,
+    run: &RunRow,
+    audit: Option<&AuditEvent>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
     let (cpu, tokens_in, tokens_out, fetches) = usage_numbers(run.usage.as_ref());
     sqlx::query(
         "INSERT INTO runs (id, org_id, app_id, agent, version, end_user, trigger, status, input,
@@ -107,8 +115,12 @@ pub(super) async fn insert_run(pool: &AnyPool, run: &RunRow) -> StoreResult<()> 
     .bind(run.finished_at)
     .bind(&run.lease_owner)
     .bind(run.lease_expires_at)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if let Some(audit) = audit {
+        super::tenants::append_audit(&mut *tx, audit).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -376,6 +388,28 @@ pub(super) async fn append_events(pool: &AnyPool, events: &[StoredEvent]) -> Sto
     Ok(())
 }
 
+/// The newest event of a run, if it has any.
+pub(super) async fn last_event(pool: &AnyPool, run_id: &str) -> StoreResult<Option<StoredEvent>> {
+    let row = sqlx::query(
+        "SELECT run_id, seq, kind, data, created_at FROM run_events
+         WHERE run_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(event_of).transpose()
+}
+
+fn event_of(r: &AnyRow) -> StoreResult<StoredEvent> {
+    Ok(StoredEvent {
+        run_id: col(r, "run_id")?,
+        seq: col(r, "seq")?,
+        kind: col(r, "kind")?,
+        data: json_col(r, "data")?,
+        created_at: col(r, "created_at")?,
+    })
+}
+
 pub(super) async fn events_after(
     pool: &AnyPool,
     run_id: &str,
@@ -391,17 +425,7 @@ pub(super) async fn events_after(
     .bind(limit(max))
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredEvent {
-                run_id: col(r, "run_id")?,
-                seq: col(r, "seq")?,
-                kind: col(r, "kind")?,
-                data: json_col(r, "data")?,
-                created_at: col(r, "created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(event_of).collect()
 }
 
 /// Totals over runs of the org (or one app) that finished at or after `since`.

@@ -254,7 +254,10 @@ macro_rules! audit_columns {
     };
 }
 
-pub(super) async fn append_audit(pool: &AnyPool, e: &AuditEvent) -> StoreResult<()> {
+pub(super) async fn append_audit<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    e: &AuditEvent,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (id, org_id, app_id, key_id, action, target, detail, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -267,7 +270,7 @@ pub(super) async fn append_audit(pool: &AnyPool, e: &AuditEvent) -> StoreResult<
     .bind(&e.target)
     .bind(json_text(&e.detail))
     .bind(e.created_at)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }

@@ -173,3 +173,60 @@ pub(super) async fn events_in_batches(s: &SqlStore) {
     );
     assert_eq!(stored[3], event("run_b", 4), "the first copy wins");
 }
+
+/// `last_event` is where a new numbering continues: the highest seq, whatever the order
+/// of the writes; none for a run without events.
+pub(super) async fn last_event_is_the_highest_seq(s: &SqlStore) {
+    tenant(s, "org_a", "app_a").await;
+    s.insert_run(&run("run_1", "org_a", "app_a", 100))
+        .await
+        .unwrap();
+    assert_eq!(s.last_event("run_1").await.unwrap(), None);
+    for seq in [2, 7, 3] {
+        s.append_event(&event("run_1", seq)).await.unwrap();
+    }
+    assert_eq!(
+        s.last_event("run_1").await.unwrap(),
+        Some(event("run_1", 7))
+    );
+    assert_eq!(s.last_event("run_missing").await.unwrap(), None);
+}
+
+/// A run and the audit event of its creation are stored together or not at all.
+pub(super) async fn run_and_its_audit_commit_together(s: &SqlStore) {
+    tenant(s, "org_a", "app_a").await;
+    let audit = |id: &str, target: &str| AuditEvent {
+        id: id.into(),
+        org_id: "org_a".into(),
+        app_id: Some("app_a".into()),
+        key_id: Some("key_1".into()),
+        action: "run.create".into(),
+        target: target.into(),
+        detail: json!({}),
+        created_at: 100,
+    };
+    s.insert_run_audited(
+        &run("run_1", "org_a", "app_a", 100),
+        Some(&audit("aud_1", "run_1")),
+    )
+    .await
+    .unwrap();
+    assert!(s.get_run("app_a", "run_1").await.unwrap().is_some());
+    // The audit insert fails (its id is taken): the run is rolled back with it.
+    assert!(s
+        .insert_run_audited(
+            &run("run_2", "org_a", "app_a", 200),
+            Some(&audit("aud_1", "run_2"))
+        )
+        .await
+        .is_err());
+    assert_eq!(s.get_run("app_a", "run_2").await.unwrap(), None);
+    let logged = s
+        .list_audit("org_a", Some("app_a"), &super::page(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        logged.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
+        vec!["run_1"]
+    );
+}

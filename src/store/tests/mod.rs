@@ -165,6 +165,8 @@ suite!(
     data::corrupt_rows_are_reported,
     broker::connections_and_tools,
     events::events_in_batches,
+    events::last_event_is_the_highest_seq,
+    events::run_and_its_audit_commit_together,
 );
 
 /// Two stores on one database (two nodes) claiming the same queue.

@@ -5,6 +5,8 @@
 mod broker;
 mod broker_leaks;
 mod errors;
+mod events;
+mod faults;
 mod idempotency;
 mod impersonation;
 mod lifecycle;
@@ -13,12 +15,15 @@ mod recovery;
 mod tenancy;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use atoll::config::ServeArgs;
 use atoll::server::{self, RunningServer};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
+
+use crate::faults::FaultyStore;
 
 pub const ADMIN: &str = "atl_test_admin_key_0123456789";
 
@@ -75,6 +80,7 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         cpu_ms_per_day: 3_600_000,
         lease_ms: 1_500,
         max_inflight: 2_000,
+        event_queue: 8_192,
         llm_tokens_per_day: 10_000_000,
         recycle_after_isolates: 0,
         max_body_bytes: 6 * 1024 * 1024,
@@ -86,6 +92,30 @@ impl TestApi {
         let dir = tempfile::tempdir().expect("tempdir");
         let args = args_for(dir.path()).await;
         TestApi::start_with(args, dir).await
+    }
+
+    /// A server whose store fails on demand (see [`FaultyStore`]).
+    pub async fn start_faulty() -> (TestApi, Arc<FaultyStore>) {
+        TestApi::start_faulty_with(|_| {}).await
+    }
+
+    pub async fn start_faulty_with(
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> (TestApi, Arc<FaultyStore>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = args_for(dir.path()).await;
+        configure(&mut args);
+        let store = FaultyStore::new(server::connect_store(&args).await.expect("store"));
+        let server = server::start_with_store(args, store.clone())
+            .await
+            .expect("server starts");
+        let api = TestApi {
+            base: format!("http://{}", server.addr),
+            server: Some(server),
+            http: Client::new(),
+            _dir: dir,
+        };
+        (api, store)
     }
 
     pub async fn start_with(args: ServeArgs, dir: tempfile::TempDir) -> TestApi {

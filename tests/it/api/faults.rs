@@ -1,0 +1,179 @@
+//! What runs, audit and idempotency do when the store fails under them (a [`FaultyStore`]
+//! wraps the real one): an outcome is not lost to one failed write, the `end` event goes
+//! out whatever the store answered, a run is never created without its audit event nor
+//! started twice for one `Idempotency-Key`, and no database error text reaches a client
+//! or a run record.
+//!
+//! [`FaultyStore`]: crate::faults::FaultyStore
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::events::{parse_sse, SseEvent};
+use super::{events_text, wait_final, TestApi};
+use crate::faults::INJECTED;
+
+async fn start_hello(
+    api: &TestApi,
+    key: &str,
+    path: &str,
+    idem: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = api
+        .req(Method::POST, path, key)
+        .json(&json!({ "input": { "name": "Ada" } }));
+    if let Some(idem) = idem {
+        req = req.header("idempotency-key", idem);
+    }
+    super::read(req.send().await.expect("send")).await
+}
+
+async fn run_count(api: &TestApi, key: &str) -> usize {
+    let (status, runs) = api.call(Method::GET, "/v1/runs?limit=100", key, None).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    runs["data"].as_array().map_or(0, Vec::len)
+}
+
+fn ends(events: &[SseEvent]) -> Vec<&SseEvent> {
+    events.iter().filter(|e| e.kind == "end").collect()
+}
+
+#[tokio::test]
+async fn an_outcome_survives_one_failed_finish() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    api.deploy(&key, "hello").await;
+    store.fail("finish_run", 1);
+    let (status, run) = start_hello(&api, &key, "/v1/agents/atoll/hello/runs", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().expect("id");
+    let done = wait_final(&api, &key, id).await;
+    assert_eq!(store.fired("finish_run"), 1);
+    // Without a retry the outcome is lost and the reaper fails the run `node_lost`.
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"]["greeting"], "Hello, Ada!");
+    let events = parse_sse(&events_text(&api, &key, id).await);
+    assert_eq!(ends(&events).len(), 1, "{events:?}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn the_end_goes_out_when_finish_is_refused() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    api.deploy(&key, "hello").await;
+    // The store answers "already finished" (as when another node ended the run).
+    store.refuse("finish_run", 1);
+    let (status, run) = start_hello(&api, &key, "/v1/agents/atoll/hello/runs", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().expect("id");
+    // The stream closes on the sandbox's own `end` (it carries the run's usage)...
+    let events = parse_sse(&events_text(&api, &key, id).await);
+    assert_eq!(store.fired("finish_run"), 1);
+    let end = ends(&events);
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert!(end[0].data.get("usage").is_some(), "{events:?}");
+    let state = &api.server.as_ref().expect("server").state;
+    assert_eq!(state.runs.events().held_ends(), 0);
+    // ... and the record, left running, is ended by the reaper without a second `end`.
+    wait_final(&api, &key, id).await;
+    let events = parse_sse(&events_text(&api, &key, id).await);
+    assert_eq!(ends(&events).len(), 1, "{events:?}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_creates_no_run_and_frees_the_key() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    api.deploy(&key, "hello").await;
+    store.fail("insert_run_audited", 1);
+    let path = "/v1/agents/atoll/hello/runs";
+    let (status, body) = start_hello(&api, &key, path, Some("k-audit")).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(!body.to_string().contains(INJECTED), "{body}");
+    assert_eq!(store.fired("insert_run_audited"), 1);
+    assert_eq!(
+        run_count(&api, &key).await,
+        0,
+        "no run without its audit event"
+    );
+    // Nothing happened, so the key is free for the retry, which starts the one run.
+    let (status, first) = start_hello(&api, &key, path, Some("k-audit")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, again) = start_hello(&api, &key, path, Some("k-audit")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(run_count(&api, &key).await, 1);
+    let (_, audit) = api.call(Method::GET, "/v1/audit", &key, None).await;
+    let created: Vec<&Value> = audit["data"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|e| e["action"] == "run.create")
+        .collect();
+    assert_eq!(created.len(), 1, "{audit}");
+    assert_eq!(created[0]["target"], first["id"]);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_created_run_keeps_its_idempotency_key_whatever_follows() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    api.deploy(&key, "hello").await;
+    // The run is created, then reading it back for `?wait` fails.
+    store.fail("get_run", 1);
+    let path = "/v1/agents/atoll/hello/runs?wait=5";
+    let (status, first) = start_hello(&api, &key, path, Some("k-wait")).await;
+    assert_eq!(store.fired("get_run"), 1);
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let id = first["id"].as_str().expect("the answer names the run");
+    let response = api
+        .req(Method::POST, path, &key)
+        .header("idempotency-key", "k-wait")
+        .json(&json!({ "input": { "name": "Ada" } }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        response
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let (_, again) = super::read(response).await;
+    assert_eq!(again["id"], id);
+    assert_eq!(
+        run_count(&api, &key).await,
+        1,
+        "a retry starts no second run"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_error_while_preparing_fails_the_run_as_internal() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    api.deploy(&key, "hello").await;
+    store.fail("get_agent_version", 1);
+    let (status, run) = start_hello(&api, &key, "/v1/agents/atoll/hello/runs", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().expect("id");
+    let done = wait_final(&api, &key, id).await;
+    assert_eq!(store.fired("get_agent_version"), 1);
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "internal", "{done}");
+    assert!(!done.to_string().contains(INJECTED), "{done}");
+    let text = events_text(&api, &key, id).await;
+    assert!(!text.contains(INJECTED), "{text}");
+    let events = parse_sse(&text);
+    assert_eq!(ends(&events).len(), 1, "{events:?}");
+    // The version is fine: the next run succeeds.
+    let (status, ok) = start_hello(&api, &key, "/v1/agents/atoll/hello/runs?wait=10", None).await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["status"], "succeeded");
+    api.stop().await;
+}
