@@ -243,7 +243,11 @@ async fn a_worker_stuck_between_polls_is_replaced_too() {
 async fn engine_internals_hand_back_no_shared_memory_or_webassembly() {
     let h = Harness::new(small_pool());
     let agent = load("hostile-intrinsics");
-    for attempt in [json!({}), json!({ "try": "shared" }), json!({ "try": "wasm" })] {
+    for attempt in [
+        json!({}),
+        json!({ "try": "shared" }),
+        json!({ "try": "wasm" }),
+    ] {
         let outcome = h.run(&agent, attempt.clone()).await;
         assert!(outcome.succeeded(), "{attempt}: {outcome:?}");
         let output = outcome.output.expect("output");
@@ -313,7 +317,10 @@ async fn an_oversized_emit_is_dropped_before_the_host_parses_it() {
         events.iter().any(|e| e.kind == EventKind::LogTruncated),
         "{events:?}"
     );
-    assert!(!events.iter().any(|e| e.kind == EventKind::Emit), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.kind == EventKind::Emit),
+        "{events:?}"
+    );
     let pool = h.pool.clone();
     tokio::task::spawn_blocking(move || pool.shutdown())
         .await
