@@ -96,6 +96,22 @@ Object.defineProperty(globalThis, "__atollFinalize", {
     delete globalThis.WebAssembly;
     delete globalThis.Atomics.wait;
     delete globalThis.Atomics.waitAsync;
+    // The quickjs engine leaves helpers of its own on the global object. The intrinsics
+    // array of its startup snapshot holds SharedArrayBuffer, Atomics.wait and every
+    // WebAssembly constructor; the foreground-task poster queues a host allocation per
+    // call; the waiter registry serves only waitAsync. Kept: the two helpers the engine's
+    // Atomics.notify and Intl/Temporal shims call (harmless without waiters).
+    for (const name of [
+      "__v8x_snapshot_intrinsics",
+      "__v8x_import_source",
+      "__v8xPostForegroundTask",
+      "__v8xAtomicsRegisterWaiter",
+      "__v8xAtomicsCancelWaiter",
+      "__v8xAtomicsNumWaitersForTesting",
+      "__v8xAtomicsNumUnresolvedAsyncPromisesForTesting",
+    ]) {
+      delete globalThis[name];
+    }
   },
   configurable: true,
   enumerable: false,

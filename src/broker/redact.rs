@@ -33,8 +33,9 @@ pub const REDACTED: &str = "[redacted]";
 pub const MIN_SUBSTRING: usize = 4;
 /// Base64 cores shorter than this are not matched (too likely by chance).
 const MIN_CORE: usize = 8;
-/// Longest escape the decoded view undoes (`\uXXXX`), in bytes.
-const MAX_ESCAPE: usize = 6;
+/// Most bytes of escaped text one decoded byte can take (`&#x00027;`, `\uXXXX`; an
+/// HTML character reference is undone only up to this length).
+const MAX_ESCAPE: usize = 10;
 
 /// The redactor could not be built; nothing may be sent with that credential.
 #[derive(Debug, thiserror::Error)]
@@ -265,7 +266,8 @@ impl Inner {
         (start..text.len())
             .find(|&i| {
                 let first = text[i];
-                (first == b'%' || first == b'\\' || self.patterns.iter().any(|p| p[0] == first))
+                (matches!(first, b'%' | b'\\' | b'&')
+                    || self.patterns.iter().any(|p| p[0] == first))
                     && self.could_begin(&text[i..])
             })
             .unwrap_or(text.len())
@@ -386,7 +388,7 @@ struct DecodedView {
 impl DecodedView {
     /// `None` when `haystack` has no escape to undo.
     fn of(haystack: &[u8]) -> Option<DecodedView> {
-        if !haystack.iter().any(|&b| b == b'%' || b == b'\\') {
+        if !haystack.iter().any(|&b| matches!(b, b'%' | b'\\' | b'&')) {
             return None;
         }
         let mut bytes = Vec::with_capacity(haystack.len());
@@ -437,13 +439,51 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
     u32::from_str_radix(text, 16).ok()
 }
 
+fn high_surrogate(digits: &[u8]) -> bool {
+    digits.len() == 4
+        && digits.iter().all(u8::is_ascii_hexdigit)
+        && hex_value(digits).is_some_and(|v| (0xD800..0xDC00).contains(&v))
+}
+
+/// An HTML character reference at the start of `s` (`&amp;`, `&lt;`, `&gt;`, `&quot;`,
+/// `&apos;`, `&#39;`, `&#x27;`), as an error page quoting the request writes it.
+fn html_reference(s: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let end = s.iter().take(MAX_ESCAPE).position(|&b| b == b';')?;
+    let name = &s[1..end];
+    let c = match name {
+        b"amp" => '&',
+        b"lt" => '<',
+        b"gt" => '>',
+        b"quot" => '"',
+        b"apos" => '\'',
+        [b'#', b'x' | b'X', hex @ ..]
+            if !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit) =>
+        {
+            char::from_u32(hex_value(hex)?)?
+        }
+        [b'#', dec @ ..] if !dec.is_empty() && dec.iter().all(u8::is_ascii_digit) => {
+            char::from_u32(std::str::from_utf8(dec).ok()?.parse().ok()?)?
+        }
+        _ => return None,
+    };
+    Some((c.to_string().into_bytes(), end + 1))
+}
+
 /// True when `s` is an escape cut off before its end (`%4`, `\\u00`, a lone `\\`).
 fn partial_escape(s: &[u8]) -> bool {
     let hex = |b: &[u8]| b.iter().all(u8::is_ascii_hexdigit);
     match s {
         [b'%', rest @ ..] => rest.len() < 2 && hex(rest),
         [b'\\'] => true,
-        [b'\\', b'u', rest @ ..] => rest.len() < 4 && hex(rest),
+        [b'\\', b'u', rest @ ..] if rest.len() < 4 => hex(rest),
+        // A high surrogate whose low half may follow.
+        [b'\\', b'u', rest @ ..] if rest.len() < 10 => {
+            high_surrogate(&rest[..4]) && b"\\u".starts_with(&rest[4..rest.len().min(6)])
+        }
+        [b'&', rest @ ..] => {
+            rest.len() < MAX_ESCAPE - 1
+                && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'#')
+        }
         [b'\\', b'x', rest @ ..] => rest.len() < 2 && hex(rest),
         _ => false,
     }
@@ -455,12 +495,20 @@ fn decode_escape(s: &[u8]) -> Option<(Vec<u8>, usize)> {
         [b'%', a, b, ..] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
             Some((vec![hex_value(&[*a, *b])? as u8], 3))
         }
+        // A surrogate pair, as JSON encoders write characters beyond the BMP.
+        [b'\\', b'u', h @ ..] if h.len() >= 10 && high_surrogate(&h[..4]) && h[4..6] == *b"\\u" => {
+            let high = hex_value(&h[..4])?;
+            let low = hex_value(&h[6..10]).filter(|l| (0xDC00..0xE000).contains(l))?;
+            let c = char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))?;
+            Some((c.to_string().into_bytes(), 12))
+        }
         [b'\\', b'u', rest @ ..]
             if rest.len() >= 4 && rest[..4].iter().all(u8::is_ascii_hexdigit) =>
         {
             let c = char::from_u32(hex_value(&rest[..4])?)?;
             Some((c.to_string().into_bytes(), 6))
         }
+        [b'&', ..] => html_reference(s),
         [b'\\', b'x', a, b, ..] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
             Some((vec![hex_value(&[*a, *b])? as u8], 4))
         }

@@ -236,3 +236,94 @@ async fn a_worker_stuck_between_polls_is_replaced_too() {
         .expect("shutdown");
     sink.release();
 }
+
+/// The engine keeps its own references to every intrinsic on the global object
+/// (`__v8x_snapshot_intrinsics`, for its startup snapshot): deleting the globals
+/// `SharedArrayBuffer` and `WebAssembly` is not enough if that array is still reachable.
+#[tokio::test]
+async fn engine_internals_hand_back_no_shared_memory_or_webassembly() {
+    let h = Harness::new(small_pool());
+    let agent = load("hostile-intrinsics");
+    for attempt in [
+        json!({}),
+        json!({ "try": "shared" }),
+        json!({ "try": "wasm" }),
+    ] {
+        let outcome = h.run(&agent, attempt.clone()).await;
+        assert!(outcome.succeeded(), "{attempt}: {outcome:?}");
+        let output = outcome.output.expect("output");
+        assert_eq!(output["shared"], "absent", "{attempt}: {output}");
+        assert_eq!(output["wasm_memory"], "absent", "{attempt}: {output}");
+        assert_eq!(output["wasm_spin"], "absent", "{attempt}: {output}");
+        // What may stay: the helpers the engine's own `Atomics.notify` and `Intl` shims
+        // call. Not the intrinsics array, nor `__v8xPostForegroundTask` (each call queues
+        // a host allocation outside the heap: 8 million calls took 347 MiB of RSS under a
+        // 64 MiB limit), nor the waiter registry.
+        let internals = output["internals"].as_array().cloned().unwrap_or_default();
+        for name in &internals {
+            assert!(
+                name == "__v8xTemporalTimeZone" || name == "__v8xAtomicsNotifyWaiters",
+                "{attempt}: {output}"
+            );
+        }
+    }
+}
+
+/// A WebAssembly `loop br 0` reached through the engine's leftovers: termination does
+/// reach the engine's WebAssembly interpreter today (the run ends `cpu_limit` and no thread
+/// is given up); this keeps it so, whether or not WebAssembly can be reached at all.
+#[tokio::test]
+async fn a_webassembly_loop_costs_no_worker_thread() {
+    let h = Harness::new(one_thread_pool());
+    let outcome = h
+        .run(&load("hostile-intrinsics"), json!({ "try": "spin" }))
+        .await;
+    assert!(
+        outcome.succeeded() || outcome.error_code() == Some(ErrorCode::CpuLimit),
+        "{outcome:?}"
+    );
+    let after = h.run(&load("hello"), json!({ "name": "after" })).await;
+    assert!(after.succeeded(), "{after:?}");
+    assert_eq!(h.pool.stats().threads_abandoned, 0, "{:?}", h.pool.stats());
+    let pool = h.pool.clone();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .expect("shutdown");
+}
+
+/// `ctx.emit` hands the host a JSON text that the host parses whole before it looks at the
+/// run's event volume (1 MiB): a 4 MB text of `[[0,0,...],...]` (an array that repeats
+/// one inner array, a few KiB of heap) becomes two million `serde_json::Value`s on the
+/// host — about 75 bytes of host memory per byte of text (measured with `atoll exec`: 2 MB
+/// of text took the process from 38 to 187 MiB RSS under `memory_mb: 16`) and seconds of
+/// CPU inside one op, where termination cannot reach, so the watchdog gives the thread up.
+/// An event that cannot fit the volume is dropped without being parsed.
+#[tokio::test]
+async fn an_oversized_emit_is_dropped_before_the_host_parses_it() {
+    let h = Harness::new(one_thread_pool());
+    let agent = inline(
+        json!({ "memory_mb": 16, "cpu_ms": 1000 }),
+        "export default async (input, ctx) => {
+           const inner = new Array(1000).fill(0);
+           const outer = new Array(2000).fill(inner);
+           ctx.emit('big', outer);
+           return 'emitted';
+         };",
+    );
+    let (id, outcome) = h.run_request(h.request(&agent, json!({}))).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    assert_eq!(h.pool.stats().threads_abandoned, 0, "{:?}", h.pool.stats());
+    let events = h.events.of_run(&id);
+    assert!(
+        events.iter().any(|e| e.kind == EventKind::LogTruncated),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.kind == EventKind::Emit),
+        "{events:?}"
+    );
+    let pool = h.pool.clone();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .expect("shutdown");
+}

@@ -116,6 +116,12 @@ pub fn op_atoll_emit(
     if kind.is_empty() || kind.len() > 128 {
         return Err(refusal("bad_event", "an event type is 1 to 128 characters"));
     }
+    if json.len() as u64 > scope.grant.limits.max_event_bytes {
+        // It cannot fit the run's event volume: dropped like any event past it, without
+        // parsing (a JSON text can parse into many times its size on the host).
+        scope.emit(EventKind::Emit, json!({ "type": kind, "data": json }));
+        return Ok(());
+    }
     let data: Value = serde_json::from_str(&json)
         .map_err(|e| JsErrorBox::type_error(format!("event data is not JSON: {e}")))?;
     scope.emit(EventKind::Emit, json!({ "type": kind, "data": data }));

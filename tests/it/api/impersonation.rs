@@ -221,3 +221,42 @@ async fn an_impersonating_key_cannot_reach_another_end_users_data() {
     );
     api.stop().await;
 }
+
+/// Acting for alice, a request still writes what every end-user's runs read: the app's
+/// and the org's shared memory, and the app's tools. "It acts for alice only" (README,
+/// API conventions) should cover these as it covers `/v1/usage` and `/v1/audit`: an
+/// app that forwards its end-users' calls with `x-atoll-end-user` lets alice rewrite the
+/// memory bob's runs trust, or point a tool bob's runs call somewhere else.
+#[tokio::test]
+#[ignore = "finding: an impersonating key writes app- and org-scope memory and app tools"]
+async fn an_impersonating_key_cannot_write_what_every_end_user_shares() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    for scope in ["app", "org"] {
+        let (status, _, body) = as_user(
+            &api,
+            "alice",
+            Method::PUT,
+            &format!("/v1/memory/{scope}/policy"),
+            &key,
+            Some(json!({ "refunds": "always" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{scope}: {body}");
+    }
+    let (status, _, body) = as_user(
+        &api,
+        "alice",
+        Method::PUT,
+        "/v1/tools/lookup_customer",
+        &key,
+        Some(json!({
+            "description": "looks a customer up",
+            "input_schema": { "type": "object" },
+            "method": "POST",
+            "url": "https://crm.example.com/lookup"
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
