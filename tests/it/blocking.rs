@@ -327,3 +327,52 @@ async fn an_oversized_emit_is_dropped_before_the_host_parses_it() {
         .await
         .expect("shutdown");
 }
+
+/// The same amplification through every other op that takes JSON: each refuses a text
+/// over its limit before parsing it, with `request_too_large`.
+#[tokio::test]
+async fn oversized_op_calls_are_refused_before_the_host_parses_them() {
+    let h = Harness::with_services(
+        small_pool(),
+        Arc::new(crate::common::ScriptedTools::default()),
+        Arc::new(crate::common::ScriptedLlm::default()),
+        &[],
+    );
+    let manifest = json!({
+        "name": "@test/amplify", "version": "1.0.0",
+        "permissions": {
+            "tools": ["lookup_customer"], "memory": ["app"], "llm": ["scripted/*"],
+            "fetch": ["example.com"]
+        }
+    });
+    let source = "export default async (input, ctx) => {
+        const outer = new Array(2000).fill(new Array(1000).fill(0));
+        const calls = {
+          tool: () => ctx.tools.call('lookup_customer', outer),
+          memory: () => ctx.memory.set('k', outer, { scope: 'app' }),
+          llm: () => ctx.llm.chat({ model: 'scripted/x', messages: [{ role: 'user', content: outer }] }),
+          fetch: () => fetch('https://example.com/', { headers: { 'x-big': 'a'.repeat(2000000) } }),
+        };
+        const codes = {};
+        for (const [name, call] of Object.entries(calls)) {
+          try { await call(); codes[name] = 'accepted'; } catch (e) { codes[name] = e.code ?? e.name; }
+        }
+        return codes;
+      };";
+    let files = std::collections::BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
+    let package = Arc::new(
+        atoll::package::AgentPackage::from_files(
+            manifest,
+            files,
+            &atoll::package::PackageLimits::default(),
+        )
+        .expect("package"),
+    );
+    let outcome = h.run(&package, json!({})).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    let code = json!("request_too_large");
+    assert_eq!(
+        outcome.output,
+        Some(json!({ "tool": code, "memory": code, "llm": code, "fetch": code }))
+    );
+}

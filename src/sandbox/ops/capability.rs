@@ -10,13 +10,15 @@ use deno_error::JsErrorBox;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{refusal, run_scope};
+use super::{parse_bounded, refusal, run_scope};
 use crate::host::{ChatRequest, DeltaSink, HostError, MemoryNamespace};
 use crate::package::MemoryScope;
 use crate::sandbox::record::EventKind;
 
 const MAX_KEY_BYTES: usize = 512;
 const MAX_LIST: usize = 1000;
+/// Room for a memory call's key and options beside its value.
+const CALL_OVERHEAD_BYTES: u64 = 4096;
 
 fn scope_name(scope: MemoryScope) -> &'static str {
     match scope {
@@ -51,8 +53,8 @@ pub async fn op_atoll_memory(
     #[string] call: String,
 ) -> Result<String, JsErrorBox> {
     let scope = run_scope(&state.borrow())?;
-    let call: MemoryCall = serde_json::from_str(&call)
-        .map_err(|e| JsErrorBox::type_error(format!("bad memory call: {e}")))?;
+    let limit = scope.grant.limits.max_state_bytes + CALL_OVERHEAD_BYTES;
+    let call: MemoryCall = parse_bounded(&call, limit, "a memory call")?;
     let memory_scope = call.scope.unwrap_or(MemoryScope::EndUser);
     if !scope.grant.allows_memory(memory_scope) {
         return Err(refusal(
@@ -137,8 +139,11 @@ pub async fn op_atoll_tool_call(
             format!("tool '{name}' is not in this agent's permissions.tools"),
         ));
     }
-    let args: Value = serde_json::from_str(&args)
-        .map_err(|e| JsErrorBox::type_error(format!("tool arguments are not JSON: {e}")))?;
+    let args: Value = parse_bounded(
+        &args,
+        scope.grant.limits.max_state_bytes,
+        "the tool arguments",
+    )?;
     scope.emit(EventKind::ToolCall, json!({ "name": name, "args": args }));
     let tools = scope.services.tools.clone();
     let result = scope
@@ -170,8 +175,9 @@ pub async fn op_atoll_llm_chat(
     #[string] request: String,
 ) -> Result<String, JsErrorBox> {
     let scope = run_scope(&state.borrow())?;
-    let request: ChatRequest = serde_json::from_str(&request)
-        .map_err(|e| JsErrorBox::type_error(format!("bad chat request: {e}")))?;
+    // 1 MiB by default: about 250k tokens of text, past most context windows.
+    let limit = scope.grant.limits.max_state_bytes;
+    let request: ChatRequest = parse_bounded(&request, limit, "the chat request")?;
     if !scope.grant.allows_model(&request.model) {
         return Err(refusal(
             "permission_denied",

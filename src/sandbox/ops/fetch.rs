@@ -10,7 +10,7 @@ use deno_error::JsErrorBox;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{refusal, run_scope};
+use super::{parse_bounded, refusal, run_scope};
 use crate::broker::{FetchError, FetchLimits, FetchRequest};
 use crate::sandbox::record::{ErrorCode, EventKind};
 
@@ -51,8 +51,8 @@ pub async fn op_atoll_fetch(
     #[buffer] body: JsBuffer,
 ) -> Result<FetchAnswer, JsErrorBox> {
     let scope = run_scope(&state.borrow())?;
-    let call: FetchCall = serde_json::from_str(&call)
-        .map_err(|e| JsErrorBox::type_error(format!("bad fetch call: {e}")))?;
+    // URL and headers; the body travels apart, as bytes.
+    let call: FetchCall = parse_bounded(&call, scope.grant.limits.max_state_bytes, "a fetch call")?;
     let url = url::Url::parse(&call.url).map_err(|e| {
         refusal(
             "fetch_bad_request",

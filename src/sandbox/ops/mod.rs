@@ -120,6 +120,27 @@ pub(crate) fn run_scope(state: &OpState) -> Result<Rc<RunScope>, JsErrorBox> {
         .ok_or_else(|| JsErrorBox::generic("no run is assigned to this isolate"))
 }
 
+/// Parses the JSON text of an op call, refusing text over `limit` bytes before parsing:
+/// a JSON text can parse into many times its size on the host (nested empty arrays), and
+/// a parse is work that termination cannot interrupt.
+pub(crate) fn parse_bounded<T: serde::de::DeserializeOwned>(
+    json: &str,
+    limit: u64,
+    what: &str,
+) -> Result<T, JsErrorBox> {
+    if json.len() as u64 > limit {
+        return Err(refusal(
+            "request_too_large",
+            format!(
+                "{what} is {} bytes of JSON; the limit is {limit}",
+                json.len()
+            ),
+        ));
+    }
+    serde_json::from_str(json)
+        .map_err(|e| JsErrorBox::type_error(format!("{what} is not valid: {e}")))
+}
+
 /// An error the agent sees as `Error("<code>: <message>")`; runtime-js exposes the code as
 /// `err.code`.
 pub(crate) fn refusal(code: &str, message: impl std::fmt::Display) -> JsErrorBox {
