@@ -69,16 +69,31 @@ pub fn new_secret() -> Result<String, ApiError> {
     Ok(format!("atl_{body}"))
 }
 
+/// Scopes over what every end-user of an app shares (its agents, tools, keys, apps) or
+/// reports on all of them (audit, usage): a request acting for one end-user
+/// (`x-atoll-end-user`) may not use them, whatever its key carries.
+const APP_ONLY_SCOPES: &[&str] = &[
+    "apps:write",
+    "keys:read",
+    "keys:write",
+    "agents:write",
+    "audit:read",
+    "usage:read",
+];
+
 impl Caller {
     pub fn require_scope(&self, scope: &str) -> Result<(), ApiError> {
-        if self.principal == Principal::Admin || self.scopes.iter().any(|s| s == "*" || s == scope)
+        if !(self.principal == Principal::Admin
+            || self.scopes.iter().any(|s| s == "*" || s == scope))
         {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
+            return Err(ApiError::Forbidden(format!(
                 "this API key lacks the scope '{scope}'"
-            )))
+            )));
         }
+        if APP_ONLY_SCOPES.contains(&scope) {
+            self.require_not_impersonating(&format!("'{scope}'"))?;
+        }
+        Ok(())
     }
 
     /// The end-user this request acts on, the one rule for every endpoint: with
@@ -106,14 +121,15 @@ impl Caller {
         }
     }
 
-    /// For endpoints that report on the whole app or org (usage, audit): a caller acting
-    /// for an end-user sees that end-user's data only, so it is refused (403).
+    /// For what belongs to the whole app (its shared memory, agents, tools, keys, audit,
+    /// usage): a caller acting for an end-user touches that end-user's data only, so it
+    /// is refused (403).
     pub fn require_not_impersonating(&self, what: &str) -> Result<(), ApiError> {
         match &self.end_user {
             None => Ok(()),
             Some(bound) => Err(ApiError::Forbidden(format!(
-                "{what} covers the whole app, not end-user '{bound}' (x-atoll-end-user); \
-                 drop x-atoll-end-user to read it as the app"
+                "{what} belongs to the whole app, not to end-user '{bound}' \
+                 (x-atoll-end-user); send this request as the app, without x-atoll-end-user"
             ))),
         }
     }

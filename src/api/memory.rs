@@ -38,6 +38,10 @@ struct MemoryQuery {
 fn namespace(caller: &Caller, scope: &str, q: &MemoryQuery, write: bool) -> ApiResult<MemoryNs> {
     let (org_id, app_id) = caller.app(if write { "memory:write" } else { "memory:read" })?;
     let end_user = caller.acting_end_user(q.end_user.as_deref())?;
+    if write && scope != "end_user" {
+        // Shared by every end-user: readable while acting for one, changed by the app only.
+        caller.require_not_impersonating(&format!("{scope} memory"))?;
+    }
     match scope {
         "end_user" => {
             let end_user = end_user.filter(|e| !e.is_empty()).ok_or_else(|| {

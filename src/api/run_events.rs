@@ -170,6 +170,11 @@ async fn replay(c: &mut Cursor) -> Option<Vec<Event>> {
     // Finished and everything stored is sent. If the history ends with `end`, the client
     // has it already (its Last-Event-ID is at or past it); else the end may be on its way.
     match store.last_event(&c.run_id).await {
+        // Stored since the read above (the writer raced it): read them first.
+        Ok(Some(last)) if last.seq > c.last => {
+            c.phase = Phase::Replay;
+            Some(Vec::new())
+        }
         Ok(Some(last)) if last.kind == "end" => Some(vec![closing_end(&row.status)]),
         Ok(_) => {
             c.phase = Phase::Ending {

@@ -29,7 +29,6 @@ async fn usage(
     Query(q): Query<UsageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("usage:read")?;
-    caller.require_not_impersonating("usage")?;
     let app_id = match &caller.principal {
         Principal::App { app_id, .. } => Some(app_id.as_str()),
         _ => None,

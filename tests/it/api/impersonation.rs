@@ -222,13 +222,12 @@ async fn an_impersonating_key_cannot_reach_another_end_users_data() {
     api.stop().await;
 }
 
-/// Acting for alice, a request still writes what every end-user's runs read: the app's
-/// and the org's shared memory, and the app's tools. "It acts for alice only" (README,
-/// API conventions) should cover these as it covers `/v1/usage` and `/v1/audit`: an
-/// app that forwards its end-users' calls with `x-atoll-end-user` lets alice rewrite the
-/// memory bob's runs trust, or point a tool bob's runs call somewhere else.
+/// Acting for alice, a request may not write what every end-user's runs read — the app's
+/// and the org's shared memory, the app's tools, agents and keys — or an app that
+/// forwards its end-users' calls with `x-atoll-end-user` would let alice rewrite the
+/// memory bob's runs trust, or point a tool bob's runs call somewhere else. Reading the
+/// shared memory stays allowed, and the app itself still writes it.
 #[tokio::test]
-#[ignore = "finding: an impersonating key writes app- and org-scope memory and app tools"]
 async fn an_impersonating_key_cannot_write_what_every_end_user_shares() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
@@ -259,4 +258,44 @@ async fn an_impersonating_key_cannot_write_what_every_end_user_shares() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({ "name": "alice-key", "kind": "app" })),
+        ),
+        (Method::GET, "/v1/api-keys", None),
+        (
+            Method::PUT,
+            "/v1/agents/acme/triage/versions/1.0.0",
+            Some(json!({})),
+        ),
+    ] {
+        let (status, _, body) = as_user(&api, "alice", method, path, &key, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
+    let (status, _, body) = as_user(
+        &api,
+        "alice",
+        Method::GET,
+        "/v1/memory/app/policy",
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "alice may read shared memory: {body}"
+    );
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/memory/app/policy",
+            &key,
+            Some(json!({ "refunds": "never" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the app writes its memory: {body}");
+    api.stop().await;
 }
