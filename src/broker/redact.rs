@@ -51,6 +51,8 @@ pub struct Redactor {
 
 struct Inner {
     matcher: AhoCorasick,
+    /// The hex forms again, in any mix of letter case (a dump tool, a checksum page).
+    hex: AhoCorasick,
     /// Each pattern, by pattern id.
     patterns: Vec<Vec<u8>>,
     /// Length of each pattern, by pattern id.
@@ -78,10 +80,12 @@ impl Redactor {
         secrets: impl IntoIterator<Item = S>,
     ) -> Result<Redactor, RedactorError> {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut hex_forms: Vec<Vec<u8>> = Vec::new();
         for secret in secrets {
             let secret = secret.as_ref();
             if !secret.is_empty() {
                 patterns.extend(forms(secret));
+                hex_forms.push(hex::encode(secret).into_bytes());
             }
         }
         patterns.retain(|p| !p.is_empty());
@@ -93,9 +97,14 @@ impl Redactor {
         let lens: Vec<usize> = patterns.iter().map(Vec::len).collect();
         let longest = lens.iter().copied().max().unwrap_or(0);
         let matcher = AhoCorasick::new(&patterns).map_err(|e| RedactorError(e.to_string()))?;
+        let hex = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&hex_forms)
+            .map_err(|e| RedactorError(e.to_string()))?;
         Ok(Redactor {
             inner: Some(Arc::new(Inner {
                 matcher,
+                hex,
                 patterns,
                 lens,
                 longest,
@@ -299,13 +308,17 @@ impl Inner {
     }
 
     fn matches_in<'h>(&'h self, haystack: &'h [u8]) -> impl Iterator<Item = (usize, usize)> + 'h {
-        self.matcher
+        let forms = self
+            .matcher
             .find_overlapping_iter(haystack)
             .filter(move |m| {
                 self.lens[m.pattern().as_usize()] >= MIN_SUBSTRING
                     || whole_token(haystack, m.start(), m.end())
-            })
-            .map(|m| (m.start(), m.end()))
+            });
+        let hex = self.hex.find_overlapping_iter(haystack).filter(move |m| {
+            m.end() - m.start() >= MIN_SUBSTRING || whole_token(haystack, m.start(), m.end())
+        });
+        forms.chain(hex).map(|m| (m.start(), m.end()))
     }
 }
 
