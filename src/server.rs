@@ -21,6 +21,7 @@ use crate::config::ServeArgs;
 use crate::llm::host::ProviderLlm;
 use crate::llm::LlmHttp;
 use crate::quota::{MemoryQuotas, Quotas, RedisQuotas};
+use crate::runs::admission::{Admission, AdmissionLimits};
 use crate::runs::{RunService, RunServiceConfig};
 use crate::sandbox::{Pool, PoolConfig};
 use crate::store::{SqlStore, Store};
@@ -131,31 +132,44 @@ pub async fn start_with_store(
         store: store.clone(),
         fetcher: fetcher.clone(),
     });
+    let ceilings = args.ceilings();
+    let lease = Duration::from_millis(args.lease_ms);
+    let admission = Admission::new(
+        quotas,
+        AdmissionLimits {
+            requests_per_minute: args.rate_per_minute,
+            org_runs_per_minute: args.org_runs_per_minute,
+            app_runs_per_minute: args.runs_per_minute,
+            end_user_runs_per_minute: args.end_user_runs_per_minute,
+            concurrent_runs_per_app: args.concurrent_runs,
+            concurrent_runs_per_end_user: args.end_user_concurrent_runs,
+            cpu_ms_per_day: args.cpu_ms_per_day,
+            llm_tokens_per_day: args.llm_tokens_per_day,
+            // A slot outlives the longest run and a lost lease, then frees itself.
+            slot_ttl: ceilings.wall() * 2 + lease,
+        },
+    );
     let llm = Arc::new(ProviderLlm {
         fetcher: fetcher.clone(),
         tools: tools.clone(),
         http: LlmHttp::new(policy).map_err(|e| anyhow::anyhow!("LLM client: {e}"))?,
-        quotas: quotas.clone(),
-        tokens_per_day: args.llm_tokens_per_day,
+        admission: admission.clone(),
     });
     let node_id = args
         .node_id
         .clone()
         .unwrap_or_else(|| crate::runs::new_id("node"));
-    let ceilings = args.ceilings();
     let runs = RunService::start(RunServiceConfig {
         store: store.clone(),
         bus,
-        quotas: quotas.clone(),
+        admission: admission.clone(),
         pool: pool.clone(),
         fetcher: fetcher.clone(),
         tools,
         llm,
         node_id: node_id.clone(),
         ceilings: ceilings.clone(),
-        lease: Duration::from_millis(args.lease_ms),
-        concurrent_runs_per_app: args.concurrent_runs,
-        concurrent_runs_per_end_user: args.end_user_concurrent_runs,
+        lease,
         max_inflight: args.max_inflight,
         event_queue: args.event_queue,
     })
@@ -163,17 +177,12 @@ pub async fn start_with_store(
     .map_err(|e| anyhow::anyhow!("cannot start the run service: {e}"))?;
     let state = AppState::new(
         store,
-        quotas,
+        admission,
         runs.clone(),
         args.admin_key.as_deref(),
         master_keys,
         ceilings,
         ApiLimits {
-            requests_per_minute: args.rate_per_minute,
-            runs_per_minute: args.runs_per_minute,
-            org_runs_per_minute: args.org_runs_per_minute,
-            end_user_runs_per_minute: args.end_user_runs_per_minute,
-            cpu_ms_per_day: args.cpu_ms_per_day,
             max_body_bytes: args.max_body_bytes,
         },
     );

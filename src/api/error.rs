@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::quota::Decision;
+use crate::runs::admission::Refused;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,22 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Limit { what, decision } => ApiError::RateLimited {
+                what: format!("{what} limit reached"),
+                decision,
+            },
+            // Logged here; the client gets a generic answer.
+            Refused::Backend(e) => {
+                tracing::warn!(error = %e, "quota backend failed");
+                ApiError::Unavailable("the quota backend is unavailable; retry shortly".into())
+            }
         }
     }
 }

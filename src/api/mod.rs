@@ -29,26 +29,22 @@ use axum::http::HeaderName;
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::quota::Quotas;
+use crate::runs::admission::Admission;
 use crate::runs::RunService;
 use crate::sandbox::Limits;
 use crate::store::Store;
 use error::ApiError;
 
-/// Quotas applied per request and per run start.
+/// Limits of the HTTP layer itself; quotas are in [`Admission`].
 #[derive(Debug, Clone)]
 pub struct ApiLimits {
-    pub requests_per_minute: u64,
-    pub runs_per_minute: u64,
-    pub org_runs_per_minute: u64,
-    pub end_user_runs_per_minute: u64,
-    pub cpu_ms_per_day: u64,
     pub max_body_bytes: usize,
 }
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
-    pub quotas: Arc<dyn Quotas>,
+    /// Every quota rule (request rate here; run rules through `runs`).
+    pub admission: Admission,
     pub runs: RunService,
     pub admin_key_hash: Option<String>,
     /// Seals connection secrets; None when the operator set no `ATOLL_MASTER_KEY`.
@@ -76,7 +72,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
-        quotas: Arc<dyn Quotas>,
+        admission: Admission,
         runs: RunService,
         admin_key: Option<&str>,
         master_keys: Option<Arc<crate::broker::secrets::MasterKeys>>,
@@ -85,7 +81,7 @@ impl AppState {
     ) -> AppState {
         AppState(Arc::new(Inner {
             store,
-            quotas,
+            admission,
             runs,
             admin_key_hash: admin_key.map(auth::hash_secret),
             master_keys,

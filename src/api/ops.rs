@@ -2,7 +2,6 @@
 //! request-rate middleware.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -54,34 +53,21 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     let Some(fingerprint) = key_fingerprint(&parts) else {
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let decision = state
-        .quotas
-        .hit(
-            &format!("req:{fingerprint}"),
-            state.limits.requests_per_minute,
-            Duration::from_secs(60),
-        )
-        .await;
-    match decision {
-        Ok(d) if d.allowed => {
+    match state.admission.request(&fingerprint).await {
+        Ok(d) => {
             let mut response = next.run(Request::from_parts(parts, body)).await;
             if !response.headers().contains_key("ratelimit-limit") {
                 rate_limit_headers(response.headers_mut(), &d);
             }
             response
         }
-        Ok(d) => ApiError::RateLimited {
-            what: "requests per minute".into(),
-            decision: d,
-        }
-        .into_response(),
-        Err(e) => ApiError::Unavailable(format!("quota backend unavailable: {e}")).into_response(),
+        Err(refused) => ApiError::from(refused).into_response(),
     }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await;
-    let quotas = state.quotas.ping().await;
+    let quotas = state.admission.quotas().ping().await;
     let body = json!({
         "store": store.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
         "quotas": quotas.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),

@@ -52,27 +52,13 @@ impl From<RunError> for ApiError {
         match e {
             RunError::InputInvalid(why) => ApiError::unprocessable("Invalid input", why),
             RunError::PackageInvalid(why) => ApiError::unprocessable("Invalid agent package", why),
-            RunError::Concurrency { decision, .. } => ApiError::RateLimited {
-                what: e_msg("concurrent runs"),
-                decision,
-            },
+            RunError::Refused(refused) => refused.into(),
             RunError::Store(e) => e.into(),
-            RunError::Quota(why) => quota_unavailable(why),
             RunError::ShuttingDown => {
                 ApiError::Unavailable("this node is shutting down; retry on another".into())
             }
         }
     }
-}
-
-/// The quota backend failed: logged here, a generic answer to the client.
-fn quota_unavailable(e: impl std::fmt::Display) -> ApiError {
-    tracing::warn!(error = %e, "quota backend failed");
-    ApiError::Unavailable("the quota backend is unavailable; retry shortly".into())
-}
-
-fn e_msg(what: &str) -> String {
-    format!("{what} limit reached for this app")
 }
 
 async fn start_run(
@@ -113,38 +99,7 @@ async fn start_run(
             .upsert_end_user(&app_id, external, &new_id("eu"), now_ms())
             .await?;
     }
-    // Quotas: runs per minute and CPU per day, per app.
-    let quotas = &state.quotas;
-    let rate = quotas
-        .hit(
-            &format!("runs:app:{app_id}"),
-            state.limits.runs_per_minute,
-            Duration::from_secs(60),
-        )
-        .await
-        .map_err(quota_unavailable)?;
-    if !rate.allowed {
-        return Err(ApiError::RateLimited {
-            what: e_msg("runs per minute"),
-            decision: rate,
-        });
-    }
-    let cpu = quotas
-        .check_budget(
-            &format!("cpu:app:{app_id}"),
-            state.limits.cpu_ms_per_day,
-            Duration::from_secs(86_400),
-        )
-        .await
-        .map_err(quota_unavailable)?;
-    if !cpu.allowed {
-        return Err(ApiError::RateLimited {
-            what: e_msg("CPU milliseconds per day"),
-            decision: cpu,
-        });
-    }
-
-    let row = state
+    let (row, rate) = state
         .runs
         .create(NewRun {
             org_id,

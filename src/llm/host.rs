@@ -13,18 +13,15 @@ use super::{LlmHttp, LlmTarget, Provider, ToolSpec};
 use crate::broker::tools::HttpTools;
 use crate::broker::BrokeredFetcher;
 use crate::host::{ChatRequest, ChatResponse, DeltaSink, HostError, LlmClient, Tenant};
-use crate::quota::Quotas;
+use crate::runs::admission::{Admission, Refused};
 
 pub struct ProviderLlm {
     pub fetcher: Arc<BrokeredFetcher>,
     pub tools: Arc<HttpTools>,
     pub http: LlmHttp,
-    pub quotas: Arc<dyn Quotas>,
-    /// LLM tokens (in + out) per app per day.
-    pub tokens_per_day: u64,
+    /// The daily LLM token budget per app (tokens in + out).
+    pub admission: Admission,
 }
-
-const DAY: Duration = Duration::from_secs(86_400);
 
 impl ProviderLlm {
     async fn provider(&self, tenant: &Tenant, name: &str) -> Result<LlmTarget, HostError> {
@@ -90,20 +87,20 @@ impl LlmClient for ProviderLlm {
                 "model names are provider/model, e.g. openai/gpt-4o",
             )
         })?;
-        let budget_key = format!("tokens:app:{}", tenant.app_id);
-        let budget = self
-            .quotas
-            .check_budget(&budget_key, self.tokens_per_day, DAY)
-            .await
-            .map_err(|e| HostError::new("llm_unavailable", e.to_string()))?;
-        if !budget.allowed {
-            return Err(HostError::new(
-                "llm_budget_exhausted",
-                format!(
-                    "this app used its {} LLM tokens for the day; retry in {} s",
-                    self.tokens_per_day, budget.retry_after_secs
-                ),
-            ));
+        match self.admission.tokens_left(&tenant.app_id).await {
+            Ok(_) => {}
+            Err(Refused::Limit { decision, .. }) => {
+                return Err(HostError::new(
+                    "llm_budget_exhausted",
+                    format!(
+                        "this app used its {} LLM tokens for the day; retry in {} s",
+                        decision.limit, decision.retry_after_secs
+                    ),
+                ))
+            }
+            Err(Refused::Backend(e)) => {
+                return Err(HostError::new("llm_unavailable", e.to_string()))
+            }
         }
         let provider = self.provider(tenant, provider_name).await?;
         let tools = self.tool_specs(tenant, &request.tools).await?;
@@ -113,7 +110,7 @@ impl LlmClient for ProviderLlm {
             .chat(&provider, model, &request, &tools, deltas, deadline)
             .await?;
         let used = response.usage.input_tokens + response.usage.output_tokens;
-        let _ = self.quotas.add(&budget_key, used, DAY).await;
+        self.admission.spend_tokens(&tenant.app_id, used).await;
         Ok(response)
     }
 }

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::adapters::{now_ms, StoreMemory};
-use super::{end_user_slot_key, package_of, slot_key, Inner};
+use super::admission::Permit;
+use super::{package_of, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::sandbox::{EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
 use crate::store::{RunFinish, RunRow, StoreError, StoreResult};
@@ -225,17 +226,7 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
     if recorded {
         save_state(inner, row, &outcome).await;
     }
-    let cpu = outcome.usage.cpu_ms.ceil() as u64;
-    let _ = inner
-        .cfg
-        .quotas
-        .add(
-            &format!("cpu:app:{}", row.app_id),
-            cpu,
-            Duration::from_secs(86_400),
-        )
-        .await;
-    release_slots(inner, row).await;
+    release_permit(inner, row, outcome.usage.cpu_ms.ceil() as u64).await;
     inner.sink.release_end(&row.id);
     let idle = {
         let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
@@ -281,21 +272,18 @@ async fn save_state(inner: &Inner, row: &RunRow, outcome: &RunOutcome) {
     }
 }
 
-/// Frees the run's concurrency slots (releasing twice is harmless).
-pub(crate) async fn release_slots(inner: &Inner, row: &RunRow) {
-    let quotas = &inner.cfg.quotas;
-    let _ = quotas.release_slot(&slot_key(&row.app_id), &row.id).await;
-    if let Some(end_user) = &row.end_user {
-        let key = end_user_slot_key(&row.app_id, end_user);
-        let _ = quotas.release_slot(&key, &row.id).await;
-    }
+/// The one place a run that was stored gives its admission permit back, whatever its
+/// ending: finished in the sandbox ([`complete`]), or outside it ([`after_finish`]:
+/// cancelled while queued, not startable, node lost). Releasing twice is harmless.
+async fn release_permit(inner: &Inner, row: &RunRow, cpu_ms: u64) {
+    inner.cfg.admission.release(Permit::of(row), cpu_ms).await;
 }
 
 /// What follows the record of a run that ended outside the sandbox (cancelled while
 /// queued, not startable, node lost) becoming final: its slots, and an error, a status
 /// and an end for stream readers.
 pub(crate) async fn after_finish(inner: &Arc<Inner>, row: &RunRow, finish: &RunFinish) {
-    release_slots(inner, row).await;
+    release_permit(inner, row, 0).await;
     terminal_events(inner, row, finish).await;
     tracing::debug!(run = %row.id, status = %finish.status, "run finished");
 }

@@ -4,11 +4,13 @@
 //! node died are failed with `node_lost` or retried, per the agent's setting.
 //!
 //! - `adapters`: `ctx.memory` over the store.
+//! - `admission`: every quota rule, and the permit a run holds until it ends.
 //! - `events`: the bounded event pipeline (persisted in order, then fanned out).
 //! - `dispatch`: claiming, executing and finishing runs on this node.
 //! - `recovery`: lease renewal and the reaper of expired leases.
 
 pub mod adapters;
+pub mod admission;
 mod dispatch;
 pub mod events;
 pub mod metrics;
@@ -26,17 +28,19 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::EventBus;
 use crate::host::{Fetcher, LlmClient, ToolInvoker};
 use crate::package::{AgentPackage, PackageLimits};
-use crate::quota::Quotas;
+use crate::quota::Decision;
 use crate::sandbox::{Limits, Pool, RunCanceller};
 use crate::store::{AgentVersion, AuditEvent, RunRow, Store, StoreError};
 use adapters::now_ms;
+use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
 
 /// What the run service needs from the rest of the server.
 pub struct RunServiceConfig {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn EventBus>,
-    pub quotas: Arc<dyn Quotas>,
+    /// Quota rules; runs take a permit here and give it back when they end.
+    pub admission: Admission,
     pub pool: Pool,
     pub fetcher: Arc<dyn Fetcher>,
     pub tools: Arc<dyn ToolInvoker>,
@@ -44,10 +48,6 @@ pub struct RunServiceConfig {
     pub node_id: String,
     pub ceilings: Limits,
     pub lease: Duration,
-    /// Concurrent runs per app (a quota slot is held while a run is queued or running).
-    pub concurrent_runs_per_app: u64,
-    /// Concurrent runs per end-user of an app.
-    pub concurrent_runs_per_end_user: u64,
     /// Runs this node executes at once.
     pub max_inflight: usize,
     /// Droppable events queued in the event pipeline before they are dropped.
@@ -60,16 +60,11 @@ pub enum RunError {
     InputInvalid(String),
     #[error("the agent version does not load: {0}")]
     PackageInvalid(String),
-    #[error("too many concurrent runs for this {who} (limit {limit})")]
-    Concurrency {
-        who: &'static str,
-        limit: u64,
-        decision: crate::quota::Decision,
-    },
+    /// Not admitted: over a quota, or the quota backend is away.
+    #[error(transparent)]
+    Refused(#[from] Refused),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("quota backend: {0}")]
-    Quota(String),
     #[error("this node is shutting down")]
     ShuttingDown,
 }
@@ -165,9 +160,9 @@ impl RunService {
         package_of(&self.inner, version)
     }
 
-    /// Validates the input, takes a concurrency slot, stores the run as `queued` and
-    /// hands it to this node's claimer.
-    pub async fn create(&self, new: NewRun) -> Result<RunRow, RunError> {
+    /// Validates the input, admits the run (rates, budget, slots), stores it as `queued`
+    /// and hands it to this node's claimer. The permit is given back when the run ends.
+    pub async fn create(&self, new: NewRun) -> Result<(RunRow, Decision), RunError> {
         if !self.inner.accepting.load(Ordering::Acquire) {
             return Err(RunError::ShuttingDown);
         }
@@ -178,37 +173,12 @@ impl RunService {
             ))
         })?;
         let id = new_id("run");
-        let ttl = self.inner.cfg.ceilings.wall() * 2 + self.inner.cfg.lease;
-        let quotas = &self.inner.cfg.quotas;
-        let quota_err = |e: crate::quota::QuotaError| RunError::Quota(e.to_string());
-        let limit = self.inner.cfg.concurrent_runs_per_app;
-        let decision = quotas
-            .acquire_slot(&slot_key(&new.app_id), &id, limit, ttl)
-            .await
-            .map_err(quota_err)?;
-        if !decision.allowed {
-            return Err(RunError::Concurrency {
-                who: "app",
-                limit,
-                decision,
-            });
-        }
-        if let Some(end_user) = &new.end_user {
-            let limit = self.inner.cfg.concurrent_runs_per_end_user;
-            let key = end_user_slot_key(&new.app_id, end_user);
-            let decision = quotas
-                .acquire_slot(&key, &id, limit, ttl)
-                .await
-                .map_err(quota_err)?;
-            if !decision.allowed {
-                let _ = quotas.release_slot(&slot_key(&new.app_id), &id).await;
-                return Err(RunError::Concurrency {
-                    who: "end-user",
-                    limit,
-                    decision,
-                });
-            }
-        }
+        let tenant = RunTenant {
+            org_id: &new.org_id,
+            app_id: &new.app_id,
+            end_user: new.end_user.as_deref(),
+        };
+        let (permit, rate) = self.inner.cfg.admission.admit_run(&tenant, &id).await?;
         let row = RunRow {
             id,
             org_id: new.org_id,
@@ -241,11 +211,12 @@ impl RunService {
             .insert_run_audited(&row, audit.as_ref())
             .await
         {
-            dispatch::release_slots(&self.inner, &row).await;
+            // Never stored, so no ending will give the permit back: give it back now.
+            self.inner.cfg.admission.release(permit, 0).await;
             return Err(e.into());
         }
         dispatch::try_start(&self.inner, &row.id).await;
-        Ok(row)
+        Ok((row, rate))
     }
 
     /// Cancels a run of this app: a queued run ends at once; a running one on this node
@@ -393,14 +364,6 @@ impl RunService {
 
 pub fn is_final(status: &str) -> bool {
     matches!(status, "succeeded" | "failed" | "timed_out" | "cancelled")
-}
-
-pub(crate) fn slot_key(app_id: &str) -> String {
-    format!("concurrent:app:{app_id}")
-}
-
-pub(crate) fn end_user_slot_key(app_id: &str, end_user: &str) -> String {
-    format!("concurrent:eu:{app_id}:{end_user}")
 }
 
 pub(crate) fn package_of(
