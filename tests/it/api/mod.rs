@@ -2,6 +2,7 @@
 //! default; PostgreSQL + Redis when `ATOLL_TEST_DATABASE_URL` / `ATOLL_TEST_REDIS_URL`
 //! are set (as in CI), each test in its own schema and key prefix.
 
+mod admission;
 mod broker;
 mod broker_leaks;
 mod errors;
