@@ -49,7 +49,8 @@ const QUICK: &str = "export default () => 'ok';";
 const SLEEPER: &str =
     "export default async () => { await new Promise((r) => setTimeout(r, 30000)); };";
 /// Enough work that its CPU time rounds up to at least one millisecond.
-const BUSY: &str = "export default () => { let x = 0; for (let i = 0; i < 3e6; i++) x += i % 7; return x; };";
+const BUSY: &str =
+    "export default () => { let x = 0; for (let i = 0; i < 3e6; i++) x += i % 7; return x; };";
 
 async fn start(api: &TestApi, key: &str, end_user: Option<&str>, query: &str) -> Response {
     let mut req = api.req(Method::POST, &format!("/v1/agents/t/a/runs{query}"), key);
