@@ -274,8 +274,9 @@ async fn save_state(inner: &Inner, row: &RunRow, outcome: &RunOutcome) {
 
 /// The one place a run that was stored gives its admission permit back, whatever its
 /// ending: finished in the sandbox ([`complete`]), or outside it ([`after_finish`]:
-/// cancelled while queued, not startable, node lost). Releasing twice is harmless.
-async fn release_permit(inner: &Inner, row: &RunRow, cpu_ms: u64) {
+/// cancelled while queued, not startable, node lost), or never stored at all
+/// (`RunService::create`). Releasing twice is harmless.
+pub(crate) async fn release_permit(inner: &Inner, row: &RunRow, cpu_ms: u64) {
     inner.cfg.admission.release(Permit::of(row), cpu_ms).await;
 }
 

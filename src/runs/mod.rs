@@ -200,6 +200,8 @@ impl RunService {
             lease_owner: None,
             lease_expires_at: None,
         };
+        // The permit travels as the stored run: wherever the run ends it is rebuilt from it.
+        debug_assert_eq!(permit, admission::Permit::of(&row));
         let audit = new.audit.map(|audit| AuditEvent {
             target: row.id.clone(),
             ..audit
@@ -211,8 +213,8 @@ impl RunService {
             .insert_run_audited(&row, audit.as_ref())
             .await
         {
-            // Never stored, so no ending will give the permit back: give it back now.
-            self.inner.cfg.admission.release(permit, 0).await;
+            // Never stored, so no ending will give the permit back: this is its ending.
+            dispatch::release_permit(&self.inner, &row, 0).await;
             return Err(e.into());
         }
         dispatch::try_start(&self.inner, &row.id).await;
