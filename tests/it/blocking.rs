@@ -346,12 +346,13 @@ async fn oversized_op_calls_are_refused_before_the_host_parses_them() {
         }
     });
     let source = "export default async (input, ctx) => {
-        const outer = new Array(2000).fill(new Array(1000).fill(0));
+        // ~1.2 MB of JSON: just over the 1 MiB limit, cheap to build.
+        const outer = new Array(600).fill(new Array(1000).fill(0));
         const calls = {
           tool: () => ctx.tools.call('lookup_customer', outer),
           memory: () => ctx.memory.set('k', outer, { scope: 'app' }),
           llm: () => ctx.llm.chat({ model: 'scripted/x', messages: [{ role: 'user', content: outer }] }),
-          fetch: () => fetch('https://example.com/', { headers: { 'x-big': 'a'.repeat(2000000) } }),
+          fetch: () => fetch('https://example.com/', { headers: { 'x-big': 'a'.repeat(1200000) } }),
         };
         const codes = {};
         for (const [name, call] of Object.entries(calls)) {
