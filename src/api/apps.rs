@@ -1,12 +1,13 @@
 //! Apps of an org.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::extract::{ApiPath, ApiQuery};
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
@@ -73,7 +74,7 @@ async fn create_app(
 async fn list_apps(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("apps:read")?;
     let page = q.page()?;
@@ -87,7 +88,7 @@ async fn list_apps(
 async fn get_app(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<App>> {
     let org_id = caller.org("apps:read")?;
     if let Principal::App { app_id, .. } = &caller.principal {

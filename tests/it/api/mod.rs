@@ -7,6 +7,7 @@ mod broker_leaks;
 mod errors;
 mod events;
 mod faults;
+mod hygiene;
 mod idempotency;
 mod impersonation;
 mod lifecycle;
