@@ -10,9 +10,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::extract::{ApiPath, ApiQuery};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::json::{is_json, parse_json, read_body};
 use super::page::{list, PageQuery};
 use super::{audit, AppState};

@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{ApiPath, ApiQuery};
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::orgs::check_name;
 use super::page::{list, PageQuery};

@@ -6,9 +6,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use super::extract::ApiQuery;
 use super::auth::{Caller, Principal};
 use super::error::ApiResult;
+use super::extract::ApiQuery;
 use super::page::{list, PageQuery};
 use super::AppState;
 use crate::runs::adapters::now_ms;

@@ -75,7 +75,11 @@ pub fn check_admin_key(key: &str) -> Result<(), String> {
              `echo atl_$(head -c 30 /dev/urandom | base32 | tr -d = | tr A-Z a-z)`, or \
              unset it to run without an admin key",
             key.chars().count(),
-            if key.starts_with("atl_") { "" } else { " and does not start with atl_" }
+            if key.starts_with("atl_") {
+                ""
+            } else {
+                " and does not start with atl_"
+            }
         ))
     }
 }

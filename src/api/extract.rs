@@ -70,7 +70,8 @@ where
         let invalid = |r: axum::extract::rejection::QueryRejection| {
             ApiError::BadRequest(format!("invalid query string: {}", r.body_text()))
         };
-        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(invalid)?;
+        let Query(pairs) =
+            Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(invalid)?;
         for (name, value) in &pairs {
             check_text("a query parameter name", name)?;
             check_text(&format!("query parameter '{name}'"), value)?;
@@ -102,7 +103,14 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_and_printable_text_is_not() {
-        for bad in ["a\0b", "\u{1}", "tab\there", "del\u{7f}", "c1\u{85}", "nl\n"] {
+        for bad in [
+            "a\0b",
+            "\u{1}",
+            "tab\there",
+            "del\u{7f}",
+            "c1\u{85}",
+            "nl\n",
+        ] {
             assert!(check_text("x", bad).is_err(), "{bad:?}");
         }
         for good in ["", "alice", "@acme/triage", "名前 with spaces", "emoji 🦀"] {

@@ -9,9 +9,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{ApiPath, ApiQuery};
 use super::auth::{hash_secret, new_secret, Caller, Principal, SCOPES};
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::ApiPath;
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::keys::issue_key;

@@ -20,9 +20,9 @@ use futures::stream::{self, BoxStream, Stream, StreamExt};
 use serde_json::json;
 use tracing::warn;
 
-use super::extract::ApiPath;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use super::runs::visible_run;
 use super::AppState;
 use crate::bus::BusEvent;

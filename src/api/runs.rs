@@ -11,10 +11,10 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{check_text, ApiPath, ApiQuery};
 use super::agents::{agent_name, latest_version};
 use super::auth::Caller;
 use super::error::{rate_limit_headers, ApiError, ApiResult};
+use super::extract::{check_text, ApiPath, ApiQuery};
 use super::idempotency::Committed;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};

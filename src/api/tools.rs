@@ -7,10 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::extract::ApiPath;
 use super::auth::Caller;
 use super::connections::check_name;
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use super::json::ApiJson;
 use super::{audit, AppState};
 use crate::broker::tools::ToolSpec;

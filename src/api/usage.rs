@@ -6,9 +6,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::ApiQuery;
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiQuery;
 use super::AppState;
 use crate::runs::adapters::now_ms;
 

@@ -25,7 +25,10 @@ async fn expect_problem(req: RequestBuilder, expected: StatusCode, what: &str) -
     assert_eq!(content_type, "application/problem+json", "{what}: {body}");
     assert!(has_request_id, "{what}: no x-request-id");
     assert_eq!(body["status"], expected.as_u16(), "{what}: {body}");
-    assert!(body["title"].is_string() && body["detail"].is_string(), "{what}: {body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
     body
 }
 
@@ -35,10 +38,25 @@ async fn query_path_and_content_type_errors_are_problems() {
     let (_org, _app, key) = api.tenant().await;
     let get = |path: &str| api.req(Method::GET, path, &key);
 
-    expect_problem(get("/v1/runs?limit=many"), StatusCode::BAD_REQUEST, "bad limit").await;
-    let b = expect_problem(get("/v1/runs?colour=red"), StatusCode::BAD_REQUEST, "unknown").await;
+    expect_problem(
+        get("/v1/runs?limit=many"),
+        StatusCode::BAD_REQUEST,
+        "bad limit",
+    )
+    .await;
+    let b = expect_problem(
+        get("/v1/runs?colour=red"),
+        StatusCode::BAD_REQUEST,
+        "unknown",
+    )
+    .await;
     assert!(b["detail"].as_str().unwrap_or("").contains("colour"), "{b}");
-    expect_problem(get("/v1/runs/run_%FF"), StatusCode::BAD_REQUEST, "not UTF-8").await;
+    expect_problem(
+        get("/v1/runs/run_%FF"),
+        StatusCode::BAD_REQUEST,
+        "not UTF-8",
+    )
+    .await;
     expect_problem(
         get("/v1/memory/app?limit=-1"),
         StatusCode::BAD_REQUEST,
@@ -77,7 +95,8 @@ async fn oversized_headers_are_431_problems() {
     let (_org, _app, key) = api.tenant().await;
     let big = "x".repeat(100 * 1024);
     expect_problem(
-        api.req(Method::GET, "/v1/runs", &key).header("x-padding", big),
+        api.req(Method::GET, "/v1/runs", &key)
+            .header("x-padding", big),
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         "100 KiB header",
     )
@@ -112,13 +131,34 @@ async fn control_characters_are_400_everywhere() {
     let k = key.as_str();
     let cases: Vec<(&str, RequestBuilder)> = vec![
         ("run id", api.req(Method::GET, "/v1/runs/run_%00x", k)),
-        ("run cancel", api.req(Method::POST, "/v1/runs/run_%01x/cancel", k)),
-        ("run events", api.req(Method::GET, "/v1/runs/run_%00/events", k)),
-        ("?agent=", api.req(Method::GET, "/v1/runs?agent=%40atoll%00/hello", k)),
-        ("?status=", api.req(Method::GET, "/v1/runs?status=queued%00", k)),
-        ("?end_user=", api.req(Method::GET, "/v1/runs?end_user=al%00ice", k)),
-        ("cursor", api.req(Method::GET, "/v1/runs?cursor=MTIzOnJ1bgA", k)),
-        ("memory key", api.req(Method::GET, "/v1/memory/app/k%00ey", k)),
+        (
+            "run cancel",
+            api.req(Method::POST, "/v1/runs/run_%01x/cancel", k),
+        ),
+        (
+            "run events",
+            api.req(Method::GET, "/v1/runs/run_%00/events", k),
+        ),
+        (
+            "?agent=",
+            api.req(Method::GET, "/v1/runs?agent=%40atoll%00/hello", k),
+        ),
+        (
+            "?status=",
+            api.req(Method::GET, "/v1/runs?status=queued%00", k),
+        ),
+        (
+            "?end_user=",
+            api.req(Method::GET, "/v1/runs?end_user=al%00ice", k),
+        ),
+        (
+            "cursor",
+            api.req(Method::GET, "/v1/runs?cursor=MTIzOnJ1bgA", k),
+        ),
+        (
+            "memory key",
+            api.req(Method::GET, "/v1/memory/app/k%00ey", k),
+        ),
         (
             "memory key put",
             api.req(Method::PUT, "/v1/memory/app/k%7Fey", k)
@@ -128,14 +168,20 @@ async fn control_characters_are_400_everywhere() {
             "memory ?end_user=",
             api.req(Method::GET, "/v1/memory/end_user/k?end_user=a%00", k),
         ),
-        ("memory ?prefix=", api.req(Method::GET, "/v1/memory/app?prefix=%00", k)),
+        (
+            "memory ?prefix=",
+            api.req(Method::GET, "/v1/memory/app?prefix=%00", k),
+        ),
         (
             "connection name",
             api.req(Method::PUT, "/v1/connections/gh%00", k)
                 .json(&json!({ "kind": "bearer", "token": "t" })),
         ),
         ("tool name", api.req(Method::GET, "/v1/tools/t%00ol", k)),
-        ("agent scope", api.req(Method::GET, "/v1/agents/atoll%00/hello", k)),
+        (
+            "agent scope",
+            api.req(Method::GET, "/v1/agents/atoll%00/hello", k),
+        ),
         (
             "upload version",
             api.req(Method::PUT, "/v1/agents/atoll/hello/versions/1.0.0%00", k)
@@ -157,7 +203,10 @@ async fn control_characters_are_400_everywhere() {
                 .header("x-atoll-end-user", "al\tice"),
         ),
         ("app id", api.req(Method::GET, "/v1/apps/app_%00", &org_key)),
-        ("key id", api.req(Method::DELETE, "/v1/api-keys/key_%00", &org_key)),
+        (
+            "key id",
+            api.req(Method::DELETE, "/v1/api-keys/key_%00", &org_key),
+        ),
         ("org id", api.req(Method::GET, "/v1/orgs/org_%00", ADMIN)),
         (
             "app name",
@@ -183,7 +232,11 @@ async fn control_characters_are_400_everywhere() {
     for (what, req) in cases {
         let b = expect_problem(req, StatusCode::BAD_REQUEST, what).await;
         // A cursor is opaque: one holding a NUL is simply not one the server gave out.
-        let expected = if what == "cursor" { "cursor" } else { "control character" };
+        let expected = if what == "cursor" {
+            "cursor"
+        } else {
+            "control character"
+        };
         assert!(
             b["detail"].as_str().unwrap_or("").contains(expected),
             "{what}: {b}"
@@ -236,7 +289,11 @@ async fn agent_filter_takes_both_spellings() {
     let ids = |body: &Value| -> Vec<String> {
         body["data"]
             .as_array()
-            .map(|a| a.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     for filter in [format!("%40{agent}"), agent.clone()] {
@@ -298,5 +355,8 @@ async fn malformed_admin_keys_refuse_to_start() {
         stderr.contains("ATOLL_ADMIN_KEY") && stderr.contains("at least 24"),
         "{stderr}"
     );
-    assert!(!data.exists(), "storage was opened before the key was checked");
+    assert!(
+        !data.exists(),
+        "storage was opened before the key was checked"
+    );
 }
