@@ -301,7 +301,7 @@ async fn agent_filter_takes_both_spellings() {
             .call(Method::GET, &format!("/v1/runs?agent={filter}"), &key, None)
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
-        assert_eq!(ids(&b), [id.clone()], "?agent={filter}: {b}");
+        assert_eq!(ids(&b), std::slice::from_ref(&id), "?agent={filter}: {b}");
     }
     let (s, b) = api
         .call(Method::GET, "/v1/runs?agent=atoll/other", &key, None)
