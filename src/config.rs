@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Where embedded storage lives.
     #[arg(long, env = "ATOLL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// The operator's admin key (creates orgs). Must start with `atl_`.
+    /// The operator's admin key (creates orgs): `atl_` and at least 24 letters, digits, `_`, `-`.
     #[arg(long, env = "ATOLL_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
     /// Master key for secrets at rest (64 hex chars).

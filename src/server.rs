@@ -48,6 +48,14 @@ impl RunningServer {
     }
 }
 
+/// What must hold before anything starts (the admin key's form).
+fn check_args(args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(key) = &args.admin_key {
+        crate::api::auth::check_admin_key(key).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
 pub async fn connect_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
     if args.database_url.is_none() {
         std::fs::create_dir_all(&args.data_dir).with_context(|| {
@@ -75,6 +83,7 @@ fn redact(url: &str) -> String {
 }
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
+    check_args(&args)?;
     let store = connect_store(&args).await?;
     start_with_store(args, store).await
 }
@@ -84,6 +93,7 @@ pub async fn start_with_store(
     args: ServeArgs,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<RunningServer> {
+    check_args(&args)?;
     let (quotas, bus): (Arc<dyn Quotas>, Arc<dyn EventBus>) = match &args.redis_url {
         Some(url) => (
             Arc::new(

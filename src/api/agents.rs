@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::json::{is_json, parse_json, read_body};
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
@@ -58,7 +59,7 @@ struct JsonUpload {
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, name, version)): Path<(String, String, String)>,
+    ApiPath((scope, name, version)): ApiPath<(String, String, String)>,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (_org_id, app_id) = caller.app("agents:write")?;
@@ -157,7 +158,7 @@ fn version_summary(v: &AgentVersion) -> Value {
 async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let page = q.page()?;
@@ -205,7 +206,7 @@ async fn latest_uncached(
 async fn get_agent(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, name)): Path<(String, String)>,
+    ApiPath((scope, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let full_name = agent_name(&scope, &name);
@@ -226,7 +227,7 @@ async fn get_agent(
 async fn list_versions(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, name)): Path<(String, String)>,
+    ApiPath((scope, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let full_name = agent_name(&scope, &name);
@@ -243,7 +244,7 @@ async fn list_versions(
 async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, name, version)): Path<(String, String, String)>,
+    ApiPath((scope, name, version)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let v = state

@@ -1,6 +1,6 @@
 //! Apps of an org.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::orgs::check_name;
 use super::page::{list, PageQuery};
@@ -73,7 +74,7 @@ async fn create_app(
 async fn list_apps(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("apps:read")?;
     let page = q.page()?;
@@ -87,7 +88,7 @@ async fn list_apps(
 async fn get_app(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<App>> {
     let org_id = caller.org("apps:read")?;
     if let Principal::App { app_id, .. } = &caller.principal {

@@ -1,13 +1,14 @@
 //! The audit log: every state-changing call records who, what, when, from which key;
 //! `GET /v1/audit` reads it back for the caller's org or app.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
 use super::auth::{Caller, Principal};
 use super::error::ApiResult;
+use super::extract::ApiQuery;
 use super::page::{list, PageQuery};
 use super::AppState;
 use crate::runs::adapters::now_ms;
@@ -62,7 +63,7 @@ pub fn event(
 async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("audit:read")?;
     let app_id = match &caller.principal {

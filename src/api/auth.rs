@@ -54,6 +54,36 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The fewest characters after `atl_` an operator's admin key may have.
+pub const MIN_ADMIN_KEY_CHARS: usize = 24;
+
+/// Refuses an admin key that is not `atl_` followed by at least
+/// [`MIN_ADMIN_KEY_CHARS`] letters, digits, `_` or `-`: the server does not start with
+/// a key anyone could guess, or one no client could send in a header.
+pub fn check_admin_key(key: &str) -> Result<(), String> {
+    let body = key.strip_prefix("atl_").unwrap_or("");
+    let well_formed = body.len() >= MIN_ADMIN_KEY_CHARS
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "ATOLL_ADMIN_KEY must be `atl_` followed by at least {MIN_ADMIN_KEY_CHARS} \
+             letters, digits, '_' or '-' (this one is {} characters{}); generate one with \
+             `echo atl_$(head -c 30 /dev/urandom | base32 | tr -d = | tr A-Z a-z)`, or \
+             unset it to run without an admin key",
+            key.chars().count(),
+            if key.starts_with("atl_") {
+                ""
+            } else {
+                " and does not start with atl_"
+            }
+        ))
+    }
+}
+
 /// A new API key secret: `atl_` + 40 random base32-ish characters.
 pub fn new_secret() -> Result<String, ApiError> {
     let mut bytes = [0u8; 25];
@@ -101,6 +131,9 @@ impl Caller {
     /// must equal it, or the request is refused (403); without the header the parameter
     /// decides (None: the app itself).
     pub fn acting_end_user(&self, param: Option<&str>) -> Result<Option<String>, ApiError> {
+        if let Some(asked) = param {
+            super::extract::check_text("end_user", asked)?;
+        }
         match (&self.end_user, param) {
             (Some(bound), Some(asked)) if asked != bound => Err(ApiError::Forbidden(format!(
                 "this request acts for end-user '{bound}' (x-atoll-end-user); end_user \
@@ -231,6 +264,7 @@ impl FromRequestParts<AppState> for Caller {
                             "x-atoll-end-user must be 1 to 256 visible characters".into(),
                         )
                     })?;
+                super::extract::check_text("x-atoll-end-user", external)?;
                 Some(external.to_owned())
             }
         };

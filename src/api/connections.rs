@@ -2,7 +2,7 @@
 //! write-only: they are sealed (AES-256-GCM) before they reach the store, and every read
 //! shows metadata and a fingerprint, never the secret.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::{audit, AppState};
 use crate::broker::connection::{describe, Connection, ConnectionSecret};
@@ -45,6 +46,7 @@ fn end_user_of(caller: &Caller, q: &EndUserQuery) -> ApiResult<String> {
 }
 
 pub fn check_name(name: &str) -> ApiResult<()> {
+    super::extract::check_text("the name", name)?;
     let ok = !name.is_empty()
         && name.len() <= 128
         && name
@@ -63,8 +65,8 @@ pub fn check_name(name: &str) -> ApiResult<()> {
 async fn put_connection(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
-    Query(q): Query<EndUserQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EndUserQuery>,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (_org, app_id) = caller.app("connections:write")?;
@@ -204,8 +206,8 @@ fn view(row: &ConnectionRow) -> Value {
 async fn get_connection(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
-    Query(q): Query<EndUserQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EndUserQuery>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("connections:read")?;
     let row = state
@@ -230,8 +232,8 @@ async fn list_connections(State(state): State<AppState>, caller: Caller) -> ApiR
 async fn delete_connection(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
-    Query(q): Query<EndUserQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EndUserQuery>,
 ) -> ApiResult<StatusCode> {
     let (_org, app_id) = caller.app("connections:write")?;
     let end_user = end_user_of(&caller, &q)?;

@@ -1,7 +1,7 @@
 //! API keys: the secret is shown once, stored as a SHA-256 hash; org keys manage the
 //! whole org, app keys act on one app with the scopes they were given.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get};
@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::{hash_secret, new_secret, Caller, Principal, SCOPES};
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
@@ -71,6 +72,9 @@ async fn create_key(
 ) -> ApiResult<Response> {
     let org_id = caller.org("keys:write")?;
     super::orgs::check_name(&body.name, "a key")?;
+    if let Some(app_id) = &body.app_id {
+        super::extract::check_text("app_id", app_id)?;
+    }
     let scopes = body.scopes.unwrap_or_else(|| vec!["*".into()]);
     if let Some(bad) = scopes
         .iter()
@@ -149,7 +153,7 @@ async fn create_key(
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("keys:read")?;
     let app_id = match &caller.principal {
@@ -164,7 +168,7 @@ async fn list_keys(
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let org_id = caller.org("keys:write")?;
     let app_id = match &caller.principal {

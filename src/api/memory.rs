@@ -1,7 +1,7 @@
 //! Memory from outside the sandbox: the same key-value store agents reach with
 //! `ctx.memory`, scoped to the caller's app (or org) and, for `end_user`, one end-user.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::{audit, AppState};
 use crate::runs::adapters::now_ms;
@@ -86,8 +87,8 @@ fn check_key(key: &str) -> ApiResult<()> {
 async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, key)): Path<(String, String)>,
-    Query(q): Query<MemoryQuery>,
+    ApiPath((scope, key)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<MemoryQuery>,
 ) -> ApiResult<Json<Value>> {
     let ns = namespace(&caller, &scope, &q, false)?;
     check_key(&key)?;
@@ -102,8 +103,8 @@ async fn get_key(
 async fn put_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, key)): Path<(String, String)>,
-    Query(q): Query<MemoryQuery>,
+    ApiPath((scope, key)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<MemoryQuery>,
     ApiJson(value): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let ns = namespace(&caller, &scope, &q, true)?;
@@ -130,8 +131,8 @@ async fn put_key(
 async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path((scope, key)): Path<(String, String)>,
-    Query(q): Query<MemoryQuery>,
+    ApiPath((scope, key)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<MemoryQuery>,
 ) -> ApiResult<StatusCode> {
     let ns = namespace(&caller, &scope, &q, true)?;
     check_key(&key)?;
@@ -154,8 +155,8 @@ async fn delete_key(
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
-    Path(scope): Path<String>,
-    Query(q): Query<MemoryQuery>,
+    ApiPath(scope): ApiPath<String>,
+    ApiQuery(q): ApiQuery<MemoryQuery>,
 ) -> ApiResult<Json<Value>> {
     let ns = namespace(&caller, &scope, &q, false)?;
     let limit = q.limit.unwrap_or(50);

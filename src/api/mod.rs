@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 mod idempotency;
 pub mod json;
 mod ops;
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route; see /v1/openapi.json".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(extract::header_size_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::track,

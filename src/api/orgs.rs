@@ -1,6 +1,6 @@
 //! Orgs: created by the operator's admin key; creating one returns its first org key.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::keys::issue_key;
@@ -31,6 +32,7 @@ struct NewOrg {
 }
 
 pub fn check_name(name: &str, what: &str) -> ApiResult<()> {
+    super::extract::check_text(&format!("{what} name"), name)?;
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::unprocessable(
             "Invalid name",
@@ -82,7 +84,7 @@ async fn create_org(
 async fn get_org(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Org>> {
     let allowed = match &caller.principal {
         Principal::Admin => true,

@@ -36,6 +36,7 @@ fn decode(cursor: &str) -> Option<(i64, String)> {
         .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (at, id) = text.split_once(':')?;
+    super::extract::check_text("cursor", id).ok()?;
     Some((at.parse().ok()?, id.to_owned()))
 }
 

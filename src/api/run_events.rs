@@ -13,7 +13,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
@@ -22,6 +22,7 @@ use tracing::warn;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use super::runs::visible_run;
 use super::AppState;
 use crate::bus::BusEvent;
@@ -63,7 +64,7 @@ struct Cursor {
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (_org, app_id) = caller.app("runs:read")?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::agents::{agent_name, latest_version};
 use super::auth::Caller;
 use super::error::{rate_limit_headers, ApiError, ApiResult};
+use super::extract::{check_text, ApiPath, ApiQuery};
 use super::idempotency::Committed;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
@@ -65,8 +66,8 @@ async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
     committed: Option<Extension<Committed>>,
-    Path((scope, name)): Path<(String, String)>,
-    Query(q): Query<WaitQuery>,
+    ApiPath((scope, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<StartRun>,
 ) -> ApiResult<Response> {
     let (org_id, app_id) = caller.app("runs:write")?;
@@ -77,6 +78,7 @@ async fn start_run(
     let full_name = agent_name(&scope, &name);
     let version = match &body.version {
         Some(v) => {
+            check_text("version", v)?;
             state
                 .store
                 .get_agent_version(&app_id, &full_name, v)
@@ -173,7 +175,7 @@ struct RunsQuery {
 async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<RunsQuery>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("runs:read")?;
     if let Some(status) = &q.status {
@@ -190,7 +192,14 @@ async fn list_runs(
     }
     .page()?;
     let filter = RunFilter {
-        agent: q.agent.clone(),
+        // `@scope/name` as stored, or `scope/name` as in paths.
+        agent: q.agent.as_deref().map(|a| {
+            if a.starts_with('@') {
+                a.to_owned()
+            } else {
+                format!("@{a}")
+            }
+        }),
         status: q.status.clone(),
         end_user: caller.acting_end_user(q.end_user.as_deref())?,
     };
@@ -226,7 +235,7 @@ pub(super) async fn visible_run(
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("runs:read")?;
     let row = visible_run(&state, &caller, &app_id, &id).await?;
@@ -237,7 +246,7 @@ async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
     committed: Option<Extension<Committed>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("runs:write")?;
     visible_run(&state, &caller, &app_id, &id).await?;

@@ -1,7 +1,7 @@
 //! HTTP tools of an app: a name, a description, JSON Schemas, and the endpoint the broker
 //! calls (optionally with a connection's credential).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::connections::check_name;
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use super::json::ApiJson;
 use super::{audit, AppState};
 use crate::broker::tools::ToolSpec;
@@ -34,7 +35,7 @@ fn view(row: &ToolRow) -> Value {
 async fn put_tool(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(spec): ApiJson<ToolSpec>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (_org, app_id) = caller.app("agents:write")?;
@@ -71,7 +72,7 @@ async fn put_tool(
 async fn get_tool(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let row = state
@@ -92,7 +93,7 @@ async fn list_tools(State(state): State<AppState>, caller: Caller) -> ApiResult<
 async fn delete_tool(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let (_org, app_id) = caller.app("agents:write")?;
     if !state.store.delete_tool(&app_id, &name).await? {

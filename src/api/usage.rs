@@ -1,6 +1,6 @@
 //! `GET /v1/usage`: runs, CPU ms, LLM tokens and fetches of the caller's org or app.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiQuery;
 use super::AppState;
 use crate::runs::adapters::now_ms;
 
@@ -26,7 +27,7 @@ struct UsageQuery {
 async fn usage(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<UsageQuery>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("usage:read")?;
     let app_id = match &caller.principal {

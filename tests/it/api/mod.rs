@@ -8,6 +8,7 @@ mod broker_leaks;
 mod errors;
 mod events;
 mod faults;
+mod hygiene;
 mod idempotency;
 mod impersonation;
 mod lifecycle;
