@@ -6,6 +6,7 @@
 //! - `destination`: where a connection's credential may go (hosts with ports, scheme),
 //!   checked before every credentialed request and when a connection is saved.
 //! - `redact`: [`redact::Redactor`], the one scrubber of secrets and their derived forms.
+//! - `escapes`: the escapes the redactor looks through (a decoded view of a text).
 //! - `scrub`: a credentialed response decoded and scrubbed before the agent sees it.
 //! - `resolve`: the DNS resolver that hands only permitted addresses to the connector.
 //! - `request`: checks on the agent's request and the redirect rewrite rules.
@@ -24,6 +25,7 @@ pub mod brokered;
 pub mod budget;
 pub mod connection;
 pub mod destination;
+mod escapes;
 pub mod fetch;
 pub mod host;
 pub mod oauth;
