@@ -1,5 +1,5 @@
-//! The escapes a redactor looks through: `%XX`, `\uXXXX` (surrogate pairs included),
-//! `\xXX`, JSON's `\"` `\\` `\/`, and HTML character references — undone in a *decoded view*
+//! The escapes a redactor looks through: `%HH`, `\uHHHH` (surrogate pairs included),
+//! `\xHH`, JSON's `\"` `\\` `\/`, and HTML character references — undone in a *decoded view*
 //! of a text that remembers where each decoded byte came from, so a match in the view
 //! maps back to the original bytes it must replace.
 

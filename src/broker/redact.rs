@@ -9,8 +9,8 @@
 //! Forms matched, for every secret value: the value itself; its `application/x-www-form-
 //! urlencoded` form; base64 and base64url, padded and not, plus the three "cores" that
 //! show up when the value sits inside a longer base64 text at any alignment; hex in lower
-//! and upper case. Text is also matched through a *decoded view* in which `%XX`, `\uXXXX`,
-//! `\xXX`, `\"`, `\\` and `\/` escapes are undone, so a value escaped in whole or in part
+//! and upper case. Text is also matched through a *decoded view* in which `%HH`, `\uHHHH`,
+//! `\xHH`, `\"`, `\\` and `\/` escapes are undone, so a value escaped in whole or in part
 //! (JSON `\u` escapes, percent-encoding with either case of hex) is caught and the whole
 //! escaped span is replaced. Forms shorter than [`MIN_SUBSTRING`] bytes match only as
 //! whole tokens (delimited by anything but ASCII letters and digits), so a two-character
@@ -34,7 +34,7 @@ pub const REDACTED: &str = "[redacted]";
 pub const MIN_SUBSTRING: usize = 4;
 /// Base64 cores shorter than this are not matched (too likely by chance).
 const MIN_CORE: usize = 8;
-/// Most bytes of escaped text one decoded byte can take (`&#x00027;`, `\uXXXX`; an
+/// Most bytes of escaped text one decoded byte can take (`&#x00027;`, `\uHHHH`; an
 /// HTML character reference is undone only up to this length).
 pub(super) const MAX_ESCAPE: usize = 10;
 

@@ -10,7 +10,9 @@ use atoll::host::EventSink;
 use atoll::sandbox::{ErrorCode, EventKind, Pool, PoolConfig, RunEvent, RunStatus};
 use serde_json::json;
 
-use crate::common::{inline_package as inline, load, small_pool, Harness, TestServer};
+use crate::common::{
+    inline_package as inline, inline_package_with, load, small_pool, Harness, TestServer,
+};
 
 #[tokio::test]
 async fn atomics_wait_is_gone_so_nothing_blocks_the_thread() {
@@ -126,6 +128,14 @@ impl EventSink for BlockingEvents {
     }
 }
 
+/// Shuts `pool` down off the async runtime; returns only once it has.
+async fn shut_down(pool: &Pool) {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .expect("shutdown");
+}
+
 fn one_thread_pool() -> Pool {
     Pool::new(PoolConfig {
         min_threads: 1,
@@ -193,10 +203,7 @@ async fn a_stuck_worker_is_replaced_and_its_runs_end_with_precise_codes() {
     assert_eq!(events.last().map(|e| e.kind), Some(EventKind::End));
 
     // Shutdown does not wait for the thread that never came back.
-    let pool = h.pool.clone();
-    tokio::task::spawn_blocking(move || pool.shutdown())
-        .await
-        .expect("shutdown");
+    shut_down(&h.pool).await;
     sink.release();
 }
 
@@ -230,10 +237,7 @@ async fn a_worker_stuck_between_polls_is_replaced_too() {
     assert!(after.succeeded(), "{after:?}");
     assert_eq!(h.pool.stats().threads_abandoned, 1);
 
-    let pool = h.pool.clone();
-    tokio::task::spawn_blocking(move || pool.shutdown())
-        .await
-        .expect("shutdown");
+    shut_down(&h.pool).await;
     sink.release();
 }
 
@@ -285,10 +289,7 @@ async fn a_webassembly_loop_costs_no_worker_thread() {
     let after = h.run(&load("hello"), json!({ "name": "after" })).await;
     assert!(after.succeeded(), "{after:?}");
     assert_eq!(h.pool.stats().threads_abandoned, 0, "{:?}", h.pool.stats());
-    let pool = h.pool.clone();
-    tokio::task::spawn_blocking(move || pool.shutdown())
-        .await
-        .expect("shutdown");
+    shut_down(&h.pool).await;
 }
 
 /// `ctx.emit` hands the host a JSON text that the host parses whole before it looks at the
@@ -322,10 +323,7 @@ async fn an_oversized_emit_is_dropped_before_the_host_parses_it() {
         !events.iter().any(|e| e.kind == EventKind::Emit),
         "{events:?}"
     );
-    let pool = h.pool.clone();
-    tokio::task::spawn_blocking(move || pool.shutdown())
-        .await
-        .expect("shutdown");
+    shut_down(&h.pool).await;
 }
 
 /// The same amplification through every other op that takes JSON: each refuses a text
@@ -338,12 +336,9 @@ async fn oversized_op_calls_are_refused_before_the_host_parses_them() {
         Arc::new(crate::common::ScriptedLlm::default()),
         &[],
     );
-    let manifest = json!({
-        "name": "@test/amplify", "version": "1.0.0",
-        "permissions": {
-            "tools": ["lookup_customer"], "memory": ["app"], "llm": ["scripted/*"],
-            "fetch": ["example.com"]
-        }
+    let permissions = json!({
+        "tools": ["lookup_customer"], "memory": ["app"], "llm": ["scripted/*"],
+        "fetch": ["example.com"]
     });
     let source = "export default async (input, ctx) => {
         // ~1.2 MB of JSON: just over the 1 MiB limit, cheap to build.
@@ -360,15 +355,7 @@ async fn oversized_op_calls_are_refused_before_the_host_parses_them() {
         }
         return codes;
       };";
-    let files = std::collections::BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
-    let package = Arc::new(
-        atoll::package::AgentPackage::from_files(
-            manifest,
-            files,
-            &atoll::package::PackageLimits::default(),
-        )
-        .expect("package"),
-    );
+    let package = inline_package_with(json!({ "permissions": permissions }), source);
     let outcome = h.run(&package, json!({})).await;
     assert!(outcome.succeeded(), "{outcome:?}");
     let code = json!("request_too_large");

@@ -36,7 +36,15 @@ pub fn load(name: &str) -> Arc<AgentPackage> {
 
 /// A one-file package (`main.js` = `source`) with these manifest `limits`.
 pub fn inline_package(limits: Value, source: &str) -> Arc<AgentPackage> {
-    let manifest = json!({ "name": "@test/inline", "version": "1.0.0", "limits": limits });
+    inline_package_with(json!({ "limits": limits }), source)
+}
+
+/// A one-file package whose manifest adds `fields` (permissions, limits, ...).
+pub fn inline_package_with(fields: Value, source: &str) -> Arc<AgentPackage> {
+    let mut manifest = json!({ "name": "@test/inline", "version": "1.0.0" });
+    if let (Some(manifest), Value::Object(fields)) = (manifest.as_object_mut(), fields) {
+        manifest.extend(fields);
+    }
     let files = std::collections::BTreeMap::from([("main.js".to_owned(), source.to_owned())]);
     Arc::new(AgentPackage::from_files(manifest, files, &PackageLimits::default()).expect("package"))
 }

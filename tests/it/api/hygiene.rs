@@ -13,12 +13,7 @@ use super::{TestApi, ADMIN};
 /// Sends `req` and asserts a problem+json answer with `expected` status.
 async fn expect_problem(req: RequestBuilder, expected: StatusCode, what: &str) -> Value {
     let response = req.send().await.expect("send");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = super::content_type(&response);
     let has_request_id = response.headers().contains_key("x-request-id");
     let (status, body) = super::read(response).await;
     assert_eq!(status, expected, "{what}: {body}");

@@ -21,12 +21,7 @@ async fn as_user(
         req = req.json(&body);
     }
     let response = req.send().await.expect("request");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = super::content_type(&response);
     let (status, body) = super::read(response).await;
     (status, content_type, body)
 }
