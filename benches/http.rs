@@ -51,7 +51,11 @@ fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
         max_inflight: 2_000,
         event_queue: atoll::runs::events::DEFAULT_CAPACITY,
         llm_tokens_per_day: 10_000_000,
-        recycle_after_isolates: 0,
+        sandbox: atoll::config::SandboxMode::Process,
+        sandbox_program: Some(env!("CARGO_BIN_EXE_atoll").into()),
+        sandbox_runs: atoll::process::supervisor::DEFAULT_RUNS_PER_CHILD,
+        sandbox_rss_mb: 1024,
+        sandbox_address_space_mb: 0,
         max_body_bytes: 6 << 20,
     }
 }

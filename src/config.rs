@@ -79,17 +79,35 @@ pub struct ServeArgs {
     /// How long a node's claim on a running run lasts without renewal, ms.
     #[arg(long, env = "ATOLL_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
-    /// Drain and exit (for the supervisor to restart the node) after this many isolates:
-    /// the quickjs engine leaks ~0.9 MB per isolate that no thread retirement reclaims.
-    /// 0 disables it (the default on V8).
-    #[arg(long, env = "ATOLL_RECYCLE_AFTER_ISOLATES", default_value_t = crate::sandbox::pool::DEFAULT_RECYCLE_AFTER)]
-    pub recycle_after_isolates: u64,
+    /// Where isolates run: `process` (locked-down sandbox processes, the default) or
+    /// `inline` (in the server process: no OS boundary; for debugging only).
+    #[arg(long, env = "ATOLL_SANDBOX", default_value = "process")]
+    pub sandbox: SandboxMode,
+    /// The binary sandbox processes are started from (default: this one).
+    #[arg(long, env = "ATOLL_SANDBOX_PROGRAM")]
+    pub sandbox_program: Option<PathBuf>,
+    /// Runs a sandbox process takes before it is recycled.
+    #[arg(long, env = "ATOLL_SANDBOX_RUNS", default_value_t = crate::process::supervisor::DEFAULT_RUNS_PER_CHILD)]
+    pub sandbox_runs: u64,
+    /// Resident memory past which a sandbox process is recycled, MiB.
+    #[arg(long, env = "ATOLL_SANDBOX_RSS_MB", default_value_t = 1024)]
+    pub sandbox_rss_mb: u64,
+    /// Address-space ceiling of a sandbox process (RLIMIT_AS), MiB; 0 = none.
+    #[arg(long, env = "ATOLL_SANDBOX_ADDRESS_SPACE_MB", default_value_t = 0)]
+    pub sandbox_address_space_mb: u64,
     /// LLM tokens (input + output) per app per day.
     #[arg(long, env = "ATOLL_LLM_TOKENS_PER_DAY", default_value_t = 10_000_000)]
     pub llm_tokens_per_day: u64,
     /// Largest request body, bytes (package uploads included).
     #[arg(long, env = "ATOLL_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,
+}
+
+/// Where a server runs its isolates.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    Process,
+    Inline,
 }
 
 impl ServeArgs {

@@ -6,6 +6,8 @@
 //! - [`package`]: agent packages — `agent.json`, archives, import rules, schemas.
 //! - [`sandbox`]: the isolate host — worker pool, one fresh isolate per run, ops by
 //!   capability, the limit enforcer and its watchdog.
+//! - [`process`]: sandbox processes — locked-down children of the server that host the
+//!   isolates, the channel to them, recycling and crash containment.
 //! - [`host`]: what the sandbox asks of the rest of the system (memory, tools, LLMs,
 //!   fetch, events) as small traits, with in-memory implementations.
 //! - [`llm`]: LLM providers (OpenAI-compatible, Anthropic) with streaming and retries.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod host;
 pub mod llm;
 pub mod package;
+pub mod process;
 pub mod quota;
 pub mod runs;
 pub mod sandbox;

@@ -17,12 +17,13 @@ use crate::broker::secrets::MasterKeys;
 use crate::broker::tools::HttpTools;
 use crate::broker::{AddressPolicy, BrokeredFetcher, HttpFetcher};
 use crate::bus::{EventBus, MemoryBus, RedisBus};
-use crate::config::ServeArgs;
+use crate::config::{SandboxMode, ServeArgs};
 use crate::llm::host::ProviderLlm;
 use crate::llm::LlmHttp;
 use crate::quota::{MemoryQuotas, Quotas, RedisQuotas};
 use crate::runs::admission::{Admission, AdmissionLimits};
 use crate::runs::{RunService, RunServiceConfig};
+use crate::process::{Sandbox, Spawn, Supervisor, SupervisorConfig};
 use crate::sandbox::{Pool, PoolConfig};
 use crate::store::{SqlStore, Store};
 
@@ -109,11 +110,7 @@ pub async fn start_with_store(
         ),
         None => (Arc::new(MemoryQuotas::new()), Arc::new(MemoryBus::new())),
     };
-    let pool = Pool::new(PoolConfig {
-        heap_mb: args.memory_mb,
-        ..PoolConfig::default()
-    })
-    .context("cannot start the sandbox pool")?;
+    let sandbox = start_sandbox(&args).await?;
     let policy = AddressPolicy::parse(&args.allow_net)
         .map_err(|e| anyhow::anyhow!("ATOLL_ALLOW_NET: {e}"))?;
     let http = Arc::new(
@@ -173,7 +170,7 @@ pub async fn start_with_store(
         store: store.clone(),
         bus,
         admission: admission.clone(),
-        pool: pool.clone(),
+        sandbox: sandbox.clone(),
         fetcher: fetcher.clone(),
         tools,
         llm,
@@ -209,22 +206,13 @@ pub async fn start_with_store(
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let token = stop.clone();
     tokio::spawn(purge_idempotency(state.store.clone(), stop.clone()));
-    if args.recycle_after_isolates > 0 {
-        tokio::spawn(recycle_when_spent(
-            pool.clone(),
-            args.recycle_after_isolates,
-            stop.clone(),
-        ));
-    }
     let task = tokio::spawn(async move {
         let serve =
             axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
         let served = serve.await;
         info!("HTTP stopped; finishing runs");
         runs.shutdown(grace).await;
-        tokio::task::spawn_blocking(move || pool.shutdown())
-            .await
-            .ok();
+        sandbox.shutdown().await;
         served.context("HTTP server")
     });
     Ok(RunningServer {
@@ -251,24 +239,37 @@ async fn purge_idempotency(store: Arc<dyn Store>, stop: CancellationToken) {
     }
 }
 
-/// Stops the server (gracefully: runs finish, queued ones stay queued for the next node)
-/// once the pool has created `limit` isolates; see `ATOLL_RECYCLE_AFTER_ISOLATES`.
-async fn recycle_when_spent(pool: Pool, limit: u64, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        let created = pool.stats().isolates_created;
-        if created >= limit {
-            tracing::warn!(created, limit, "isolate budget of this process spent: draining for a restart (ATOLL_RECYCLE_AFTER_ISOLATES)");
-            stop.cancel();
-            return;
-        }
+/// The isolates' home: sandbox processes (the default) or this process.
+async fn start_sandbox(args: &ServeArgs) -> anyhow::Result<Sandbox> {
+    let pool = PoolConfig {
+        heap_mb: args.memory_mb,
+        ..PoolConfig::default()
+    };
+    if args.sandbox == SandboxMode::Inline {
+        tracing::warn!("ATOLL_SANDBOX=inline: isolates run inside the server process, with no OS boundary around them");
+        let pool = Pool::new(pool).context("cannot start the sandbox pool")?;
+        return Ok(Sandbox::InProcess(pool));
     }
+    let program = match &args.sandbox_program {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot find this binary to start sandbox processes from")?,
+    };
+    let supervisor = Supervisor::start(SupervisorConfig {
+        spawn: Spawn {
+            program,
+            pool,
+            address_space_mb: args.sandbox_address_space_mb,
+        },
+        runs_per_child: args.sandbox_runs.max(1),
+        rss_limit_bytes: args.sandbox_rss_mb.saturating_mul(1024 * 1024),
+        tick: Duration::from_millis(250),
+    })
+    .await
+    .context("cannot start the sandbox processes")?;
+    Ok(Sandbox::Processes(supervisor))
 }
 
-/// Resolves on Ctrl-C, SIGTERM, or when the server stops itself (isolate budget spent).
+/// Resolves on Ctrl-C, SIGTERM, or when the server stops itself.
 pub async fn stop_requested(server: &RunningServer) {
     tokio::select! {
         _ = shutdown_signal() => {}

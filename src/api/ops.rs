@@ -68,9 +68,19 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await;
     let quotas = state.admission.quotas().ping().await;
+    let sandbox = match state.runs.sandbox().process_stats() {
+        None => json!({ "mode": "in_process" }),
+        Some(p) => json!({
+            "mode": "processes",
+            "children": p.children_alive,
+            "lockdown": p.lockdown.as_ref().map(|l| &l.active),
+            "lockdown_skipped": p.lockdown.as_ref().map(|l| &l.skipped),
+        }),
+    };
     let body = json!({
         "store": store.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
         "quotas": quotas.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+        "sandbox": sandbox,
     });
     if store.is_ok() && quotas.is_ok() {
         Json(body).into_response()
@@ -101,7 +111,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
     state.runs.metrics().render(&mut out);
     let queue = state.store.queue_depth().await.unwrap_or(-1);
-    let pool = state.runs.pool().stats();
+    let pool = state.runs.sandbox().stats();
+    if let Some(p) = state.runs.sandbox().process_stats() {
+        let _ = writeln!(out, "# HELP atoll_sandbox_processes Sandbox processes alive (active, spare, draining).\n# TYPE atoll_sandbox_processes gauge\natoll_sandbox_processes {}", p.children_alive);
+        let _ = writeln!(out, "# HELP atoll_sandbox_processes_started_total Sandbox processes started.\n# TYPE atoll_sandbox_processes_started_total counter\natoll_sandbox_processes_started_total {}", p.children_started);
+        let _ = writeln!(out, "# HELP atoll_sandbox_processes_crashed_total Sandbox processes that died unasked.\n# TYPE atoll_sandbox_processes_crashed_total counter\natoll_sandbox_processes_crashed_total {}", p.children_crashed);
+        let _ = writeln!(out, "# HELP atoll_sandbox_processes_recycled_total Sandbox processes retired after their budget or memory ceiling.\n# TYPE atoll_sandbox_processes_recycled_total counter\natoll_sandbox_processes_recycled_total {}", p.children_recycled);
+    }
     let _ = writeln!(out, "# HELP atoll_queue_depth Runs waiting in the store queue.\n# TYPE atoll_queue_depth gauge\natoll_queue_depth {queue}");
     let _ = writeln!(out, "# HELP atoll_runs_active Runs executing on this node.\n# TYPE atoll_runs_active gauge\natoll_runs_active {}", state.runs.active_runs());
     let _ = writeln!(out, "# HELP atoll_isolates_created_total Isolates created by this node.\n# TYPE atoll_isolates_created_total counter\natoll_isolates_created_total {}", pool.isolates_created);

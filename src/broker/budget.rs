@@ -49,6 +49,12 @@ impl HostMemory {
         self.0.exceeded.load(Ordering::Acquire)
     }
 
+    /// Marks the budget spent: a sandbox process learns this way that the server went over
+    /// the run's budget while serving one of its calls.
+    pub fn mark_exceeded(&self) {
+        self.0.exceeded.store(true, Ordering::Release);
+    }
+
     /// Reserves `bytes`, released when the reservation is dropped.
     pub fn reserve(&self, bytes: u64) -> Result<Reservation, OverBudget> {
         let mut reservation = Reservation {

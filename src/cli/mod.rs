@@ -22,10 +22,18 @@ enum Command {
     Serve(crate::config::ServeArgs),
     /// Serve with embedded storage, a dev org/app/key and every package of agents/.
     Dev(serve::DevArgs),
+    /// A sandbox process (started by the server, never by hand).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox(crate::process::child::ChildArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A sandbox process locks itself down before anything else happens, and logs over
+    // its channel rather than to a stderr it does not keep.
+    if let Command::Sandbox(args) = cli.command {
+        return crate::process::child::main(args);
+    }
     // Servers narrate what they do; `exec` prints only its record.
     let default_log = match cli.command {
         Command::Exec(_) => "warn",
@@ -42,5 +50,6 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
+        Command::Sandbox(_) => ExitCode::FAILURE,
     }
 }

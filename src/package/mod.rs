@@ -208,6 +208,24 @@ impl AgentPackage {
         Self::build(manifest, out)
     }
 
+    /// A package validated before (at upload), rebuilt from its parts in another process
+    /// (a sandbox process): only its schemas are compiled again.
+    pub fn rebuilt(
+        manifest: Manifest,
+        files: BTreeMap<String, Arc<str>>,
+        digest: String,
+    ) -> Result<AgentPackage, PackageError> {
+        let input_schema = schema::compile("input", manifest.input.as_ref())?;
+        let output_schema = schema::compile("output", manifest.output.as_ref())?;
+        Ok(AgentPackage {
+            manifest,
+            files,
+            input_schema,
+            output_schema,
+            digest,
+        })
+    }
+
     /// The entry module's source.
     pub fn entry_source(&self) -> &str {
         self.files.get(&self.manifest.entry).map_or("", |s| s)

@@ -11,7 +11,9 @@ use super::adapters::{now_ms, StoreMemory};
 use super::admission::Permit;
 use super::{package_of, Inner};
 use crate::host::{HostServices, Tenant};
-use crate::sandbox::{EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
+use crate::sandbox::{
+    ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest,
+};
 use crate::store::{RunFinish, RunRow, StoreError, StoreResult};
 
 pub(crate) fn finish_record(
@@ -103,7 +105,10 @@ impl From<StoreError> for PrepareError {
 /// Starts a claimed run on the pool; its outcome is written by a task of its own.
 async fn execute(inner: &Arc<Inner>, row: RunRow) {
     let error = match prepare(inner, &row).await {
-        Ok(request) => match inner.cfg.pool.submit(request) {
+        Ok(request) => {
+            // Must match the sandbox's own decision (`RemoteRun::retry_on_crash`).
+            let retry_on_crash = request.package.manifest.retry_on_node_lost && request.attempt < 2;
+            match inner.cfg.sandbox.submit(request) {
             Ok(handle) => {
                 if let Ok(mut active) = inner.active.lock() {
                     active.insert(row.id.clone(), handle.canceller());
@@ -111,7 +116,11 @@ async fn execute(inner: &Arc<Inner>, row: RunRow) {
                 let inner = inner.clone();
                 tokio::spawn(async move {
                     let outcome = handle.outcome().await;
-                    complete(&inner, &row, outcome).await;
+                    if retry_on_crash && outcome.error_code() == Some(ErrorCode::SandboxCrashed) {
+                        retry_crashed(&inner, &row).await;
+                    } else {
+                        complete(&inner, &row, outcome).await;
+                    }
                 });
                 return;
             }
@@ -124,7 +133,8 @@ async fn execute(inner: &Arc<Inner>, row: RunRow) {
                     .await;
                 return;
             }
-        },
+        }
+        }
         Err(PrepareError::Invalid(message)) => {
             json!({ "code": "package_invalid", "message": message })
         }
@@ -238,6 +248,24 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
     }
     inner.wake.notify_one();
     tracing::debug!(run = %row.id, status = %finish.status, recorded, "run finished");
+}
+
+/// A run whose sandbox process died, for an agent with `retry_on_node_lost`: queued again
+/// for its second attempt (on a new process), like a run whose node was lost.
+async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
+    let store = &inner.cfg.store;
+    match store.requeue_run(&row.id, &inner.cfg.node_id, row.attempt + 1).await {
+        Ok(true) => info!(run = %row.id, "sandbox process died: run requeued for a second attempt"),
+        Ok(false) => {}
+        // Still `running` under a lease nobody renews once it leaves `active`: the
+        // reaper retries it.
+        Err(e) => warn!(run = %row.id, error = %e, "could not requeue a run whose sandbox process died"),
+    }
+    release_permit(inner, row, 0).await;
+    if let Ok(mut active) = inner.active.lock() {
+        active.remove(&row.id);
+    }
+    inner.wake.notify_one();
 }
 
 /// `finish_run`, retried a few times: a store that fails briefly must not lose an

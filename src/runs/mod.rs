@@ -29,7 +29,8 @@ use crate::bus::EventBus;
 use crate::host::{Fetcher, LlmClient, ToolInvoker};
 use crate::package::{AgentPackage, PackageLimits};
 use crate::quota::Decision;
-use crate::sandbox::{Limits, Pool, RunCanceller};
+use crate::process::Sandbox;
+use crate::sandbox::{Limits, RunCanceller};
 use crate::store::{AgentVersion, AuditEvent, RunRow, Store, StoreError};
 use adapters::now_ms;
 use admission::{Admission, Refused, RunTenant};
@@ -41,7 +42,8 @@ pub struct RunServiceConfig {
     pub bus: Arc<dyn EventBus>,
     /// Quota rules; runs take a permit here and give it back when they end.
     pub admission: Admission,
-    pub pool: Pool,
+    /// Where runs execute: sandbox processes, or this process.
+    pub sandbox: Sandbox,
     pub fetcher: Arc<dyn Fetcher>,
     pub tools: Arc<dyn ToolInvoker>,
     pub llm: Arc<dyn LlmClient>,
@@ -139,8 +141,8 @@ impl RunService {
         &self.inner.cfg.bus
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.inner.cfg.pool
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.inner.cfg.sandbox
     }
 
     pub fn metrics(&self) -> &metrics::RunMetrics {

@@ -55,7 +55,7 @@ impl Limits {
 }
 
 /// Everything a run may do, checked by the ops.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunGrant {
     pub fetch_hosts: Vec<String>,
     pub connections: Vec<String>,

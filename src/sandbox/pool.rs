@@ -15,7 +15,7 @@ use super::shared::{lock, RunShared, Unanswered};
 use super::worker;
 
 /// How the pool sizes itself. Defaults suit one node; tests shrink them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PoolConfig {
     /// Worker threads kept alive (default: one per core).
     pub min_threads: usize,
@@ -53,14 +53,6 @@ pub struct PoolConfig {
 pub const DEFAULT_ISOLATES_PER_THREAD: usize = 96;
 #[cfg(not(feature = "quickjs"))]
 pub const DEFAULT_ISOLATES_PER_THREAD: usize = 10_000;
-
-/// Isolates a server creates before it drains and exits to be restarted: on QuickJS each
-/// isolate leaks ~0.9 MB that not even thread retirement gives back (measured; see the
-/// README), so a long-lived node must be recycled. 8,000 isolates ≈ 7 GiB.
-#[cfg(feature = "quickjs")]
-pub const DEFAULT_RECYCLE_AFTER: u64 = 8_000;
-#[cfg(not(feature = "quickjs"))]
-pub const DEFAULT_RECYCLE_AFTER: u64 = 0;
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -273,6 +265,7 @@ impl Pool {
             canceller: RunCanceller {
                 run,
                 grace: self.shared.config.cancel_grace,
+                relay: None,
             },
             outcome,
         })
@@ -314,16 +307,32 @@ impl Pool {
     }
 }
 
+/// Tells whatever hosts a run elsewhere (a sandbox process) that it was cancelled.
+pub type CancelRelay = Arc<dyn Fn() + Send + Sync>;
+
 /// Cancels a run from any thread.
 #[derive(Clone)]
 pub struct RunCanceller {
     run: Arc<RunShared>,
     grace: Duration,
+    relay: Option<CancelRelay>,
 }
 
 impl RunCanceller {
+    /// A canceller of a run hosted in another process: `relay` passes the cancel on.
+    pub fn relayed(run: Arc<RunShared>, grace: Duration, relay: CancelRelay) -> Self {
+        RunCanceller {
+            run,
+            grace,
+            relay: Some(relay),
+        }
+    }
+
     pub fn cancel(&self) {
         self.run.request_cancel(self.grace);
+        if let Some(relay) = &self.relay {
+            relay();
+        }
     }
 }
 
@@ -335,6 +344,18 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
+    pub fn new(
+        run_id: String,
+        canceller: RunCanceller,
+        outcome: oneshot::Receiver<RunOutcome>,
+    ) -> Self {
+        RunHandle {
+            run_id,
+            canceller,
+            outcome,
+        }
+    }
+
     pub fn canceller(&self) -> RunCanceller {
         self.canceller.clone()
     }

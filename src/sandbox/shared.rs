@@ -183,6 +183,19 @@ impl RunShared {
         true
     }
 
+    /// Ends the run without terminal events, for a run that will be tried again (its
+    /// sandbox process died and the agent asked for a retry): its event stream goes on
+    /// with the next attempt.
+    pub fn conclude_quietly(&self, outcome: RunOutcome) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        if let Some(reply) = lock(&self.reply).take() {
+            let _ = reply.send(outcome);
+        }
+        true
+    }
+
     /// Whether the run has given its answer.
     pub fn concluded(&self) -> bool {
         self.closed.load(Ordering::Acquire)

@@ -14,6 +14,7 @@ mod impersonation;
 mod lifecycle;
 mod quotas;
 mod recovery;
+mod sandbox_processes;
 mod tenancy;
 
 use std::path::{Path, PathBuf};
@@ -84,7 +85,11 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         max_inflight: 2_000,
         event_queue: 8_192,
         llm_tokens_per_day: 10_000_000,
-        recycle_after_isolates: 0,
+        sandbox: atoll::config::SandboxMode::Process,
+        sandbox_program: Some(env!("CARGO_BIN_EXE_atoll").into()),
+        sandbox_runs: atoll::process::supervisor::DEFAULT_RUNS_PER_CHILD,
+        sandbox_rss_mb: 1024,
+        sandbox_address_space_mb: 0,
         max_body_bytes: 6 * 1024 * 1024,
     }
 }

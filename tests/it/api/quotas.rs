@@ -86,48 +86,6 @@ async fn shutdown_lets_short_runs_finish_and_cancels_the_rest() {
     );
 }
 
-#[tokio::test]
-async fn a_node_that_spent_its_isolate_budget_drains_and_stops() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = args_for(dir.path()).await;
-    args.recycle_after_isolates = 12;
-    let api = TestApi::start_with(args, dir).await;
-    let (_org, _app, key) = api.tenant().await;
-    api.deploy(&key, "hello").await;
-    let token = api.server.as_ref().expect("server").token();
-    let mut finished = 0;
-    for i in 0..30 {
-        if token.is_cancelled() {
-            break;
-        }
-        let (status, run) = api
-            .call(
-                Method::POST,
-                "/v1/agents/atoll/hello/runs?wait=10",
-                &key,
-                Some(json!({ "input": { "name": format!("n{i}") } })),
-            )
-            .await;
-        if status == StatusCode::OK {
-            assert_eq!(run["status"], "succeeded", "{run}");
-            finished += 1;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    for _ in 0..50 {
-        if token.is_cancelled() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        token.is_cancelled(),
-        "the node asked to stop after its isolate budget"
-    );
-    assert!(finished >= 1);
-    api.stop().await;
-}
-
 /// Two nodes on one database and one Redis: a cancel sent to the node that does not run the
 /// run is forwarded to the one that does.
 #[tokio::test]

@@ -1,0 +1,447 @@
+//! One sandbox process as the server sees it: starting it, its channel, the runs it
+//! hosts, and what happens when it exits — every run it still hosted ends
+//! `sandbox_crashed`, so nothing is left running.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::{debug, info, warn};
+
+use super::child::CHANNEL_FD;
+use super::lockdown::LockdownReport;
+use super::protocol::{self, ChildStats, Json, PackageSpec, RunSpec, ToChild, ToServer};
+use crate::broker::budget::HostMemory;
+use crate::host::{DeltaSink, HostServices, Tenant};
+use crate::package::AgentPackage;
+use crate::sandbox::shared::{lock, RunShared};
+use crate::sandbox::{
+    ErrorCode, PoolConfig, PoolError, RunCanceller, RunError, RunGrant, RunHandle, RunOutcome,
+    RunRequest, Usage,
+};
+
+/// Host calls one child may have in flight; past that the server stops reading its
+/// channel until some finish (back-pressure on a child that floods).
+const MAX_CALLS_IN_FLIGHT: usize = 8192;
+
+/// A run hosted by a child: what the server needs to serve its host calls and end it.
+pub(crate) struct RemoteRun {
+    pub shared: Arc<RunShared>,
+    pub services: HostServices,
+    pub grant: RunGrant,
+    pub tenant: Tenant,
+    pub package: Arc<AgentPackage>,
+    /// What the server buffers for this run (bodies being read), bounded by its limit.
+    pub memory: HostMemory,
+    pub fetches: AtomicU32,
+    /// A crash of its child retries it (`retry_on_node_lost`, first attempt): it then
+    /// ends without terminal events, since its stream goes on with the next attempt.
+    retry_on_crash: bool,
+    /// Event bytes relayed, bounded on this side too (a child may lie about its own count).
+    event_bytes: AtomicU64,
+}
+
+/// How to start children.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub program: PathBuf,
+    pub pool: PoolConfig,
+    pub address_space_mb: u64,
+}
+
+pub(crate) struct Child {
+    pub id: u64,
+    pub pid: u32,
+    out: mpsc::UnboundedSender<ToChild>,
+    runs: Mutex<HashMap<String, Arc<RemoteRun>>>,
+    pub submitted: AtomicU64,
+    ready: AtomicBool,
+    pub ready_changed: Notify,
+    pub draining: AtomicBool,
+    exited: AtomicBool,
+    pub lockdown: Mutex<Option<LockdownReport>>,
+    pub stats: Mutex<ChildStats>,
+    cancel_grace: Duration,
+}
+
+/// Why and how a child ended, for the supervisor.
+pub(crate) struct Exit {
+    pub child: u64,
+    /// Runs it still hosted, now ended `sandbox_crashed`.
+    pub lost_runs: usize,
+}
+
+impl Child {
+    /// Starts a child and its channel tasks. `exited` hears about its end.
+    pub fn spawn(
+        id: u64,
+        spawn: &Spawn,
+        snapshot: Vec<u8>,
+        exited: mpsc::UnboundedSender<Exit>,
+    ) -> std::io::Result<Arc<Child>> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let mut command = Command::new(&spawn.program);
+        command
+            .arg("__sandbox")
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .arg("--address-space-mb")
+            .arg(spawn.address_space_mb.to_string())
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let fd = theirs.as_raw_fd();
+        // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl, prctl).
+        unsafe {
+            command.pre_exec(move || {
+                if fd == CHANNEL_FD {
+                    // dup2 onto itself would keep close-on-exec set.
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(fd, CHANNEL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Dies with the thread that forked it, which waits for it below.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        // PR_SET_PDEATHSIG fires when the *thread* that forked exits, so the child is
+        // forked by a thread that lives exactly as long as it does, waiting for it.
+        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+        let (status_tx, status_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("atoll-sandbox-{id}"))
+            .spawn(move || match command.spawn() {
+                Ok(mut process) => {
+                    let _ = pid_tx.send(Ok(process.id()));
+                    drop(command);
+                    let _ = status_tx.send(process.wait().ok());
+                }
+                Err(e) => {
+                    let _ = pid_tx.send(Err(e));
+                }
+            })?;
+        let pid = pid_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the sandbox spawner thread died"))??;
+        drop(theirs);
+        ours.set_nonblocking(true)?;
+        let stream = tokio::net::UnixStream::from_std(ours)?;
+        let (read, write) = stream.into_split();
+        let (out, outbox) = mpsc::unbounded_channel();
+        let child = Arc::new(Child {
+            id,
+            pid,
+            out,
+            runs: Mutex::new(HashMap::new()),
+            submitted: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            ready_changed: Notify::new(),
+            draining: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            lockdown: Mutex::new(None),
+            stats: Mutex::new(ChildStats::default()),
+            cancel_grace: spawn.pool.cancel_grace,
+        });
+        let _ = child.out.send(ToChild::Hello {
+            pool: spawn.pool.clone(),
+            snapshot,
+        });
+        tokio::spawn(write_loop(write, outbox));
+        tokio::spawn(child.clone().read_loop(read, status_rx, exited));
+        debug!(child = id, pid, "sandbox process started");
+        Ok(child)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.exited.load(Ordering::Acquire)
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// Stops sending it runs; it exits once its runs are done.
+    pub fn drain(&self) {
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            let _ = self.out.send(ToChild::Drain);
+        }
+    }
+
+    pub fn kill(&self) {
+        if !self.has_exited() {
+            // SAFETY: plain kill(2) of our own child, which is not reaped before its
+            // waiting thread sees it exit (so the pid cannot have been reused).
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+    }
+
+    /// Resident memory of the process, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * page_size())
+    }
+
+    /// Hands a run to this child.
+    pub fn submit(self: &Arc<Self>, req: RunRequest) -> Result<RunHandle, PoolError> {
+        if self.has_exited() || self.draining.load(Ordering::Acquire) {
+            return Err(PoolError::Saturated(0));
+        }
+        let (shared, outcome) =
+            RunShared::new(req.run_id.clone(), req.services.events.clone(), req.events_before);
+        shared.start_clock(req.grant.limits.wall());
+        let spec = RunSpec {
+            run_id: req.run_id.clone(),
+            digest: req.package.digest.clone(),
+            tenant: req.tenant.clone(),
+            input: Json::of(&req.input),
+            state: req.state.as_ref().map(Json::of),
+            grant: req.grant.clone(),
+            trigger: req.trigger.clone(),
+            attempt: req.attempt,
+        };
+        let run = Arc::new(RemoteRun {
+            retry_on_crash: req.package.manifest.retry_on_node_lost && req.attempt < 2,
+            shared: shared.clone(),
+            memory: HostMemory::new(req.grant.limits.heap_bytes() as u64),
+            services: req.services,
+            grant: req.grant,
+            tenant: req.tenant,
+            package: req.package,
+            fetches: AtomicU32::new(0),
+            event_bytes: AtomicU64::new(0),
+        });
+        lock(&self.runs).insert(req.run_id.clone(), run);
+        self.submitted.fetch_add(1, Ordering::AcqRel);
+        if self.out.send(ToChild::Run(Box::new(spec))).is_err() {
+            lock(&self.runs).remove(&req.run_id);
+            return Err(PoolError::Saturated(0));
+        }
+        let (out, id) = (self.out.clone(), req.run_id.clone());
+        let relay = Arc::new(move || {
+            let _ = out.send(ToChild::Cancel { run: id.clone() });
+        });
+        let canceller = RunCanceller::relayed(shared, self.cancel_grace, relay);
+        Ok(RunHandle::new(req.run_id, canceller, outcome))
+    }
+
+    /// Ends the runs that are past their deadline by more than `slack` (the child
+    /// should have ended them): answers how many. A child that lets a run overstay is
+    /// not trusted with the others.
+    pub fn end_overdue(&self, slack: Duration) -> usize {
+        let overdue: Vec<Arc<RemoteRun>> = lock(&self.runs)
+            .values()
+            .filter(|r| r.shared.overdue_by() > slack)
+            .cloned()
+            .collect();
+        for run in &overdue {
+            lock(&self.runs).remove(run.shared.run_id());
+            let code = if run.shared.cancel_requested() {
+                ErrorCode::Cancelled
+            } else {
+                ErrorCode::Timeout
+            };
+            run.shared.conclude(RunOutcome::failed(
+                RunError::new(
+                    code,
+                    "the sandbox process did not end the run at its deadline and was stopped",
+                ),
+                Usage::default(),
+            ));
+        }
+        overdue.len()
+    }
+
+    async fn read_loop(
+        self: Arc<Self>,
+        read: tokio::net::unix::OwnedReadHalf,
+        status: oneshot::Receiver<Option<ExitStatus>>,
+        exited: mpsc::UnboundedSender<Exit>,
+    ) {
+        let mut frames = FramedRead::new(read, protocol::codec());
+        let calls = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
+        while let Some(Ok(frame)) = frames.next().await {
+            match protocol::decode::<ToServer>(&frame) {
+                Ok(message) => self.handle(message, &calls).await,
+                Err(e) => {
+                    warn!(child = self.id, error = %e, "a sandbox process sent a malformed frame; stopping it");
+                    break;
+                }
+            }
+        }
+        self.exited.store(true, Ordering::Release);
+        self.ready_changed.notify_waiters();
+        // The channel is closed: make sure the process is gone too, then learn why.
+        let status = match tokio::time::timeout(Duration::from_secs(2), status).await {
+            Ok(Ok(status)) => status,
+            _ => {
+                self.kill();
+                None
+            }
+        };
+        let lost: Vec<Arc<RemoteRun>> = lock(&self.runs).drain().map(|(_, r)| r).collect();
+        let reason = describe(status);
+        for run in &lost {
+            let outcome = RunOutcome::failed(
+                RunError::new(
+                    ErrorCode::SandboxCrashed,
+                    format!("the sandbox process hosting this run died ({reason}); retry the run"),
+                ),
+                Usage::default(),
+            );
+            if run.retry_on_crash {
+                run.shared.conclude_quietly(outcome);
+            } else {
+                run.shared.conclude(outcome);
+            }
+        }
+        if lost.is_empty() && self.draining.load(Ordering::Acquire) {
+            debug!(child = self.id, pid = self.pid, %reason, "sandbox process exited");
+        } else {
+            warn!(child = self.id, pid = self.pid, %reason, lost_runs = lost.len(), "sandbox process died");
+        }
+        let _ = exited.send(Exit {
+            child: self.id,
+            lost_runs: lost.len(),
+        });
+    }
+
+    fn run(&self, id: &str) -> Option<Arc<RemoteRun>> {
+        lock(&self.runs).get(id).cloned()
+    }
+
+    async fn handle(self: &Arc<Self>, message: ToServer, calls: &Arc<Semaphore>) {
+        match message {
+            ToServer::Ready { lockdown } => {
+                info!(child = self.id, pid = self.pid, layers = ?lockdown.active, skipped = ?lockdown.skipped, "sandbox process locked down and ready");
+                *lock(&self.lockdown) = Some(lockdown);
+                self.ready.store(true, Ordering::Release);
+                self.ready_changed.notify_waiters();
+            }
+            ToServer::NeedPackage { run } => {
+                if let Some(run) = self.run(&run) {
+                    let package = &run.package;
+                    let spec = PackageSpec {
+                        digest: package.digest.clone(),
+                        manifest: Json::of(&package.manifest),
+                        files: package
+                            .files
+                            .iter()
+                            .map(|(p, t)| (p.clone(), t.to_string()))
+                            .collect(),
+                    };
+                    let _ = self.out.send(ToChild::Package(Box::new(spec)));
+                }
+            }
+            ToServer::Event { run, kind, data } => {
+                let Some(run) = self.run(&run) else { return };
+                let value = data.value();
+                let spent = run
+                    .event_bytes
+                    .fetch_add(data.0.len() as u64, Ordering::AcqRel);
+                // The child counts against the limit itself; twice the limit here only
+                // stops a child that does not.
+                if protocol::relayed(kind, &value) && spent <= 2 * run.grant.limits.max_event_bytes {
+                    run.shared.publish(kind, value);
+                }
+            }
+            ToServer::Call { call, run, request } => {
+                let Some(run) = self.run(&run) else {
+                    let answer = protocol::Answer::Refused {
+                        code: "no_such_run".into(),
+                        message: "this run is not hosted by this sandbox process".into(),
+                    };
+                    let _ = self.out.send(ToChild::Reply { call, answer, over_budget: false });
+                    return;
+                };
+                let Ok(permit) = calls.clone().acquire_owned().await else { return };
+                let out = self.out.clone();
+                tokio::spawn(async move {
+                    let deltas_out = out.clone();
+                    let deltas: DeltaSink = Arc::new(move |text: &str| {
+                        let _ = deltas_out.send(ToChild::Delta { call, text: text.to_owned() });
+                    });
+                    let (answer, over_budget) = super::host_side::serve(&run, request, deltas).await;
+                    let _ = out.send(ToChild::Reply { call, answer, over_budget });
+                    drop(permit);
+                });
+            }
+            ToServer::Outcome { run, outcome } => {
+                let Some(run) = lock(&self.runs).remove(&run) else { return };
+                let outcome = outcome.parse::<RunOutcome>().unwrap_or_else(|_| {
+                    RunOutcome::failed(
+                        RunError::new(ErrorCode::Internal, "the sandbox process sent a malformed outcome"),
+                        Usage::default(),
+                    )
+                });
+                run.shared.conclude(outcome);
+            }
+            ToServer::Stats(stats) => *lock(&self.stats) = stats,
+            ToServer::Log { level, line } => {
+                let (child, pid) = (self.id, self.pid);
+                match level {
+                    0 => tracing::error!(child, pid, "sandbox: {line}"),
+                    1 => tracing::warn!(child, pid, "sandbox: {line}"),
+                    2 => tracing::info!(child, pid, "sandbox: {line}"),
+                    _ => tracing::debug!(child, pid, "sandbox: {line}"),
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(write: tokio::net::unix::OwnedWriteHalf, mut outbox: mpsc::UnboundedReceiver<ToChild>) {
+    let mut sink = FramedWrite::new(write, protocol::codec());
+    while let Some(message) = outbox.recv().await {
+        match protocol::encode(&message) {
+            Ok(frame) => {
+                if sink.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => warn!(error = %e, "could not encode a frame for a sandbox process"),
+        }
+    }
+}
+
+/// `exit status 0`, `killed by SIGSEGV`, ...
+pub(crate) fn describe(status: Option<ExitStatus>) -> String {
+    match status {
+        None => "exit status unknown".into(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => format!("killed by {}", signal_name(signal)),
+            _ => s.to_string(),
+        },
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGKILL => "SIGKILL (the OOM killer, or an operator)",
+        libc::SIGSEGV => "SIGSEGV (an engine defect)",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGSYS => "SIGSYS (a system call the lockdown forbids)",
+        libc::SIGTERM => "SIGTERM",
+        other => return format!("signal {other}"),
+    };
+    name.to_owned()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
