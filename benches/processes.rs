@@ -158,7 +158,10 @@ async fn latency(sandbox: &Sandbox, pkg: &Arc<AgentPackage>, svc: &HostServices)
     }
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(percentile(&latencies, 0.5)), ms(percentile(&latencies, 0.99)))
+    (
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+    )
 }
 
 async fn parked(sandbox: &Sandbox, n: usize) -> (f64, usize) {
@@ -193,7 +196,12 @@ async fn parked(sandbox: &Sandbox, n: usize) -> (f64, usize) {
     )
 }
 
-async fn soak(sandbox: &Sandbox, pkg: &Arc<AgentPackage>, svc: &HostServices, runs: u64) -> Vec<(u64, u64)> {
+async fn soak(
+    sandbox: &Sandbox,
+    pkg: &Arc<AgentPackage>,
+    svc: &HostServices,
+    runs: u64,
+) -> Vec<(u64, u64)> {
     let mut samples = Vec::new();
     let step = (runs / 20).max(64);
     let mut n = 0u64;
@@ -236,7 +244,10 @@ fn main() {
         rss_limit_bytes: env::<u64>("ATOLL_BENCH_CHILD_RSS_MB", 1024) << 20,
         tick: Duration::from_millis(250),
     };
-    println!("atoll sandbox processes vs in-process pool — {cores} cores, quickjs: {}", cfg!(feature = "quickjs"));
+    println!(
+        "atoll sandbox processes vs in-process pool — {cores} cores, quickjs: {}",
+        cfg!(feature = "quickjs")
+    );
     let trivial = package("export default async (input) => input.n;", &[]);
     let svc = services(Arc::new(ParkingTool {
         gate: Arc::new(Semaphore::new(0)),
@@ -258,7 +269,9 @@ fn main() {
     for (label, sandbox) in [("in-process", &inline), ("processes", &processes)] {
         let runs = rt.block_on(throughput(sandbox, &trivial, &svc, secs, 64));
         let (p50, p99) = rt.block_on(latency(sandbox, &trivial, &svc));
-        println!("{label}: {runs:.0} trivial runs/s; start latency p50 {p50:.3} ms, p99 {p99:.3} ms");
+        println!(
+            "{label}: {runs:.0} trivial runs/s; start latency p50 {p50:.3} ms, p99 {p99:.3} ms"
+        );
         results.push((runs, p50, p99));
     }
     let (a, b) = (results[0], results[1]);
@@ -279,7 +292,9 @@ fn main() {
         };
         let inline = Sandbox::InProcess(Pool::new(parking.clone()).expect("pool"));
         let (mib, ok) = rt.block_on(parked(&inline, parked_n));
-        println!("in-process: {parked_n} runs parked: {mib:.2} MiB each ({ok}/{parked_n} succeeded)");
+        println!(
+            "in-process: {parked_n} runs parked: {mib:.2} MiB each ({ok}/{parked_n} succeeded)"
+        );
         rt.block_on(inline.shutdown());
         let processes = Sandbox::Processes(
             rt.block_on(Supervisor::start(supervisor_config(parking)))
@@ -303,7 +318,12 @@ fn main() {
             .collect();
         let at = |runs: u64| samples.iter().find(|(n, _)| *n >= runs).map_or(0, |s| s.1) as f64;
         let (first, last) = (at(5_000), samples.last().map_or(0, |s| s.1) as f64);
-        let (lo, hi) = samples.iter().skip_while(|(n, _)| *n < 5_000).fold((f64::MAX, 0f64), |(lo, hi), (_, r)| (lo.min(*r as f64), hi.max(*r as f64)));
+        let (lo, hi) = samples
+            .iter()
+            .skip_while(|(n, _)| *n < 5_000)
+            .fold((f64::MAX, 0f64), |(lo, hi), (_, r)| {
+                (lo.min(*r as f64), hi.max(*r as f64))
+            });
         let stats = processes.process_stats().unwrap_or_default();
         println!(
             "RSS server + children (MiB) over {soak_runs} runs in {:.0} s: {}",

@@ -127,7 +127,12 @@ async fn serve(lockdown: lockdown::LockdownReport) -> ExitCode {
     }
 }
 
-async fn next(frames: &mut FramedRead<tokio::net::unix::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>) -> Option<ToChild> {
+async fn next(
+    frames: &mut FramedRead<
+        tokio::net::unix::OwnedReadHalf,
+        tokio_util::codec::LengthDelimitedCodec,
+    >,
+) -> Option<ToChild> {
     let frame = frames.next().await?.ok()?;
     protocol::decode(&frame).ok()
 }
@@ -137,7 +142,7 @@ struct ChildHost {
     link: Arc<Link>,
     packages: HashMap<String, Arc<AgentPackage>>,
     /// Runs waiting for their package, by digest.
-    waiting: HashMap<String, Vec<Box<RunSpec>>>,
+    waiting: HashMap<String, Vec<RunSpec>>,
     runs: HashMap<String, RunCanceller>,
     draining: bool,
 }
@@ -151,7 +156,10 @@ impl ChildHost {
                 } else {
                     let asked = self.waiting.contains_key(&spec.digest);
                     let run = spec.run_id.clone();
-                    self.waiting.entry(spec.digest.clone()).or_default().push(spec);
+                    self.waiting
+                        .entry(spec.digest.clone())
+                        .or_default()
+                        .push(*spec);
                     if !asked {
                         self.link.send(ToServer::NeedPackage { run });
                     }
@@ -168,7 +176,7 @@ impl ChildHost {
                         }
                         self.packages.insert(digest, package.clone());
                         for spec in specs {
-                            self.start(spec, package.clone(), done);
+                            self.start(Box::new(spec), package.clone(), done);
                         }
                     }
                     Err(e) => {
@@ -311,7 +319,10 @@ fn install_logger(out: mpsc::UnboundedSender<ToServer>) {
         fn drop(&mut self) {
             let line = String::from_utf8_lossy(&self.1).trim_end().to_owned();
             if let Some(Some(out)) = OUT.get().map(|m| crate::sandbox::shared::lock(m).clone()) {
-                let _ = out.send(ToServer::Log { level: self.0, line });
+                let _ = out.send(ToServer::Log {
+                    level: self.0,
+                    line,
+                });
             }
         }
     }

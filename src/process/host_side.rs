@@ -132,9 +132,9 @@ async fn tool(run: &RemoteRun, name: &str, args: &Json) -> Result<Value, HostErr
 }
 
 async fn llm(run: &RemoteRun, request: &Json, deltas: DeltaSink) -> Result<Value, HostError> {
-    let request: ChatRequest = request
-        .parse()
-        .map_err(|e| HostError::new("bad_request", format!("the chat request is not valid: {e}")))?;
+    let request: ChatRequest = request.parse().map_err(|e| {
+        HostError::new("bad_request", format!("the chat request is not valid: {e}"))
+    })?;
     if !run.grant.allows_model(&request.model) {
         return Err(denied(format!(
             "model '{}' is not in this agent's permissions.llm",
@@ -192,7 +192,10 @@ async fn fetch(
     if count > grant.limits.max_fetches {
         return refused(
             "fetch_limit",
-            format!("the run may make at most {} fetches", grant.limits.max_fetches),
+            format!(
+                "the run may make at most {} fetches",
+                grant.limits.max_fetches
+            ),
         );
     }
     let limits = FetchLimits {
@@ -229,7 +232,9 @@ async fn fetch(
             body: response.body.to_vec(),
             redirected: response.redirected,
         })),
-        Err(FetchError::TooLarge { limit }) => Answer::FetchFailed(FetchFailure::TooLarge { limit }),
+        Err(FetchError::TooLarge { limit }) => {
+            Answer::FetchFailed(FetchFailure::TooLarge { limit })
+        }
         Err(FetchError::OverBudget(over)) => Answer::FetchFailed(FetchFailure::OverBudget {
             limit_mb: over.limit_mb,
         }),

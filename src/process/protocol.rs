@@ -109,14 +109,32 @@ pub struct PackageSpec {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToServer {
     /// Sent once the lockdown is in place, before any JS runs.
-    Ready { lockdown: LockdownReport },
+    Ready {
+        lockdown: LockdownReport,
+    },
     /// The child does not hold this run's package yet.
-    NeedPackage { run: String },
-    Event { run: String, kind: EventKind, data: Json },
-    Call { call: u64, run: String, request: HostRequest },
-    Outcome { run: String, outcome: Json },
+    NeedPackage {
+        run: String,
+    },
+    Event {
+        run: String,
+        kind: EventKind,
+        data: Json,
+    },
+    Call {
+        call: u64,
+        run: String,
+        request: HostRequest,
+    },
+    Outcome {
+        run: String,
+        outcome: Json,
+    },
     Stats(ChildStats),
-    Log { level: u8, line: String },
+    Log {
+        level: u8,
+        line: String,
+    },
 }
 
 /// What the child's pool reports about itself, every few hundred milliseconds.

@@ -14,8 +14,8 @@ use super::protocol::{Answer, FetchFailure, HostRequest, Json, MemoryAction, ToS
 use crate::broker::budget::{self, OverBudget};
 use crate::broker::{FetchError, FetchLimits, FetchRequest, FetchResponse};
 use crate::host::{
-    ChatRequest, ChatResponse, DeltaSink, EventSink, Fetcher, HostCheck, HostError,
-    HostServices, LlmClient, MemoryNamespace, MemoryStore, Tenant, ToolInvoker,
+    ChatRequest, ChatResponse, DeltaSink, EventSink, Fetcher, HostCheck, HostError, HostServices,
+    LlmClient, MemoryNamespace, MemoryStore, Tenant, ToolInvoker,
 };
 use crate::sandbox::shared::lock;
 use crate::sandbox::RunEvent;
@@ -86,7 +86,12 @@ impl Link {
             run: run.to_owned(),
             request,
         });
-        let gone = || HostError::new("sandbox_unavailable", "the server closed the sandbox channel");
+        let gone = || {
+            HostError::new(
+                "sandbox_unavailable",
+                "the server closed the sandbox channel",
+            )
+        };
         if !sent {
             return Err(gone());
         }
@@ -136,13 +141,20 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn value(&self, request: HostRequest, deltas: Option<DeltaSink>) -> Result<Value, HostError> {
+    async fn value(
+        &self,
+        request: HostRequest,
+        deltas: Option<DeltaSink>,
+    ) -> Result<Value, HostError> {
         match self.link.call(&self.run, request, deltas).await? {
             Answer::Value(json) => json
                 .parse()
                 .map_err(|_| HostError::new("internal", "the server's answer is not JSON")),
             Answer::Refused { code, message } => Err(HostError::new(intern(&code), message)),
-            _ => Err(HostError::new("internal", "unexpected answer from the server")),
+            _ => Err(HostError::new(
+                "internal",
+                "unexpected answer from the server",
+            )),
         }
     }
 
@@ -172,7 +184,9 @@ impl MemoryStore for Proxy {
         Ok((!value.is_null()).then_some(value))
     }
     async fn set(&self, ns: &MemoryNamespace, key: &str, value: Value) -> Result<(), HostError> {
-        self.memory(MemoryAction::Set, ns, key, Some(value), 0).await.map(|_| ())
+        self.memory(MemoryAction::Set, ns, key, Some(value), 0)
+            .await
+            .map(|_| ())
     }
     async fn delete(&self, ns: &MemoryNamespace, key: &str) -> Result<bool, HostError> {
         let deleted = self.memory(MemoryAction::Delete, ns, key, None, 0).await?;
@@ -184,7 +198,9 @@ impl MemoryStore for Proxy {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<String>, HostError> {
-        let keys = self.memory(MemoryAction::List, ns, prefix, None, limit).await?;
+        let keys = self
+            .memory(MemoryAction::List, ns, prefix, None, limit)
+            .await?;
         serde_json::from_value(keys).map_err(|_| HostError::new("internal", "bad key list"))
     }
 }
@@ -259,7 +275,9 @@ impl Fetcher for Proxy {
                 code: intern(&code),
                 message,
             }),
-            Answer::Value(_) => Err(FetchError::Network("unexpected answer from the server".into())),
+            Answer::Value(_) => Err(FetchError::Network(
+                "unexpected answer from the server".into(),
+            )),
         }
     }
 }

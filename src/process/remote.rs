@@ -198,8 +198,11 @@ impl Child {
         if self.has_exited() || self.draining.load(Ordering::Acquire) {
             return Err(PoolError::Saturated(0));
         }
-        let (shared, outcome) =
-            RunShared::new(req.run_id.clone(), req.services.events.clone(), req.events_before);
+        let (shared, outcome) = RunShared::new(
+            req.run_id.clone(),
+            req.services.events.clone(),
+            req.events_before,
+        );
         shared.start_clock(req.grant.limits.wall());
         let spec = RunSpec {
             run_id: req.run_id.clone(),
@@ -352,7 +355,8 @@ impl Child {
                     .fetch_add(data.0.len() as u64, Ordering::AcqRel);
                 // The child counts against the limit itself; twice the limit here only
                 // stops a child that does not.
-                if protocol::relayed(kind, &value) && spent <= 2 * run.grant.limits.max_event_bytes {
+                if protocol::relayed(kind, &value) && spent <= 2 * run.grant.limits.max_event_bytes
+                {
                     run.shared.publish(kind, value);
                 }
             }
@@ -362,26 +366,45 @@ impl Child {
                         code: "no_such_run".into(),
                         message: "this run is not hosted by this sandbox process".into(),
                     };
-                    let _ = self.out.send(ToChild::Reply { call, answer, over_budget: false });
+                    let _ = self.out.send(ToChild::Reply {
+                        call,
+                        answer,
+                        over_budget: false,
+                    });
                     return;
                 };
-                let Ok(permit) = calls.clone().acquire_owned().await else { return };
+                let Ok(permit) = calls.clone().acquire_owned().await else {
+                    return;
+                };
                 let out = self.out.clone();
                 tokio::spawn(async move {
                     let deltas_out = out.clone();
                     let deltas: DeltaSink = Arc::new(move |text: &str| {
-                        let _ = deltas_out.send(ToChild::Delta { call, text: text.to_owned() });
+                        let _ = deltas_out.send(ToChild::Delta {
+                            call,
+                            text: text.to_owned(),
+                        });
                     });
-                    let (answer, over_budget) = super::host_side::serve(&run, request, deltas).await;
-                    let _ = out.send(ToChild::Reply { call, answer, over_budget });
+                    let (answer, over_budget) =
+                        super::host_side::serve(&run, request, deltas).await;
+                    let _ = out.send(ToChild::Reply {
+                        call,
+                        answer,
+                        over_budget,
+                    });
                     drop(permit);
                 });
             }
             ToServer::Outcome { run, outcome } => {
-                let Some(run) = lock(&self.runs).remove(&run) else { return };
+                let Some(run) = lock(&self.runs).remove(&run) else {
+                    return;
+                };
                 let outcome = outcome.parse::<RunOutcome>().unwrap_or_else(|_| {
                     RunOutcome::failed(
-                        RunError::new(ErrorCode::Internal, "the sandbox process sent a malformed outcome"),
+                        RunError::new(
+                            ErrorCode::Internal,
+                            "the sandbox process sent a malformed outcome",
+                        ),
                         Usage::default(),
                     )
                 });
@@ -401,7 +424,10 @@ impl Child {
     }
 }
 
-async fn write_loop(write: tokio::net::unix::OwnedWriteHalf, mut outbox: mpsc::UnboundedReceiver<ToChild>) {
+async fn write_loop(
+    write: tokio::net::unix::OwnedWriteHalf,
+    mut outbox: mpsc::UnboundedReceiver<ToChild>,
+) {
     let mut sink = FramedWrite::new(write, protocol::codec());
     while let Some(message) = outbox.recv().await {
         match protocol::encode(&message) {

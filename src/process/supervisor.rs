@@ -182,7 +182,10 @@ impl Supervisor {
     fn recycle(&self, child: &Arc<Child>, why: &str) {
         let promoted = {
             let mut children = lock(&self.inner.children);
-            let is_active = children.active.as_ref().is_some_and(|a| Arc::ptr_eq(a, child));
+            let is_active = children
+                .active
+                .as_ref()
+                .is_some_and(|a| Arc::ptr_eq(a, child));
             if is_active && children.spare.as_ref().is_some_and(|s| s.is_ready()) {
                 promote(&mut children);
                 true
@@ -192,7 +195,14 @@ impl Supervisor {
         };
         if promoted {
             self.inner.recycled.fetch_add(1, Ordering::Relaxed);
-            info!(child = child.id, pid = child.pid, runs = child.submitted.load(Ordering::Relaxed), rss = child.rss_bytes().unwrap_or(0), why, "recycling a sandbox process");
+            info!(
+                child = child.id,
+                pid = child.pid,
+                runs = child.submitted.load(Ordering::Relaxed),
+                rss = child.rss_bytes().unwrap_or(0),
+                why,
+                "recycling a sandbox process"
+            );
             let me = self.clone();
             tokio::spawn(async move { me.top_up_spare() });
         }
@@ -263,7 +273,11 @@ impl Supervisor {
         let slack = self.inner.config.spawn.pool.stuck_after * 5 + Duration::from_secs(2);
         for child in &all {
             if child.end_overdue(slack) > 0 {
-                warn!(child = child.id, pid = child.pid, "a sandbox process kept a run past its deadline; killing it");
+                warn!(
+                    child = child.id,
+                    pid = child.pid,
+                    "a sandbox process kept a run past its deadline; killing it"
+                );
                 child.kill();
             }
         }
@@ -272,7 +286,10 @@ impl Supervisor {
 
     fn alive(&self) -> usize {
         let children = lock(&self.inner.children);
-        all_children(&children).iter().filter(|c| !c.has_exited()).count()
+        all_children(&children)
+            .iter()
+            .filter(|c| !c.has_exited())
+            .count()
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -297,7 +314,11 @@ impl Supervisor {
             children_started: self.inner.started.load(Ordering::Relaxed),
             children_crashed: self.inner.crashed.load(Ordering::Relaxed),
             children_recycled: self.inner.recycled.load(Ordering::Relaxed),
-            pids: all.iter().filter(|c| !c.has_exited()).map(|c| c.pid).collect(),
+            pids: all
+                .iter()
+                .filter(|c| !c.has_exited())
+                .map(|c| c.pid)
+                .collect(),
             lockdown: children
                 .active
                 .as_ref()
@@ -308,7 +329,10 @@ impl Supervisor {
     /// Resident memory of every child alive, bytes.
     pub fn children_rss_bytes(&self) -> u64 {
         let children = lock(&self.inner.children);
-        all_children(&children).iter().filter_map(|c| c.rss_bytes()).sum()
+        all_children(&children)
+            .iter()
+            .filter_map(|c| c.rss_bytes())
+            .sum()
     }
 
     /// Stops taking runs, lets every child finish its runs and exit (killing those that

@@ -57,7 +57,9 @@ fn memory_holds(pid: &str, needles: &[&str]) -> Vec<String> {
         }
         for needle in needles {
             let bytes = needle.as_bytes();
-            if region.windows(bytes.len()).any(|w| w == bytes) && !found.contains(&needle.to_string()) {
+            if region.windows(bytes.len()).any(|w| w == bytes)
+                && !found.contains(&needle.to_string())
+            {
                 found.push(needle.to_string());
             }
         }
@@ -73,7 +75,9 @@ async fn upstream(hits: Arc<AtomicUsize>) -> String {
             async { "plain answer" }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -103,7 +107,12 @@ async fn sandbox_processes_are_locked_down_and_never_hold_a_secret() {
         "files": { "main.js": main }
     });
     let (status, body) = api
-        .call(Method::PUT, "/v1/agents/t/crm/versions/1.0.0", &key, Some(upload))
+        .call(
+            Method::PUT,
+            "/v1/agents/t/crm/versions/1.0.0",
+            &key,
+            Some(upload),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for _ in 0..3 {
@@ -116,22 +125,46 @@ async fn sandbox_processes_are_locked_down_and_never_hold_a_secret() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{run}");
-        assert_eq!(run["output"], json!({ "status": 200, "body": "plain answer" }), "{run}");
+        assert_eq!(
+            run["output"],
+            json!({ "status": 200, "body": "plain answer" }),
+            "{run}"
+        );
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 3, "the fetches reached the upstream");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "the fetches reached the upstream"
+    );
 
     // The scan can find a secret where there is one: the server holds all of these.
     let own = memory_holds("self", &[SECRET, MASTER_HEX, &key]);
-    assert!(own.contains(&SECRET.to_string()), "the scanner finds the secret in the server: {own:?}");
+    assert!(
+        own.contains(&SECRET.to_string()),
+        "the scanner finds the secret in the server: {own:?}"
+    );
 
     let pids = children(&api);
-    assert!(pids.len() >= 2, "an active child and a warm spare: {pids:?}");
+    assert!(
+        pids.len() >= 2,
+        "an active child and a warm spare: {pids:?}"
+    );
     for pid in pids {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-        assert!(environ.is_empty(), "child {pid} has an environment: {:?}", String::from_utf8_lossy(&environ));
+        assert!(
+            environ.is_empty(),
+            "child {pid} has an environment: {:?}",
+            String::from_utf8_lossy(&environ)
+        );
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        assert!(status.contains("Seccomp:\t2"), "child {pid} is not under a seccomp filter:\n{status}");
-        assert!(status.contains("NoNewPrivs:\t1"), "child {pid} may gain privileges:\n{status}");
+        assert!(
+            status.contains("Seccomp:\t2"),
+            "child {pid} is not under a seccomp filter:\n{status}"
+        );
+        assert!(
+            status.contains("NoNewPrivs:\t1"),
+            "child {pid} may gain privileges:\n{status}"
+        );
         let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("fd dir")
             .flatten()
@@ -139,7 +172,8 @@ async fn sandbox_processes_are_locked_down_and_never_hold_a_secret() {
             .map(|target| target.display().to_string())
             .collect();
         assert!(
-            !fds.iter().any(|f| f.starts_with('/') && !f.starts_with("/dev/null")),
+            !fds.iter()
+                .any(|f| f.starts_with('/') && !f.starts_with("/dev/null")),
             "child {pid} holds files open: {fds:?}"
         );
         let leaked = memory_holds(&pid.to_string(), &[SECRET, MASTER_HEX, &key, ADMIN]);
@@ -148,9 +182,15 @@ async fn sandbox_processes_are_locked_down_and_never_hold_a_secret() {
     let (status, ready) = api.call(Method::GET, "/readyz", "", None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(ready["sandbox"]["mode"], "processes", "{ready}");
-    let layers = ready["sandbox"]["lockdown"].as_array().cloned().unwrap_or_default();
+    let layers = ready["sandbox"]["lockdown"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for layer in ["no_new_privs", "seccomp"] {
-        assert!(layers.contains(&json!(layer)), "/readyz names the {layer} layer: {ready}");
+        assert!(
+            layers.contains(&json!(layer)),
+            "/readyz names the {layer} layer: {ready}"
+        );
     }
     api.stop().await;
 }
@@ -173,7 +213,12 @@ async fn upload(api: &TestApi, key: &str, name: &str, extra: Value, main: &str) 
 
 async fn start_run(api: &TestApi, key: &str, agent: &str) -> String {
     let (status, run) = api
-        .call(Method::POST, &format!("/v1/agents/t/{agent}/runs"), key, Some(json!({ "input": {} })))
+        .call(
+            Method::POST,
+            &format!("/v1/agents/t/{agent}/runs"),
+            key,
+            Some(json!({ "input": {} })),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     run["id"].as_str().expect("id").to_owned()
@@ -188,7 +233,14 @@ async fn a_killed_sandbox_process_fails_only_its_own_runs() {
     let (_org, _app, key) = api.tenant().await;
     let sleeper = "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 'slept'; };";
     upload(&api, &key, "sleeper", json!({}), sleeper).await;
-    upload(&api, &key, "retrier", json!({ "retry_on_node_lost": true }), sleeper).await;
+    upload(
+        &api,
+        &key,
+        "retrier",
+        json!({ "retry_on_node_lost": true }),
+        sleeper,
+    )
+    .await;
 
     let mut victims = Vec::new();
     for _ in 0..195 {
@@ -212,7 +264,11 @@ async fn a_killed_sandbox_process_fails_only_its_own_runs() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_ne!(children(&api).first(), Some(&active), "the dead process was replaced");
+    assert_ne!(
+        children(&api).first(),
+        Some(&active),
+        "the dead process was replaced"
+    );
     let mut after = Vec::new();
     for _ in 0..20 {
         after.push(start_run(&api, &key, "sleeper").await);
@@ -226,20 +282,40 @@ async fn a_killed_sandbox_process_fails_only_its_own_runs() {
             other => panic!("a run ended {other:?}: {run}"),
         }
     }
-    assert!(crashed >= 1, "the killed process hosted runs ({succeeded} succeeded)");
+    assert!(
+        crashed >= 1,
+        "the killed process hosted runs ({succeeded} succeeded)"
+    );
     for id in retried.iter().chain(&after) {
         let run = wait_final(&api, &key, id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
     }
     for id in &retried {
         let run = wait_final(&api, &key, id).await;
-        assert_eq!(run["attempt"], 2, "a retry_on_node_lost run is tried again once: {run}");
+        assert_eq!(
+            run["attempt"], 2,
+            "a retry_on_node_lost run is tried again once: {run}"
+        );
     }
     let (status, _) = api.call(Method::GET, "/healthz", "", None).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, running) = api.call(Method::GET, "/v1/runs?status=running", &key, None).await;
-    assert_eq!(running["data"], json!([]), "no run is left running: {running}");
-    let stats = api.server.as_ref().expect("server").state.runs.sandbox().process_stats().expect("processes");
+    let (_, running) = api
+        .call(Method::GET, "/v1/runs?status=running", &key, None)
+        .await;
+    assert_eq!(
+        running["data"],
+        json!([]),
+        "no run is left running: {running}"
+    );
+    let stats = api
+        .server
+        .as_ref()
+        .expect("server")
+        .state
+        .runs
+        .sandbox()
+        .process_stats()
+        .expect("processes");
     assert!(stats.children_crashed >= 1, "{stats:?}");
     for _ in 0..100 {
         if children(&api).len() >= 2 {
@@ -247,7 +323,10 @@ async fn a_killed_sandbox_process_fails_only_its_own_runs() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(children(&api).len() >= 2, "a new spare replaced the dead process");
+    assert!(
+        children(&api).len() >= 2,
+        "a new spare replaced the dead process"
+    );
     api.stop().await;
 }
 
@@ -271,9 +350,21 @@ async fn runs_go_on_across_recycled_sandbox_processes() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{run}");
-        assert_eq!(run["output"]["greeting"], format!("Hello, {name}!"), "{run}");
+        assert_eq!(
+            run["output"]["greeting"],
+            format!("Hello, {name}!"),
+            "{run}"
+        );
     }
-    let stats = api.server.as_ref().expect("server").state.runs.sandbox().process_stats().expect("processes");
+    let stats = api
+        .server
+        .as_ref()
+        .expect("server")
+        .state
+        .runs
+        .sandbox()
+        .process_stats()
+        .expect("processes");
     assert!(stats.children_recycled >= 3, "{stats:?}");
     assert_eq!(stats.children_crashed, 0, "{stats:?}");
     assert!(
