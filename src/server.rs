@@ -20,10 +20,10 @@ use crate::bus::{EventBus, MemoryBus, RedisBus};
 use crate::config::{SandboxMode, ServeArgs};
 use crate::llm::host::ProviderLlm;
 use crate::llm::LlmHttp;
+use crate::process::{Sandbox, Spawn, Supervisor, SupervisorConfig};
 use crate::quota::{MemoryQuotas, Quotas, RedisQuotas};
 use crate::runs::admission::{Admission, AdmissionLimits};
 use crate::runs::{RunService, RunServiceConfig};
-use crate::process::{Sandbox, Spawn, Supervisor, SupervisorConfig};
 use crate::sandbox::{Pool, PoolConfig};
 use crate::store::{SqlStore, Store};
 
@@ -252,7 +252,8 @@ async fn start_sandbox(args: &ServeArgs) -> anyhow::Result<Sandbox> {
     }
     let program = match &args.sandbox_program {
         Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot find this binary to start sandbox processes from")?,
+        None => std::env::current_exe()
+            .context("cannot find this binary to start sandbox processes from")?,
     };
     let supervisor = Supervisor::start(SupervisorConfig {
         spawn: Spawn {

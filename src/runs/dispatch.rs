@@ -11,9 +11,7 @@ use super::adapters::{now_ms, StoreMemory};
 use super::admission::Permit;
 use super::{package_of, Inner};
 use crate::host::{HostServices, Tenant};
-use crate::sandbox::{
-    ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest,
-};
+use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
 use crate::store::{RunFinish, RunRow, StoreError, StoreResult};
 
 pub(crate) fn finish_record(
@@ -109,31 +107,32 @@ async fn execute(inner: &Arc<Inner>, row: RunRow) {
             // Must match the sandbox's own decision (`RemoteRun::retry_on_crash`).
             let retry_on_crash = request.package.manifest.retry_on_node_lost && request.attempt < 2;
             match inner.cfg.sandbox.submit(request) {
-            Ok(handle) => {
-                if let Ok(mut active) = inner.active.lock() {
-                    active.insert(row.id.clone(), handle.canceller());
-                }
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    let outcome = handle.outcome().await;
-                    if retry_on_crash && outcome.error_code() == Some(ErrorCode::SandboxCrashed) {
-                        retry_crashed(&inner, &row).await;
-                    } else {
-                        complete(&inner, &row, outcome).await;
+                Ok(handle) => {
+                    if let Ok(mut active) = inner.active.lock() {
+                        active.insert(row.id.clone(), handle.canceller());
                     }
-                });
-                return;
+                    let inner = inner.clone();
+                    tokio::spawn(async move {
+                        let outcome = handle.outcome().await;
+                        if retry_on_crash && outcome.error_code() == Some(ErrorCode::SandboxCrashed)
+                        {
+                            retry_crashed(&inner, &row).await;
+                        } else {
+                            complete(&inner, &row, outcome).await;
+                        }
+                    });
+                    return;
+                }
+                Err(PoolError::Saturated(_)) | Err(PoolError::Closed) => {
+                    // Back to the queue: the claimer retries when the pool has room.
+                    let _ = inner
+                        .cfg
+                        .store
+                        .requeue_run(&row.id, &inner.cfg.node_id, row.attempt)
+                        .await;
+                    return;
+                }
             }
-            Err(PoolError::Saturated(_)) | Err(PoolError::Closed) => {
-                // Back to the queue: the claimer retries when the pool has room.
-                let _ = inner
-                    .cfg
-                    .store
-                    .requeue_run(&row.id, &inner.cfg.node_id, row.attempt)
-                    .await;
-                return;
-            }
-        }
         }
         Err(PrepareError::Invalid(message)) => {
             json!({ "code": "package_invalid", "message": message })
@@ -254,12 +253,17 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
 /// for its second attempt (on a new process), like a run whose node was lost.
 async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
     let store = &inner.cfg.store;
-    match store.requeue_run(&row.id, &inner.cfg.node_id, row.attempt + 1).await {
+    match store
+        .requeue_run(&row.id, &inner.cfg.node_id, row.attempt + 1)
+        .await
+    {
         Ok(true) => info!(run = %row.id, "sandbox process died: run requeued for a second attempt"),
         Ok(false) => {}
         // Still `running` under a lease nobody renews once it leaves `active`: the
         // reaper retries it.
-        Err(e) => warn!(run = %row.id, error = %e, "could not requeue a run whose sandbox process died"),
+        Err(e) => {
+            warn!(run = %row.id, error = %e, "could not requeue a run whose sandbox process died")
+        }
     }
     release_permit(inner, row, 0).await;
     if let Ok(mut active) = inner.active.lock() {
