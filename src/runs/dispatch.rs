@@ -266,8 +266,13 @@ async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
         }
     }
     release_permit(inner, row, 0).await;
-    if let Ok(mut active) = inner.active.lock() {
+    let idle = {
+        let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
         active.remove(&row.id);
+        active.is_empty()
+    };
+    if idle {
+        inner.idle.notify_waiters();
     }
     inner.wake.notify_one();
 }
