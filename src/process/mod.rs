@@ -13,6 +13,8 @@
 
 pub mod child;
 mod host_side;
+#[cfg(test)]
+mod host_side_tests;
 pub mod lockdown;
 pub mod protocol;
 pub mod proxy;

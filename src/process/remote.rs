@@ -49,6 +49,22 @@ pub(crate) struct RemoteRun {
     event_bytes: AtomicU64,
 }
 
+impl RemoteRun {
+    pub fn new(req: RunRequest, shared: Arc<RunShared>) -> RemoteRun {
+        RemoteRun {
+            retry_on_crash: req.package.manifest.retry_on_node_lost && req.attempt < 2,
+            shared,
+            memory: HostMemory::new(req.grant.limits.heap_bytes() as u64),
+            services: req.services,
+            grant: req.grant,
+            tenant: req.tenant,
+            package: req.package,
+            fetches: AtomicU32::new(0),
+            event_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
 /// How to start children.
 #[derive(Debug, Clone)]
 pub struct Spawn {
@@ -214,29 +230,20 @@ impl Child {
             trigger: req.trigger.clone(),
             attempt: req.attempt,
         };
-        let run = Arc::new(RemoteRun {
-            retry_on_crash: req.package.manifest.retry_on_node_lost && req.attempt < 2,
-            shared: shared.clone(),
-            memory: HostMemory::new(req.grant.limits.heap_bytes() as u64),
-            services: req.services,
-            grant: req.grant,
-            tenant: req.tenant,
-            package: req.package,
-            fetches: AtomicU32::new(0),
-            event_bytes: AtomicU64::new(0),
-        });
-        lock(&self.runs).insert(req.run_id.clone(), run);
+        let run_id = req.run_id.clone();
+        let run = Arc::new(RemoteRun::new(req, shared.clone()));
+        lock(&self.runs).insert(run_id.clone(), run);
         self.submitted.fetch_add(1, Ordering::AcqRel);
         if self.out.send(ToChild::Run(Box::new(spec))).is_err() {
-            lock(&self.runs).remove(&req.run_id);
+            lock(&self.runs).remove(&run_id);
             return Err(PoolError::Saturated(0));
         }
-        let (out, id) = (self.out.clone(), req.run_id.clone());
+        let (out, id) = (self.out.clone(), run_id.clone());
         let relay = Arc::new(move || {
             let _ = out.send(ToChild::Cancel { run: id.clone() });
         });
         let canceller = RunCanceller::relayed(shared, self.cancel_grace, relay);
-        Ok(RunHandle::new(req.run_id, canceller, outcome))
+        Ok(RunHandle::new(run_id, canceller, outcome))
     }
 
     /// Ends the runs that are past their deadline by more than `slack` (the child
