@@ -185,10 +185,15 @@ async fn parked(sandbox: &Sandbox, n: usize) -> (f64, usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let during = total_rss(sandbox);
+    println!("  {} of {n} parked after {:.1} s", tool.parked.load(Ordering::SeqCst), t0.elapsed().as_secs_f64());
     gate.add_permits(n);
     let mut ok = 0;
     for h in handles {
-        ok += h.outcome().await.succeeded() as usize;
+        let outcome = h.outcome().await;
+        if !outcome.succeeded() && ok < 2 {
+            println!("  a parked run failed: {:?}", outcome.error);
+        }
+        ok += outcome.succeeded() as usize;
     }
     (
         during.saturating_sub(before) as f64 / 1048576.0 / n as f64,
