@@ -34,6 +34,10 @@ pub fn main() -> ExitCode {
     if let Command::Sandbox(args) = cli.command {
         return crate::process::child::main(args);
     }
+    // The quickjs engine caches compiled modules on disk and reads them back unchecked:
+    // tenant code must never be loaded from a file another run could have written.
+    // (Sandbox processes have no file system to cache in.) Set before any thread starts.
+    std::env::set_var("V82JSC_NO_BC_CACHE", "1");
     // Servers narrate what they do; `exec` prints only its record.
     let default_log = match cli.command {
         Command::Exec(_) => "warn",

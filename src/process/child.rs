@@ -45,7 +45,8 @@ pub fn main(args: ChildArgs) -> ExitCode {
         parent_pid: args.parent,
         address_space_bytes: (args.address_space_mb > 0)
             .then(|| args.address_space_mb.saturating_mul(1024 * 1024)),
-        max_fds: 64,
+        // Each worker thread's tokio runtime holds 4 fds; the pool grows to 64 threads.
+        max_fds: 512,
     }) {
         Ok(report) => report,
         // Nothing to tell it over yet; the server sees the exit status.

@@ -14,6 +14,7 @@
 //!    process of its uid may ptrace it (root still reads its `/proc` files).
 //! 7. `fds_closed`: every fd but the channel; 0, 1 and 2 point to `/dev/null`, so a
 //!    stray `println!` never lands in an epoll or eventfd that took their numbers.
+//!    Then tokio's process-wide signal socketpair is made (the filter refuses socketpair).
 //! 8. `landlock`: every file-system right handled and none granted (no file access at
 //!    all), TCP bind/connect and, where the kernel has them, signal/abstract-socket scopes.
 //! 9. `seccomp`: an allow-list (see `seccomp.rs`); everything else answers EPERM.
