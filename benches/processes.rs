@@ -185,7 +185,11 @@ async fn parked(sandbox: &Sandbox, n: usize) -> (f64, usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let during = total_rss(sandbox);
-    println!("  {} of {n} parked after {:.1} s", tool.parked.load(Ordering::SeqCst), t0.elapsed().as_secs_f64());
+    println!(
+        "  {} of {n} parked after {:.1} s",
+        tool.parked.load(Ordering::SeqCst),
+        t0.elapsed().as_secs_f64()
+    );
     gate.add_permits(n);
     let mut ok = 0;
     for h in handles {

@@ -297,17 +297,9 @@ impl AgentPackage {
                 format!("entry {} is not in the package", manifest.entry),
             ));
         }
-        let input_schema = schema::compile("input", manifest.input.as_ref())?;
-        let output_schema = schema::compile("output", manifest.output.as_ref())?;
         check_imports(&files)?;
         let digest = digest::digest(&manifest_json, &files);
-        Ok(AgentPackage {
-            manifest,
-            files,
-            input_schema,
-            output_schema,
-            digest,
-        })
+        Self::rebuilt(manifest, files, digest)
     }
 }
 

@@ -237,15 +237,7 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
     }
     release_permit(inner, row, outcome.usage.cpu_ms.ceil() as u64).await;
     inner.sink.release_end(&row.id);
-    let idle = {
-        let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
-        active.remove(&row.id);
-        active.is_empty()
-    };
-    if idle {
-        inner.idle.notify_waiters();
-    }
-    inner.wake.notify_one();
+    leave_active(inner, &row.id);
     tracing::debug!(run = %row.id, status = %finish.status, recorded, "run finished");
 }
 
@@ -266,9 +258,15 @@ async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
         }
     }
     release_permit(inner, row, 0).await;
+    leave_active(inner, &row.id);
+}
+
+/// The run no longer executes here: its slot on this node frees (waking the claimer, and
+/// shutdown once nothing is left).
+fn leave_active(inner: &Inner, run_id: &str) {
     let idle = {
         let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
-        active.remove(&row.id);
+        active.remove(run_id);
         active.is_empty()
     };
     if idle {

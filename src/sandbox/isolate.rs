@@ -119,10 +119,12 @@ impl Drop for Isolate {
         ALIVE.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: disposal requires the isolate to be the thread's current one; entering
         // it here is balanced by the exit inside the isolate's own drop.
-        unsafe {
-            self.runtime.v8_isolate().enter();
-            ManuallyDrop::drop(&mut self.runtime);
-        }
+        unsafe { self.runtime.v8_isolate().enter() };
+        // Entered, no JS running, none to run again: let disposal free the heap.
+        #[cfg(feature = "quickjs")]
+        super::scrub::before_dispose(&mut self.runtime);
+        // SAFETY: dropped exactly once, here; the isolate is entered (above).
+        unsafe { ManuallyDrop::drop(&mut self.runtime) };
     }
 }
 

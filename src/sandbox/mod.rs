@@ -25,6 +25,7 @@ pub mod pool;
 pub mod record;
 pub mod run;
 pub mod scope;
+mod scrub;
 pub mod shared;
 pub mod snapshot;
 mod worker;
