@@ -7,7 +7,7 @@
 //! uses: each poll enters it (see [`EnteredIsolate`]) and `Drop` enters it once more so
 //! disposal finds it current.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -61,12 +61,13 @@ impl Isolate {
         let heap_watch: Rc<RefCell<Option<Arc<RunShared>>>> = Rc::default();
         let watch = heap_watch.clone();
         let handle = runtime.v8_isolate().thread_safe_handle();
+        let raised = Cell::new(false);
         runtime.add_near_heap_limit_callback(move |current, _initial| {
             if let Some(run) = watch.borrow().as_ref() {
                 run.condemn(Breach::Memory);
             }
             handle.terminate_execution();
-            near_heap_limit_answer(current)
+            near_heap_limit_answer(current, raised.replace(true))
         });
         if !runtime.op_state().borrow().has::<AgentRunner>() {
             anyhow::bail!("runtime-js did not register the agent runner");
@@ -160,15 +161,24 @@ impl Drop for EntryGuard<'_> {
     }
 }
 
-/// What the near-heap-limit callback returns. V8 aborts the process if the limit is not
-/// raised, so it gets head-room to unwind the termination; QuickJS must get the same
-/// limit back or allocation races on past it (see notes/quickjs-engine.md).
+/// What the near-heap-limit callback returns (`again`: it already answered once for this
+/// isolate). V8 aborts the process if the limit is not raised, so it gets head-room to
+/// unwind the termination. QuickJS gets a fixed head-room once: the termination it asked
+/// for unwinds the agent's stack, and that unwinding (the uncatchable error and its
+/// backtrace) must not itself run out of memory — QuickJS's error path under a failing
+/// allocator is where the engine crashed. A second call gets the same limit back, so
+/// allocation cannot race on past it (see notes/quickjs-engine.md).
 #[cfg(feature = "quickjs")]
-fn near_heap_limit_answer(current: usize) -> usize {
-    current
+fn near_heap_limit_answer(current: usize, again: bool) -> usize {
+    const UNWIND_HEADROOM: usize = 16 << 20;
+    if again {
+        current
+    } else {
+        current.saturating_add(UNWIND_HEADROOM)
+    }
 }
 
 #[cfg(not(feature = "quickjs"))]
-fn near_heap_limit_answer(current: usize) -> usize {
+fn near_heap_limit_answer(current: usize, _again: bool) -> usize {
     current.saturating_mul(2)
 }
