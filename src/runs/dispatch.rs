@@ -29,15 +29,49 @@ pub(crate) fn finish_record(
     }
 }
 
-fn capacity(inner: &Inner) -> usize {
-    let active = inner.active.lock().map_or(0, |a| a.len());
-    inner.cfg.max_inflight.saturating_sub(active)
+/// Slots this node set aside for runs it is claiming. They count as taken until the run
+/// is active (or the reservation is dropped), so claims racing each other — the claimer
+/// and every request's `try_start` — never start more than `max_inflight` runs.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    left: usize,
 }
 
-/// Claims and starts one run this node just accepted, if it has room; otherwise the
-/// claimer (here or on another node) picks it up.
-pub(crate) async fn try_start(inner: &Arc<Inner>, run_id: &str) {
-    if capacity(inner) == 0 {
+impl<'a> Reservation<'a> {
+    /// Up to `want` of the node's free slots.
+    fn take(inner: &'a Inner, want: usize) -> Reservation<'a> {
+        let active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = active.len() + inner.reserved.load(Ordering::Acquire);
+        let left = inner.cfg.max_inflight.saturating_sub(taken).min(want);
+        inner.reserved.fetch_add(left, Ordering::AcqRel);
+        Reservation { inner, left }
+    }
+
+    /// One reserved slot is now held by an active run (call after inserting it).
+    fn filled(&mut self) {
+        if self.left > 0 {
+            self.left -= 1;
+            self.inner.reserved.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.inner.reserved.fetch_sub(self.left, Ordering::AcqRel);
+    }
+}
+
+/// Called when this node just accepted a run: if it has room, it claims and starts the
+/// run whose turn it is (`Store::claim_queued_runs` is fair across apps and end-users),
+/// which is the new one unless others are waiting for their turn — a new run never jumps
+/// another tenant's queue. Otherwise the claimer (here or on another node) picks it up.
+pub(crate) async fn try_start(inner: &Arc<Inner>) {
+    if !inner.accepting.load(Ordering::Acquire) {
+        return;
+    }
+    let mut slots = Reservation::take(inner, 1);
+    if slots.left == 0 {
         return;
     }
     let now = now_ms();
@@ -45,14 +79,15 @@ pub(crate) async fn try_start(inner: &Arc<Inner>, run_id: &str) {
     match inner
         .cfg
         .store
-        .claim_run(run_id, &inner.cfg.node_id, now, lease_until)
+        .claim_queued_runs(&inner.cfg.node_id, 1, now, lease_until)
         .await
     {
-        Ok(Some(row)) => execute(inner, row).await,
-        Ok(None) => {}
-        Err(e) => {
-            warn!(run = run_id, error = %e, "could not claim a new run; the claimer will retry")
+        Ok(rows) => {
+            for row in rows {
+                execute(inner, row, &mut slots).await;
+            }
         }
+        Err(e) => warn!(error = %e, "could not claim a new run; the claimer will retry"),
     }
 }
 
@@ -64,8 +99,11 @@ pub(crate) async fn claimer(inner: Arc<Inner>) {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
-        let room = capacity(&inner);
-        if room == 0 || !inner.accepting.load(Ordering::Acquire) {
+        if !inner.accepting.load(Ordering::Acquire) {
+            continue;
+        }
+        let mut slots = Reservation::take(&inner, 64);
+        if slots.left == 0 {
             continue;
         }
         let now = now_ms();
@@ -73,12 +111,12 @@ pub(crate) async fn claimer(inner: Arc<Inner>) {
         match inner
             .cfg
             .store
-            .claim_queued_runs(&inner.cfg.node_id, room.min(64) as u32, now, lease_until)
+            .claim_queued_runs(&inner.cfg.node_id, slots.left as u32, now, lease_until)
             .await
         {
             Ok(rows) => {
                 for row in rows {
-                    execute(&inner, row).await;
+                    execute(&inner, row, &mut slots).await;
                 }
             }
             Err(e) => warn!(error = %e, "claiming queued runs failed"),
@@ -101,16 +139,19 @@ impl From<StoreError> for PrepareError {
 }
 
 /// Starts a claimed run on the pool; its outcome is written by a task of its own.
-async fn execute(inner: &Arc<Inner>, row: RunRow) {
+async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
     let error = match prepare(inner, &row).await {
         Ok(request) => {
             // Must match the sandbox's own decision (`RemoteRun::retry_on_crash`).
             let retry_on_crash = request.package.manifest.retry_on_node_lost && request.attempt < 2;
             match inner.cfg.sandbox.submit(request) {
                 Ok(handle) => {
-                    if let Ok(mut active) = inner.active.lock() {
-                        active.insert(row.id.clone(), handle.canceller());
-                    }
+                    inner
+                        .active
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(row.id.clone(), handle.canceller());
+                    slots.filled();
                     let inner = inner.clone();
                     tokio::spawn(async move {
                         let outcome = handle.outcome().await;

@@ -17,7 +17,7 @@ pub mod metrics;
 mod recovery;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub cfg: RunServiceConfig,
     pub sink: Arc<EventPipeline>,
     pub active: Mutex<HashMap<String, RunCanceller>>,
+    /// Slots set aside by claims in progress (`dispatch::Reservation`).
+    pub reserved: AtomicUsize,
     pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
     pub accepting: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -116,6 +118,7 @@ impl RunService {
         let inner = Arc::new(Inner {
             sink,
             active: Mutex::new(HashMap::new()),
+            reserved: AtomicUsize::new(0),
             packages: moka::sync::Cache::new(1_000),
             accepting: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
@@ -219,7 +222,7 @@ impl RunService {
             dispatch::release_permit(&self.inner, &row, 0).await;
             return Err(e.into());
         }
-        dispatch::try_start(&self.inner, &row.id).await;
+        dispatch::try_start(&self.inner).await;
         Ok((row, rate))
     }
 

@@ -21,6 +21,7 @@
 
 mod agents;
 mod broker;
+mod fair;
 mod kv;
 mod runs;
 mod tenants;

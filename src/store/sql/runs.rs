@@ -4,10 +4,13 @@
 //! transition is one conditional `UPDATE`, so two nodes racing on the same run see exactly
 //! one of them win (the other's statement matches no row).
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
+use super::fair::{in_fair_order, plan, Stream};
 use super::util::{col, i32_col, json_col, json_text, keyset, limit, opt_json_col, opt_json_text};
 use super::Backend;
 use crate::store::{
@@ -170,6 +173,11 @@ pub(super) async fn list_runs(
 
 /// PostgreSQL locks the chosen rows and skips rows another node is claiming at the same
 /// moment; SQLite has one writer at a time, so the plain statement is already exclusive.
+/// Claims up to `max` queued runs in fair order ([`super::fair`]): one `GROUP BY` row per
+/// stream running or queued, a plan, then each chosen stream's oldest runs by index. On
+/// PostgreSQL the picks are locked `FOR UPDATE SKIP LOCKED` in one transaction, so
+/// concurrent nodes take different runs; SQLite has one writer, and the final `UPDATE`
+/// re-checks `status = 'queued'`, so a run is never claimed twice either way.
 pub(super) async fn claim_queued_runs(
     pool: &AnyPool,
     backend: Backend,
@@ -178,44 +186,121 @@ pub(super) async fn claim_queued_runs(
     now: Millis,
     lease_until: Millis,
 ) -> StoreResult<Vec<RunRow>> {
-    let sql = match backend {
-        // The CTE is materialized so the locking subquery runs once: as a plain
-        // `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` the planner may rescan it
-        // and claim more than n rows.
-        Backend::Postgres => concat!(
-            "WITH picked AS MATERIALIZED (
-                 SELECT id FROM runs WHERE status = 'queued'
-                 ORDER BY created_at, id LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE runs
-             SET status = 'running', lease_owner = $1, lease_expires_at = $3,
-                 started_at = COALESCE(started_at, $2)
-             WHERE status = 'queued' AND id IN (SELECT id FROM picked)
-             RETURNING ",
-            run_columns!()
-        ),
-        Backend::Sqlite => concat!(
-            "UPDATE runs
-             SET status = 'running', lease_owner = $1, lease_expires_at = $3,
-                 started_at = COALESCE(started_at, $2)
-             WHERE status = 'queued' AND id IN (
-                 SELECT id FROM runs WHERE status = 'queued'
-                 ORDER BY created_at, id LIMIT $4)
-             RETURNING ",
-            run_columns!()
-        ),
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    // What runs now, per stream and per app (a few rows per app; partial index).
+    let mut running: HashMap<(String, Option<String>), u64> = HashMap::new();
+    let mut running_by_app: HashMap<String, u64> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT app_id, end_user, COUNT(*) AS n
+         FROM runs WHERE status = 'running' GROUP BY app_id, end_user",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let app_id: String = col(&r, "app_id")?;
+        let n = u64::try_from(col::<i64>(&r, "n")?).unwrap_or(0);
+        *running_by_app.entry(app_id.clone()).or_default() += n;
+        running.insert((app_id, col(&r, "end_user")?), n);
+    }
+    let streams = sqlx::query(
+        "SELECT app_id, end_user, COUNT(*) AS queued, MIN(created_at) AS oldest
+         FROM runs WHERE status = 'queued' GROUP BY app_id, end_user",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let app_id: String = col(r, "app_id")?;
+        let end_user: Option<String> = col(r, "end_user")?;
+        Ok(Stream {
+            running: running
+                .get(&(app_id.clone(), end_user.clone()))
+                .copied()
+                .unwrap_or(0),
+            app_id,
+            end_user,
+            queued: u64::try_from(col::<i64>(r, "queued")?).unwrap_or(0),
+            oldest: col(r, "oldest")?,
+        })
+    })
+    .collect::<StoreResult<Vec<_>>>()?;
+    let plan = plan(streams, &running_by_app, max as usize);
+    let pick = match backend {
+        Backend::Postgres => {
+            "SELECT id FROM runs
+             WHERE status = 'queued' AND app_id = $1 AND end_user IS NOT DISTINCT FROM $2
+             ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+        }
+        Backend::Sqlite => {
+            "SELECT id FROM runs WHERE status = 'queued' AND app_id = $1 AND end_user IS $2
+             ORDER BY created_at, id LIMIT $3"
+        }
     };
-    let rows = sqlx::query(sql)
-        .bind(node)
-        .bind(now)
-        .bind(lease_until)
-        .bind(limit(max))
-        .fetch_all(pool)
-        .await?;
-    let mut runs = runs_from_rows(&rows)?;
-    // RETURNING follows no ORDER BY: restore the queue order.
-    runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    Ok(runs)
+    // PostgreSQL: one transaction holds the picks' locks until the update. SQLite: no
+    // transaction (a deferred one that reads, then writes, fails at once when another
+    // writer committed in between); the update's own check suffices.
+    let mut claim = match backend {
+        Backend::Postgres => Claim::Locked(pool.begin().await?),
+        Backend::Sqlite => Claim::Plain(pool.acquire().await?),
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for (stream, n) in &plan {
+        let rows = sqlx::query(pick)
+            .bind(&stream.app_id)
+            .bind(&stream.end_user)
+            .bind(*n as i64)
+            .fetch_all(claim.connection())
+            .await?;
+        for row in &rows {
+            ids.push(col(row, "id")?);
+        }
+    }
+    if ids.is_empty() {
+        claim.finish().await?;
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (4..4 + ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "UPDATE runs
+         SET status = 'running', lease_owner = $1, lease_expires_at = $3,
+             started_at = COALESCE(started_at, $2)
+         WHERE status = 'queued' AND id IN ({})
+         RETURNING {}",
+        placeholders.join(", "),
+        run_columns!()
+    );
+    let mut update = sqlx::query(&sql).bind(node).bind(now).bind(lease_until);
+    for id in &ids {
+        update = update.bind(id);
+    }
+    let rows = update.fetch_all(claim.connection()).await?;
+    claim.finish().await?;
+    // RETURNING follows no ORDER BY: start them in turn order again.
+    Ok(in_fair_order(runs_from_rows(&rows)?))
+}
+
+/// The connection a claim runs on: inside a transaction, or not.
+enum Claim {
+    Locked(sqlx::Transaction<'static, sqlx::Any>),
+    Plain(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl Claim {
+    fn connection(&mut self) -> &mut sqlx::AnyConnection {
+        match self {
+            Claim::Locked(tx) => tx,
+            Claim::Plain(conn) => conn,
+        }
+    }
+
+    async fn finish(self) -> StoreResult<()> {
+        if let Claim::Locked(tx) = self {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
 }
 
 pub(super) async fn claim_run(

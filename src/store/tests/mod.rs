@@ -6,12 +6,14 @@
 //! - `tenancy`: orgs, apps, keys, end-users, audit.
 //! - `scoping`: cross-tenant isolation, keyset pagination.
 //! - `runs`: runs, claiming, leases, finishing.
+//! - `fairness`: claiming takes turns across apps and end-users.
 //! - `events`: run events, usage totals.
 //! - `data`: agents and versions, state, memory, idempotency, corrupt rows.
 
 mod broker;
 mod data;
 mod events;
+mod fairness;
 mod runs;
 mod scoping;
 mod tenancy;
@@ -149,6 +151,8 @@ suite!(
     runs::claim_oldest_first,
     runs::claim_exclusive_under_concurrency,
     runs::claim_one_run,
+    fairness::claim_takes_turns_across_apps,
+    fairness::claim_takes_turns_across_end_users,
     runs::leases_expire_and_requeue,
     runs::finish_only_once,
     runs::runs_of_node_and_queue_depth,

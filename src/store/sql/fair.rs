@@ -1,0 +1,252 @@
+//! Fair claiming: which queued runs a claim of `limit` takes.
+//!
+//! The queue is a set of *streams*, one per (app, end-user) (runs without an end-user are
+//! one more stream of their app). Each pick goes to the app with the fewest runs running
+//! (counting the picks of this claim), and within it to the stream with the fewest; ties
+//! go to the oldest queued run. That is max-min fair sharing of the node's capacity: an
+//! app with a backlog of thousands and slots full gets the next free slot only when every
+//! other app with queued work runs at least as many, so another app's new run starts at
+//! the next free slot; apps with equal shares take turns. Running counts come from the
+//! store, so the share is fair across nodes too.
+//!
+//! A claim reads one row per stream (`GROUP BY` on partial indexes of the queued and the
+//! running runs), plans here how many runs each stream gives, then fetches those by index:
+//! its cost grows with the number of streams, not with the queue's length.
+
+use std::collections::HashMap;
+
+use crate::store::{Millis, RunRow};
+
+/// One (app, end-user) with queued runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Stream {
+    pub app_id: String,
+    pub end_user: Option<String>,
+    pub queued: u64,
+    /// Its runs running now (on any node).
+    pub running: u64,
+    /// When its oldest queued run was created.
+    pub oldest: Millis,
+}
+
+/// An app's streams and what it runs, as the plan goes.
+struct App {
+    streams: Vec<Stream>,
+    /// Runs given to each stream by this plan.
+    given: Vec<u64>,
+    running: u64,
+    oldest: Millis,
+}
+
+impl App {
+    /// The stream the app's next pick goes to: fewest running (plus given), then oldest.
+    fn next_stream(&self) -> Option<usize> {
+        (0..self.streams.len())
+            .filter(|&i| self.given[i] < self.streams[i].queued)
+            .min_by_key(|&i| {
+                let s = &self.streams[i];
+                (s.running + self.given[i], s.oldest, s.end_user.clone())
+            })
+    }
+}
+
+/// How many runs each stream gives to a claim of `limit` (streams giving none are left
+/// out). `running` counts the app's runs running in every stream, queued or not, so
+/// `running_by_app` adds the apps' streams that have nothing queued.
+pub(super) fn plan(
+    streams: Vec<Stream>,
+    running_by_app: &HashMap<String, u64>,
+    limit: usize,
+) -> Vec<(Stream, usize)> {
+    let mut apps: Vec<App> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for stream in streams {
+        let at = *index.entry(stream.app_id.clone()).or_insert_with(|| {
+            apps.push(App {
+                streams: Vec::new(),
+                given: Vec::new(),
+                running: running_by_app.get(&stream.app_id).copied().unwrap_or(0),
+                oldest: stream.oldest,
+            });
+            apps.len() - 1
+        });
+        let app = &mut apps[at];
+        app.oldest = app.oldest.min(stream.oldest);
+        app.streams.push(stream);
+        app.given.push(0);
+    }
+    for _ in 0..limit {
+        let pick = (0..apps.len())
+            .filter_map(|a| apps[a].next_stream().map(|s| (a, s)))
+            .min_by_key(|&(a, _)| {
+                (
+                    apps[a].running,
+                    apps[a].oldest,
+                    apps[a].streams[0].app_id.clone(),
+                )
+            });
+        let Some((a, s)) = pick else { break };
+        apps[a].given[s] += 1;
+        apps[a].running += 1;
+    }
+    apps.into_iter()
+        .flat_map(|app| app.streams.into_iter().zip(app.given))
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| (s, n as usize))
+        .collect()
+}
+
+/// The claimed `runs` in the order they take their turns (`UPDATE ... RETURNING` gives
+/// them back in no particular order): by pick number, then age.
+pub(super) fn in_fair_order(mut runs: Vec<RunRow>) -> Vec<RunRow> {
+    runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let mut user_turns: HashMap<(&str, Option<&str>), u64> = HashMap::new();
+    let mut keyed: Vec<(u64, usize)> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let turn = user_turns
+                .entry((r.app_id.as_str(), r.end_user.as_deref()))
+                .or_default();
+            *turn += 1;
+            (*turn, i)
+        })
+        .collect();
+    // Within an app: by user turn, then age (the index is the age order).
+    keyed.sort_by_key(|&(user_turn, i)| (runs[i].app_id.clone(), user_turn, i));
+    let mut app_turns: HashMap<&str, u64> = HashMap::new();
+    let mut ranked: Vec<(u64, usize)> = keyed
+        .iter()
+        .map(|&(_, i)| {
+            let turn = app_turns.entry(runs[i].app_id.as_str()).or_default();
+            *turn += 1;
+            (*turn, i)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut slots: Vec<Option<RunRow>> = runs.into_iter().map(Some).collect();
+    ranked
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].take())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(app: &str, user: Option<&str>, queued: u64, running: u64, oldest: Millis) -> Stream {
+        Stream {
+            app_id: app.into(),
+            end_user: user.map(Into::into),
+            queued,
+            running,
+            oldest,
+        }
+    }
+
+    fn counts(plan: Vec<(Stream, usize)>) -> Vec<(String, Option<String>, usize)> {
+        plan.into_iter()
+            .map(|(s, n)| (s.app_id, s.end_user, n))
+            .collect()
+    }
+
+    fn running(apps: &[(&str, u64)]) -> HashMap<String, u64> {
+        apps.iter().map(|(a, n)| (a.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn the_next_slot_goes_to_the_app_running_least() {
+        // A's backlog fills the node's 4 slots; B queues one run: a claim of one takes B's.
+        let streams = vec![
+            stream("app_a", None, 5_000, 4, 1),
+            stream("app_b", None, 1, 0, 50),
+        ];
+        let plan = counts(plan(streams, &running(&[("app_a", 4)]), 1));
+        assert_eq!(plan, [("app_b".into(), None, 1)]);
+    }
+
+    #[test]
+    fn equal_shares_take_turns_and_a_small_queue_leaves_the_rest_to_the_backlog() {
+        let streams = vec![
+            stream("app_a", None, 5_000, 0, 1),
+            stream("app_b", None, 3, 0, 50),
+        ];
+        let none = HashMap::new();
+        let plan4 = counts(plan(streams.clone(), &none, 4));
+        assert_eq!(
+            plan4,
+            [("app_a".into(), None, 2), ("app_b".into(), None, 2)]
+        );
+        let plan10 = counts(plan(streams, &none, 10));
+        assert_eq!(
+            plan10,
+            [("app_a".into(), None, 7), ("app_b".into(), None, 3)]
+        );
+    }
+
+    #[test]
+    fn end_users_share_their_app_and_apps_share_the_node() {
+        let streams = vec![
+            stream("app_a", Some("flood"), 100, 2, 1),
+            stream("app_a", None, 2, 0, 3),
+            stream("app_a", Some("quiet"), 1, 0, 5),
+            stream("app_b", Some("x"), 1, 0, 2),
+        ];
+        // A runs 2 (flood's), B none: B's x first, then A's idle streams, then A's flood.
+        let plan = counts(plan(streams, &running(&[("app_a", 2)]), 4));
+        assert_eq!(
+            plan,
+            [
+                ("app_a".into(), None, 2),
+                ("app_a".into(), Some("quiet".into()), 1),
+                ("app_b".into(), Some("x".into()), 1),
+            ]
+        );
+        assert!(super::plan(Vec::new(), &HashMap::new(), 5).is_empty());
+        let one = vec![stream("app_a", None, 3, 0, 1)];
+        assert!(super::plan(one, &HashMap::new(), 0).is_empty());
+    }
+
+    fn run(id: &str, app: &str, user: Option<&str>, at: i64) -> RunRow {
+        RunRow {
+            id: id.into(),
+            org_id: "org".into(),
+            app_id: app.into(),
+            agent: "@a/b".into(),
+            version: "1.0.0".into(),
+            end_user: user.map(Into::into),
+            trigger: "api".into(),
+            status: "running".into(),
+            input: serde_json::Value::Null,
+            output: None,
+            error: None,
+            metadata: None,
+            usage: None,
+            attempt: 1,
+            created_at: at,
+            started_at: None,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn claimed_runs_start_in_turns() {
+        let runs = vec![
+            run("a1", "app_a", Some("u1"), 1),
+            run("a2", "app_a", Some("u1"), 2),
+            run("a3", "app_a", Some("u1"), 3),
+            run("a4", "app_a", Some("u2"), 4),
+            run("b1", "app_b", None, 5),
+            run("b2", "app_b", None, 6),
+        ];
+        let order: Vec<String> = in_fair_order(runs.into_iter().rev().collect())
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        // Turn 1: a1 (app_a's oldest) and b1; turn 2: a4 (u2's first) and b2; then u1's rest.
+        assert_eq!(order, ["a1", "b1", "a4", "b2", "a2", "a3"]);
+    }
+}
