@@ -179,6 +179,41 @@ impl Caller {
         }
     }
 
+    /// The app a read of runs, events or usage acts on: an app key's own app (naming
+    /// another `app_id` answers 404, as for any other tenant's data), or for an org key
+    /// the `app_id` it names, which must be one of its org's apps (an org dashboard reads
+    /// every app's runs this way).
+    pub async fn app_to_read(
+        &self,
+        state: &AppState,
+        scope: &str,
+        app_id: Option<&str>,
+    ) -> Result<(String, String), ApiError> {
+        self.require_scope(scope)?;
+        match (&self.principal, app_id) {
+            (Principal::App { org_id, app_id }, asked) => match asked {
+                Some(asked) if asked != app_id => Err(ApiError::not_found("app")),
+                _ => Ok((org_id.clone(), app_id.clone())),
+            },
+            (Principal::Org { org_id }, Some(asked)) => {
+                super::extract::check_text("app_id", asked)?;
+                state
+                    .store
+                    .get_app(org_id, asked)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("app"))?;
+                Ok((org_id.clone(), asked.to_owned()))
+            }
+            (Principal::Org { .. }, None) => Err(ApiError::BadRequest(
+                "an org key reads one app's runs at a time: add ?app_id= (GET /v1/apps lists them)"
+                    .into(),
+            )),
+            (Principal::Admin, _) => Err(ApiError::Forbidden(
+                "the admin key manages orgs only; use an org key for this".into(),
+            )),
+        }
+    }
+
     /// The org an org-level endpoint acts on: org or app keys.
     pub fn org(&self, scope: &str) -> Result<String, ApiError> {
         self.require_scope(scope)?;

@@ -58,7 +58,10 @@ pub async fn issue_key(
 #[serde(deny_unknown_fields)]
 struct NewKey {
     name: String,
-    kind: KeyKind,
+    /// Inferred when left out: an app key when `app_id` is given (or the caller is an app
+    /// key), an org key otherwise.
+    #[serde(default)]
+    kind: Option<KeyKind>,
     #[serde(default)]
     app_id: Option<String>,
     #[serde(default)]
@@ -93,7 +96,14 @@ async fn create_key(
             )));
         }
     }
-    let app_id = match (body.kind, &caller.principal, body.app_id) {
+    let kind = body.kind.unwrap_or(
+        if body.app_id.is_some() || matches!(caller.principal, Principal::App { .. }) {
+            KeyKind::App
+        } else {
+            KeyKind::Org
+        },
+    );
+    let app_id = match (kind, &caller.principal, body.app_id) {
         (KeyKind::Org, Principal::Org { .. }, None) => None,
         (KeyKind::Org, _, _) => {
             return Err(ApiError::unprocessable(
@@ -127,15 +137,8 @@ async fn create_key(
             ))
         }
     };
-    let (key, secret) = issue_key(
-        &state,
-        &org_id,
-        app_id.as_deref(),
-        body.kind,
-        &body.name,
-        scopes,
-    )
-    .await?;
+    let (key, secret) =
+        issue_key(&state, &org_id, app_id.as_deref(), kind, &body.name, scopes).await?;
     audit::record(
         &state,
         &caller,

@@ -22,8 +22,8 @@ use tracing::warn;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::extract::ApiPath;
-use super::runs::visible_run;
+use super::extract::{ApiPath, ApiQuery};
+use super::runs::{visible_run, AppQuery};
 use super::AppState;
 use crate::bus::BusEvent;
 use crate::runs::is_final;
@@ -65,9 +65,12 @@ pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AppQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let (_org, app_id) = caller.app("runs:read")?;
+    let (_org, app_id) = caller
+        .app_to_read(&state, "runs:read", q.app_id.as_deref())
+        .await?;
     visible_run(&state, &caller, &app_id, &id).await?;
     let after: i64 = match headers.get("last-event-id") {
         None => 0,

@@ -165,6 +165,8 @@ pub fn run_json(row: &RunRow) -> Value {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RunsQuery {
+    /// For org keys: which of the org's apps.
+    app_id: Option<String>,
     agent: Option<String>,
     status: Option<String>,
     end_user: Option<String>,
@@ -177,7 +179,9 @@ async fn list_runs(
     caller: Caller,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (_org, app_id) = caller.app("runs:read")?;
+    let (_org, app_id) = caller
+        .app_to_read(&state, "runs:read", q.app_id.as_deref())
+        .await?;
     if let Some(status) = &q.status {
         if !matches!(
             status.as_str(),
@@ -232,12 +236,22 @@ pub(super) async fn visible_run(
         .ok_or_else(|| ApiError::not_found("run"))
 }
 
+/// `?app_id=`: which app an org key reads (app keys may leave it out).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AppQuery {
+    pub app_id: Option<String>,
+}
+
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AppQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (_org, app_id) = caller.app("runs:read")?;
+    let (_org, app_id) = caller
+        .app_to_read(&state, "runs:read", q.app_id.as_deref())
+        .await?;
     let row = visible_run(&state, &caller, &app_id, &id).await?;
     Ok(Json(run_json(&row)))
 }

@@ -19,6 +19,9 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UsageQuery {
+    /// For org keys: one app's usage instead of the whole org's.
+    #[serde(default)]
+    app_id: Option<String>,
     /// `day` (default), `week` or `month`: the period ending now.
     #[serde(default)]
     period: Option<String>,
@@ -30,10 +33,16 @@ async fn usage(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<Value>> {
     let org_id = caller.org("usage:read")?;
-    let app_id = match &caller.principal {
-        Principal::App { app_id, .. } => Some(app_id.as_str()),
-        _ => None,
+    let app_id = match (&caller.principal, &q.app_id) {
+        (Principal::Org { .. }, None) => None,
+        _ => Some(
+            caller
+                .app_to_read(&state, "usage:read", q.app_id.as_deref())
+                .await?
+                .1,
+        ),
     };
+    let app_id = app_id.as_deref();
     let period = q.period.as_deref().unwrap_or("day");
     let days = match period {
         "day" => 1,
