@@ -9,66 +9,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atoll::broker::{AddressPolicy, HttpFetcher};
-use atoll::config::ServeArgs;
 use atoll::host::memory::{DiscardEvents, InMemoryMemory, NoLlm, NoTools};
 use atoll::host::{HostServices, Tenant};
 use atoll::package::{AgentPackage, PackageLimits};
 use atoll::sandbox::{Limits, Pool, PoolConfig, RunGrant, RunRequest};
-use serde_json::{json, Value};
+use serde_json::json;
 
-const ADMIN: &str = "atl_bench_admin_key_000000000";
+mod serving;
+
 const SOURCE: &str = "export default async (input) => input.n;";
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted
         .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
-fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
-    ServeArgs {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url,
-        redis_url: std::env::var("ATOLL_BENCH_REDIS_URL").ok(),
-        redis_prefix: format!("bench{}", uuid::Uuid::new_v4().simple()),
-        data_dir: dir.to_path_buf(),
-        admin_key: Some(ADMIN.into()),
-        master_key: None,
-        node_id: None,
-        timeout_ms: 60_000,
-        cpu_ms: 2_000,
-        memory_mb: 64,
-        allow_net: vec![],
-        shutdown_grace_ms: 1_000,
-        rate_per_minute: 10_000_000,
-        end_user_concurrent_runs: 10,
-        end_user_runs_per_minute: 10_000,
-        org_runs_per_minute: 10_000_000,
-        concurrent_runs: 100_000,
-        runs_per_minute: 10_000_000,
-        cpu_ms_per_day: u64::MAX / 4,
-        lease_ms: 30_000,
-        max_inflight: 2_000,
-        event_queue: atoll::runs::events::DEFAULT_CAPACITY,
-        llm_tokens_per_day: 10_000_000,
-        sandbox: atoll::config::SandboxMode::Process,
-        sandbox_program: Some(env!("CARGO_BIN_EXE_atoll").into()),
-        sandbox_runs: atoll::process::supervisor::DEFAULT_RUNS_PER_CHILD,
-        sandbox_rss_mb: 1024,
-        sandbox_address_space_mb: 0,
-        max_body_bytes: 6 << 20,
-    }
-}
-
-async fn post(http: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
-    let r = http
-        .post(url)
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
-    r.json().await.expect("json")
 }
 
 /// (runs/s with `lanes` concurrent clients, p50 ms, p99 ms sequential).
@@ -79,50 +33,20 @@ async fn http_bench(
     lanes: usize,
 ) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = atoll::server::start(args(dir.path(), database_url))
+    let server = atoll::server::start(serving::args(dir.path(), database_url))
         .await
         .expect("server");
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
-    let org = post(
-        &http,
-        &format!("{base}/v1/orgs"),
-        ADMIN,
-        json!({ "name": "bench" }),
-    )
-    .await;
-    let org_key = org["key"]["secret"].as_str().expect("org key").to_owned();
-    let app = post(
-        &http,
-        &format!("{base}/v1/apps"),
-        &org_key,
-        json!({ "name": "bench" }),
-    )
-    .await;
-    let key = post(
-        &http,
-        &format!("{base}/v1/api-keys"),
-        &org_key,
-        json!({ "name": "k", "kind": "app", "app_id": app["id"] }),
-    )
-    .await;
-    let key = key["secret"].as_str().expect("key").to_owned();
-    let upload = json!({ "manifest": { "name": "@bench/trivial", "version": "1.0.0" }, "files": { "main.js": SOURCE } });
-    let r = http
-        .put(format!("{base}/v1/agents/bench/trivial/versions/1.0.0"))
-        .bearer_auth(&key)
-        .json(&upload)
-        .send()
-        .await
-        .expect("upload");
-    assert!(r.status().is_success());
+    let (_, key) = serving::app_key(&http, &base, "bench").await;
+    serving::upload(&http, &base, &key, "@bench/trivial", SOURCE).await;
     let url = format!("{base}/v1/agents/bench/trivial/runs?wait=10");
 
     // Latency: one client, one run at a time, pausing so blank isolates are ready.
     let mut latencies = Vec::new();
     for n in 0..200 {
         let t0 = Instant::now();
-        let run = post(&http, &url, &key, json!({ "input": { "n": n } })).await;
+        let run = serving::post(&http, &url, &key, json!({ "input": { "n": n } })).await;
         latencies.push(t0.elapsed());
         assert_eq!(run["status"], "succeeded", "{run}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -140,7 +64,7 @@ async fn http_bench(
             let mut n = lane as u64 * 1_000_000;
             while Instant::now() < deadline {
                 n += 1;
-                let run = post(&http, &url, &key, json!({ "input": { "n": n } })).await;
+                let run = serving::post(&http, &url, &key, json!({ "input": { "n": n } })).await;
                 if run["status"] == "succeeded" {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
