@@ -17,6 +17,7 @@
 //! - [`quota`]: rate limits, quotas and concurrency slots (Redis or in-process).
 //! - [`bus`]: live fan-out of run events across nodes (Redis or in-process).
 //! - [`runs`]: runs as durable work — queue, leases, recovery, outcomes.
+//! - [`status`]: the one run status type, shared by all of the above.
 //! - [`api`]: the HTTP API.
 //! - [`config`]: server configuration.
 //! - [`server`]: assembling and running the server.
@@ -35,4 +36,5 @@ pub mod quota;
 pub mod runs;
 pub mod sandbox;
 pub mod server;
+pub mod status;
 pub mod store;

@@ -58,8 +58,8 @@ pub async fn issue_key(
 #[serde(deny_unknown_fields)]
 struct NewKey {
     name: String,
-    /// Inferred when left out: an app key when `app_id` is given (or the caller is an app
-    /// key), an org key otherwise.
+    /// Inferred when left out: an app key when `app_id` is given or the caller is an app
+    /// key. An org key (all apps) is only made when asked for by name.
     #[serde(default)]
     kind: Option<KeyKind>,
     #[serde(default)]
@@ -96,13 +96,16 @@ async fn create_key(
             )));
         }
     }
-    let kind = body.kind.unwrap_or(
-        if body.app_id.is_some() || matches!(caller.principal, Principal::App { .. }) {
+    let kind = match body.kind {
+        Some(kind) => kind,
+        None if body.app_id.is_some() || matches!(caller.principal, Principal::App { .. }) => {
             KeyKind::App
-        } else {
-            KeyKind::Org
-        },
-    );
+        }
+        None => return Err(ApiError::unprocessable(
+            "Invalid key",
+            "give app_id for an app key, or \"kind\": \"org\" for a key over every app of the org",
+        )),
+    };
     let app_id = match (kind, &caller.principal, body.app_id) {
         (KeyKind::Org, Principal::Org { .. }, None) => None,
         (KeyKind::Org, _, _) => {

@@ -26,8 +26,7 @@ use super::extract::{ApiPath, ApiQuery};
 use super::runs::{visible_run, AppQuery};
 use super::AppState;
 use crate::bus::BusEvent;
-use crate::runs::is_final;
-use crate::store::StoredEvent;
+use crate::store::{RunStatus, StoredEvent};
 
 /// Events read from the store per query.
 const PAGE: u32 = 500;
@@ -45,7 +44,7 @@ enum Phase {
     /// The run is final and everything stored is sent: waiting for its `end` (live or
     /// in the store), `polls` looks so far without progress.
     Ending {
-        status: String,
+        status: RunStatus,
         polls: u32,
     },
     Done,
@@ -131,14 +130,14 @@ async fn step(c: &mut Cursor) -> Option<Vec<Event>> {
                     c.phase = Phase::Ending { status, polls: 0 };
                     Some(c.take_live(event))
                 }
-                Ok(None) => Some(vec![closing_end(&status)]),
+                Ok(None) => Some(vec![closing_end(status)]),
                 Err(_) => match c.state.store.events_after(&c.run_id, c.last, PAGE).await {
                     Ok(batch) if !batch.is_empty() => {
                         c.phase = Phase::Ending { status, polls: 0 };
                         Some(c.send(batch))
                     }
                     // Its `end` was never written: close with one that has no id.
-                    Ok(_) if polls + 1 >= END_POLLS => Some(vec![closing_end(&status)]),
+                    Ok(_) if polls + 1 >= END_POLLS => Some(vec![closing_end(status)]),
                     Ok(_) => {
                         c.phase = Phase::Ending {
                             status,
@@ -167,7 +166,7 @@ async fn replay(c: &mut Cursor) -> Option<Vec<Event>> {
         Ok(row) => row?,
         Err(e) => return c.close_on(e),
     };
-    if !is_final(&row.status) {
+    if !row.status.is_final() {
         c.phase = Phase::Live;
         return Some(Vec::new());
     }
@@ -179,7 +178,7 @@ async fn replay(c: &mut Cursor) -> Option<Vec<Event>> {
             c.phase = Phase::Replay;
             Some(Vec::new())
         }
-        Ok(Some(last)) if last.kind == "end" => Some(vec![closing_end(&row.status)]),
+        Ok(Some(last)) if last.kind == "end" => Some(vec![closing_end(row.status)]),
         Ok(_) => {
             c.phase = Phase::Ending {
                 status: row.status,
@@ -237,7 +236,7 @@ impl Cursor {
 
 /// The `end` that closes a finished run's stream when none is left to send from the
 /// store; without an id, so the client's `Last-Event-ID` stays on a real event.
-fn closing_end(status: &str) -> Event {
+fn closing_end(status: RunStatus) -> Event {
     Event::default()
         .event("end")
         .data(json!({ "status": status }).to_string())

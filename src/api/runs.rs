@@ -20,8 +20,8 @@ use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
 use crate::runs::adapters::now_ms;
-use crate::runs::{is_final, new_id, NewRun, RunError};
-use crate::store::{RunFilter, RunRow};
+use crate::runs::{new_id, NewRun, RunError};
+use crate::store::{RunFilter, RunRow, RunStatus};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -140,7 +140,7 @@ async fn start_run(
     } else {
         row
     };
-    let status = if is_final(&row.status) {
+    let status = if row.status.is_final() {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
@@ -182,14 +182,12 @@ async fn list_runs(
     let (_org, app_id) = caller
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
-    if let Some(status) = &q.status {
-        if !matches!(
-            status.as_str(),
-            "queued" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled"
-        ) {
-            return Err(ApiError::BadRequest(format!("unknown status '{status}'")));
-        }
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor.clone(),
@@ -204,7 +202,7 @@ async fn list_runs(
                 format!("@{a}")
             }
         }),
-        status: q.status.clone(),
+        status,
         end_user: caller.acting_end_user(q.end_user.as_deref())?,
     };
     let rows = state.store.list_runs(&app_id, &filter, &page).await?;
@@ -275,7 +273,7 @@ async fn cancel_run(
         committed.mark();
     }
     // A running run ends within the cancel grace; give it that long to report.
-    let row = if is_final(&row.status) {
+    let row = if row.status.is_final() {
         row
     } else {
         match state

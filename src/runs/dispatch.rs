@@ -12,16 +12,16 @@ use super::admission::Permit;
 use super::{package_of, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
-use crate::store::{RunFinish, RunRow, StoreError, StoreResult};
+use crate::store::{RunFinish, RunRow, RunStatus, StoreError, StoreResult};
 
 pub(crate) fn finish_record(
-    status: &str,
+    status: RunStatus,
     output: Option<Value>,
     error: Option<Value>,
     usage: Option<Value>,
 ) -> RunFinish {
     RunFinish {
-        status: status.to_owned(),
+        status,
         output,
         error,
         usage,
@@ -82,11 +82,7 @@ pub(crate) async fn try_start(inner: &Arc<Inner>) {
         .claim_queued_runs(&inner.cfg.node_id, 1, now, lease_until)
         .await
     {
-        Ok(rows) => {
-            for row in rows {
-                execute(inner, row, &mut slots).await;
-            }
-        }
+        Ok(rows) => start_claimed(inner, rows, &mut slots).await,
         Err(e) => warn!(error = %e, "could not claim a new run; the claimer will retry"),
     }
 }
@@ -114,12 +110,25 @@ pub(crate) async fn claimer(inner: Arc<Inner>) {
             .claim_queued_runs(&inner.cfg.node_id, slots.left as u32, now, lease_until)
             .await
         {
-            Ok(rows) => {
-                for row in rows {
-                    execute(&inner, row, &mut slots).await;
-                }
-            }
+            Ok(rows) => start_claimed(&inner, rows, &mut slots).await,
             Err(e) => warn!(error = %e, "claiming queued runs failed"),
+        }
+    }
+}
+
+/// Starts the runs of one claim; once the node stops accepting (shutdown began during
+/// the claim) the rest go back to the queue for another node.
+async fn start_claimed(inner: &Arc<Inner>, rows: Vec<RunRow>, slots: &mut Reservation<'_>) {
+    for row in rows {
+        if inner.accepting.load(Ordering::Acquire) {
+            execute(inner, row, slots).await;
+        } else if let Err(e) = inner
+            .cfg
+            .store
+            .requeue_run(&row.id, &inner.cfg.node_id, row.attempt)
+            .await
+        {
+            warn!(run = %row.id, error = %e, "could not requeue a run claimed during shutdown");
         }
     }
 }
@@ -183,7 +192,7 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
             json!({ "code": "internal", "message": "the run could not be started because storage was unavailable; start it again" })
         }
     };
-    let finish = finish_record("failed", None, Some(error), None);
+    let finish = finish_record(RunStatus::Failed, None, Some(error), None);
     match inner.cfg.store.finish_run(&row.id, &finish).await {
         Ok(true) => after_finish(inner, &row, &finish).await,
         Ok(false) => {}
@@ -250,7 +259,7 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
         );
     }
     let finish = finish_record(
-        outcome.status.as_str(),
+        outcome.status,
         outcome.output.clone(),
         error,
         Some(json!(outcome.usage)),
@@ -285,6 +294,9 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
 /// A run whose sandbox process died, for an agent with `retry_on_node_lost`: queued again
 /// for its second attempt (on a new process), like a run whose node was lost.
 async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
+    // Out of `active` first: once requeued, this node may claim the run again, and that
+    // attempt's entry must not be the one removed here.
+    leave_active(inner, &row.id);
     let store = &inner.cfg.store;
     match store
         .requeue_run(&row.id, &inner.cfg.node_id, row.attempt + 1)
@@ -299,7 +311,6 @@ async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
         }
     }
     release_permit(inner, row, 0).await;
-    leave_active(inner, &row.id);
 }
 
 /// The run no longer executes here: its slot on this node frees (waking the claimer, and

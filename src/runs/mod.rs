@@ -31,7 +31,7 @@ use crate::package::{AgentPackage, PackageLimits};
 use crate::process::Sandbox;
 use crate::quota::Decision;
 use crate::sandbox::{Limits, RunCanceller};
-use crate::store::{AgentVersion, AuditEvent, RunRow, Store, StoreError};
+use crate::store::{AgentVersion, AuditEvent, RunRow, RunStatus, Store, StoreError};
 use adapters::now_ms;
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
@@ -156,6 +156,11 @@ impl RunService {
         &self.inner.sink
     }
 
+    /// Runs executing here, or slots a claim in progress set aside.
+    fn busy(&self) -> bool {
+        self.active_runs() + self.inner.reserved.load(Ordering::Acquire) > 0
+    }
+
     pub fn active_runs(&self) -> usize {
         self.inner.active.lock().map_or(0, |a| a.len())
     }
@@ -192,7 +197,7 @@ impl RunService {
             version: new.version.version.clone(),
             end_user: new.end_user,
             trigger: new.trigger,
-            status: "queued".into(),
+            status: RunStatus::Queued,
             input: new.input,
             output: None,
             error: None,
@@ -222,7 +227,10 @@ impl RunService {
             dispatch::release_permit(&self.inner, &row, 0).await;
             return Err(e.into());
         }
-        dispatch::try_start(&self.inner).await;
+        // In a task of its own: the claim may take another tenant's run, which a request
+        // whose client went away must not leave half-started.
+        let inner = self.inner.clone();
+        tokio::spawn(async move { dispatch::try_start(&inner).await });
         Ok((row, rate))
     }
 
@@ -233,8 +241,8 @@ impl RunService {
         let Some(row) = store.get_run(app_id, run_id).await? else {
             return Ok(None);
         };
-        match row.status.as_str() {
-            "queued" => {
+        match row.status {
+            RunStatus::Queued => {
                 // Claimed first, so no node starts it meanwhile and the run service is the
                 // only one numbering its events.
                 let now = now_ms();
@@ -245,7 +253,7 @@ impl RunService {
                 {
                     Some(claimed) => {
                         let finish = dispatch::finish_record(
-                            "cancelled",
+                            RunStatus::Cancelled,
                             None,
                             Some(
                                 json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
@@ -264,7 +272,7 @@ impl RunService {
                     }
                 }
             }
-            "running" => self.cancel_running(&row).await,
+            RunStatus::Running => self.cancel_running(&row).await,
             _ => {}
         }
         Ok(store.get_run(app_id, run_id).await?)
@@ -301,7 +309,7 @@ impl RunService {
             let Some(row) = store.get_run(app_id, run_id).await? else {
                 return Ok(None);
             };
-            if is_final(&row.status) || tokio::time::Instant::now() >= deadline {
+            if row.status.is_final() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(row));
             }
             let next = async {
@@ -328,9 +336,9 @@ impl RunService {
         self.inner.accepting.store(false, Ordering::Release);
         self.inner.stop.cancel();
         let drained = tokio::time::timeout(grace, async {
-            while self.active_runs() > 0 {
+            while self.busy() {
                 let idle = self.inner.idle.notified();
-                if self.active_runs() == 0 {
+                if !self.busy() {
                     break;
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(100), idle).await;
@@ -367,10 +375,6 @@ impl RunService {
             tracing::warn!("shutdown: the event pipeline did not drain in 10 s");
         }
     }
-}
-
-pub fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "timed_out" | "cancelled")
 }
 
 pub(crate) fn package_of(

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::adapters::now_ms;
 use super::dispatch::{after_finish, finish_record};
 use super::{Inner, RunError};
-use crate::store::RunRow;
+use crate::store::{RunRow, RunStatus};
 
 pub(crate) async fn lease_keeper(inner: Arc<Inner>) {
     let every = inner.cfg.lease / 3;
@@ -64,7 +64,7 @@ pub(crate) async fn reaper(inner: Arc<Inner>) {
 /// recovered at once instead of waiting for their leases to expire.
 pub(crate) async fn adopt_own_leftovers(inner: &Arc<Inner>) -> Result<(), RunError> {
     for row in inner.cfg.store.runs_of_node(&inner.cfg.node_id).await? {
-        if row.status == "running" {
+        if row.status == RunStatus::Running {
             recover(inner, row).await;
         }
     }
@@ -106,7 +106,7 @@ async fn recover(inner: &Arc<Inner>, row: RunRow) {
         return;
     }
     let finish = finish_record(
-        "failed",
+        RunStatus::Failed,
         None,
         Some(
             json!({ "code": "node_lost", "message": format!("the node running this run ({owner}) stopped before it finished") }),

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::status::RunStatus;
 pub use sql::{Backend, SqlStore};
 
 pub type Millis = i64;
@@ -110,8 +111,7 @@ pub enum PutVersion {
     Conflict,
 }
 
-/// A run as stored. `status` is one of queued, running, succeeded, failed, timed_out,
-/// cancelled.
+/// A run as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRow {
     pub id: String,
@@ -121,7 +121,7 @@ pub struct RunRow {
     pub version: String,
     pub end_user: Option<String>,
     pub trigger: String,
-    pub status: String,
+    pub status: RunStatus,
     pub input: Value,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -139,7 +139,8 @@ pub struct RunRow {
 /// How a run ended, as written by [`Store::finish_run`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFinish {
-    pub status: String,
+    /// A final status.
+    pub status: RunStatus,
     pub output: Option<Value>,
     pub error: Option<Value>,
     pub usage: Option<Value>,
@@ -149,7 +150,7 @@ pub struct RunFinish {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunFilter {
     pub agent: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     pub end_user: Option<String>,
 }
 

@@ -1,9 +1,10 @@
 //! Fair claiming: which queued runs a claim of `limit` takes.
 //!
 //! The queue is a set of *streams*, one per (app, end-user) (runs without an end-user are
-//! one more stream of their app). Each pick goes to the app with the fewest runs running
-//! (counting the picks of this claim), and within it to the stream with the fewest; ties
-//! go to the oldest queued run. That is max-min fair sharing of the node's capacity: an
+//! one more stream of their app). Each pick goes to the org with the fewest runs running
+//! (counting the picks of this claim), within it to the app with the fewest, and within
+//! that to the stream with the fewest; ties go to the oldest queued run. (Orgs first, so
+//! an org cannot widen its share by creating apps, nor an app by creating end-users.) That is max-min fair sharing of the node's capacity: an
 //! app with a backlog of thousands and slots full gets the next free slot only when every
 //! other app with queued work runs at least as many, so another app's new run starts at
 //! the next free slot; apps with equal shares take turns. Running counts come from the
@@ -17,9 +18,17 @@ use std::collections::HashMap;
 
 use crate::store::{Millis, RunRow};
 
+/// Runs running now, per org and per app, whether or not they have queued work.
+#[derive(Debug, Default)]
+pub(super) struct Shares {
+    pub by_org: HashMap<String, u64>,
+    pub by_app: HashMap<String, u64>,
+}
+
 /// One (app, end-user) with queued runs.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Stream {
+    pub org_id: String,
     pub app_id: String,
     pub end_user: Option<String>,
     pub queued: u64,
@@ -31,6 +40,7 @@ pub(super) struct Stream {
 
 /// An app's streams and what it runs, as the plan goes.
 struct App {
+    org: usize,
     streams: Vec<Stream>,
     /// Runs given to each stream by this plan.
     given: Vec<u64>,
@@ -43,29 +53,35 @@ impl App {
     fn next_stream(&self) -> Option<usize> {
         (0..self.streams.len())
             .filter(|&i| self.given[i] < self.streams[i].queued)
-            .min_by_key(|&i| {
-                let s = &self.streams[i];
-                (s.running + self.given[i], s.oldest, s.end_user.clone())
+            .min_by(|&i, &j| {
+                let (a, b) = (&self.streams[i], &self.streams[j]);
+                (a.running + self.given[i], a.oldest, &a.end_user).cmp(&(
+                    b.running + self.given[j],
+                    b.oldest,
+                    &b.end_user,
+                ))
             })
     }
 }
 
 /// How many runs each stream gives to a claim of `limit` (streams giving none are left
-/// out). `running` counts the app's runs running in every stream, queued or not, so
-/// `running_by_app` adds the apps' streams that have nothing queued.
-pub(super) fn plan(
-    streams: Vec<Stream>,
-    running_by_app: &HashMap<String, u64>,
-    limit: usize,
-) -> Vec<(Stream, usize)> {
+/// out). `shares` counts what runs in every stream, queued work or not.
+pub(super) fn plan(streams: Vec<Stream>, shares: &Shares, limit: usize) -> Vec<(Stream, usize)> {
     let mut apps: Vec<App> = Vec::new();
+    let mut orgs: Vec<u64> = Vec::new();
+    let mut org_index: HashMap<String, usize> = HashMap::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for stream in streams {
+        let org = *org_index.entry(stream.org_id.clone()).or_insert_with(|| {
+            orgs.push(shares.by_org.get(&stream.org_id).copied().unwrap_or(0));
+            orgs.len() - 1
+        });
         let at = *index.entry(stream.app_id.clone()).or_insert_with(|| {
             apps.push(App {
+                org,
                 streams: Vec::new(),
                 given: Vec::new(),
-                running: running_by_app.get(&stream.app_id).copied().unwrap_or(0),
+                running: shares.by_app.get(&stream.app_id).copied().unwrap_or(0),
                 oldest: stream.oldest,
             });
             apps.len() - 1
@@ -76,18 +92,14 @@ pub(super) fn plan(
         app.given.push(0);
     }
     for _ in 0..limit {
+        let share = |a: usize| (orgs[apps[a].org], apps[a].running, apps[a].oldest, a);
         let pick = (0..apps.len())
             .filter_map(|a| apps[a].next_stream().map(|s| (a, s)))
-            .min_by_key(|&(a, _)| {
-                (
-                    apps[a].running,
-                    apps[a].oldest,
-                    apps[a].streams[0].app_id.clone(),
-                )
-            });
+            .min_by_key(|&(a, _)| share(a));
         let Some((a, s)) = pick else { break };
         apps[a].given[s] += 1;
         apps[a].running += 1;
+        orgs[apps[a].org] += 1;
     }
     apps.into_iter()
         .flat_map(|app| app.streams.into_iter().zip(app.given))
@@ -134,9 +146,11 @@ pub(super) fn in_fair_order(mut runs: Vec<RunRow>) -> Vec<RunRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RunStatus;
 
     fn stream(app: &str, user: Option<&str>, queued: u64, running: u64, oldest: Millis) -> Stream {
         Stream {
+            org_id: format!("org_of_{app}"),
             app_id: app.into(),
             end_user: user.map(Into::into),
             queued,
@@ -151,8 +165,38 @@ mod tests {
             .collect()
     }
 
-    fn running(apps: &[(&str, u64)]) -> HashMap<String, u64> {
-        apps.iter().map(|(a, n)| (a.to_string(), *n)).collect()
+    /// Each app in an org of its own, running `n`.
+    fn running(apps: &[(&str, u64)]) -> Shares {
+        Shares {
+            by_org: apps
+                .iter()
+                .map(|(a, n)| (format!("org_of_{a}"), *n))
+                .collect(),
+            by_app: apps.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+        }
+    }
+
+    #[test]
+    fn an_org_gains_nothing_by_creating_apps() {
+        // Org X spreads its backlog over three apps; org Y has one app. Y gets half.
+        let mut streams: Vec<Stream> = ["x1", "x2", "x3"]
+            .iter()
+            .map(|app| Stream {
+                org_id: "org_x".into(),
+                ..stream(app, None, 100, 0, 1)
+            })
+            .collect();
+        streams.push(Stream {
+            org_id: "org_y".into(),
+            ..stream("y", None, 100, 0, 2)
+        });
+        let plan = plan(streams, &Shares::default(), 6);
+        let to_y: usize = plan
+            .iter()
+            .filter(|(s, _)| s.org_id == "org_y")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(to_y, 3, "{plan:?}");
     }
 
     #[test]
@@ -172,7 +216,7 @@ mod tests {
             stream("app_a", None, 5_000, 0, 1),
             stream("app_b", None, 3, 0, 50),
         ];
-        let none = HashMap::new();
+        let none = Shares::default();
         let plan4 = counts(plan(streams.clone(), &none, 4));
         assert_eq!(
             plan4,
@@ -203,9 +247,9 @@ mod tests {
                 ("app_b".into(), Some("x".into()), 1),
             ]
         );
-        assert!(super::plan(Vec::new(), &HashMap::new(), 5).is_empty());
+        assert!(super::plan(Vec::new(), &Shares::default(), 5).is_empty());
         let one = vec![stream("app_a", None, 3, 0, 1)];
-        assert!(super::plan(one, &HashMap::new(), 0).is_empty());
+        assert!(super::plan(one, &Shares::default(), 0).is_empty());
     }
 
     fn run(id: &str, app: &str, user: Option<&str>, at: i64) -> RunRow {
@@ -217,7 +261,7 @@ mod tests {
             version: "1.0.0".into(),
             end_user: user.map(Into::into),
             trigger: "api".into(),
-            status: "running".into(),
+            status: RunStatus::Running,
             input: serde_json::Value::Null,
             output: None,
             error: None,

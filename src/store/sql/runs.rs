@@ -10,12 +10,12 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
-use super::fair::{in_fair_order, plan, Stream};
+use super::fair::{in_fair_order, plan, Shares, Stream};
 use super::util::{col, i32_col, json_col, json_text, keyset, limit, opt_json_col, opt_json_text};
 use super::Backend;
 use crate::store::{
-    AuditEvent, Millis, Page, RunFilter, RunFinish, RunRow, StoreError, StoreResult, StoredEvent,
-    UsageTotals,
+    AuditEvent, Millis, Page, RunFilter, RunFinish, RunRow, RunStatus, StoreError, StoreResult,
+    StoredEvent, UsageTotals,
 };
 
 macro_rules! run_columns {
@@ -25,9 +25,6 @@ macro_rules! run_columns {
          lease_expires_at"
     };
 }
-
-/// The statuses a run ends in.
-const FINAL_STATUSES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
 
 /// Most ids bound in one statement (well under both engines' parameter limits).
 const IDS_PER_STATEMENT: usize = 500;
@@ -41,7 +38,7 @@ fn run_from_row(r: &AnyRow) -> StoreResult<RunRow> {
         version: col(r, "version")?,
         end_user: col(r, "end_user")?,
         trigger: col(r, "trigger")?,
-        status: col(r, "status")?,
+        status: status_col(r)?,
         input: json_col(r, "input")?,
         output: opt_json_col(r, "output")?,
         error: opt_json_col(r, "error")?,
@@ -54,6 +51,12 @@ fn run_from_row(r: &AnyRow) -> StoreResult<RunRow> {
         lease_owner: col(r, "lease_owner")?,
         lease_expires_at: col(r, "lease_expires_at")?,
     })
+}
+
+fn status_col(r: &AnyRow) -> StoreResult<RunStatus> {
+    let text: String = col(r, "status")?;
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("column status: {e}")))
 }
 
 fn runs_from_rows(rows: &[AnyRow]) -> StoreResult<Vec<RunRow>> {
@@ -102,7 +105,7 @@ pub(super) async fn insert_run(
     .bind(&run.version)
     .bind(&run.end_user)
     .bind(&run.trigger)
-    .bind(&run.status)
+    .bind(run.status.as_str())
     .bind(json_text(&run.input))
     .bind(opt_json_text(&run.output))
     .bind(opt_json_text(&run.error))
@@ -161,7 +164,7 @@ pub(super) async fn list_runs(
     ))
     .bind(app_id)
     .bind(&filter.agent)
-    .bind(&filter.status)
+    .bind(filter.status.map(RunStatus::as_str))
     .bind(&filter.end_user)
     .bind(before_at)
     .bind(before_id)
@@ -189,11 +192,11 @@ pub(super) async fn claim_queued_runs(
     if max == 0 {
         return Ok(Vec::new());
     }
-    // What runs now, per stream and per app (a few rows per app; partial index).
+    // What runs now, per stream (partial index; at most the capacity of every node).
     let mut running: HashMap<(String, Option<String>), u64> = HashMap::new();
-    let mut running_by_app: HashMap<String, u64> = HashMap::new();
+    let mut shares = Shares::default();
     for r in sqlx::query(
-        "SELECT app_id, end_user, COUNT(*) AS n
+        "SELECT MAX(org_id) AS org_id, app_id, end_user, COUNT(*) AS n
          FROM runs WHERE status = 'running' GROUP BY app_id, end_user",
     )
     .fetch_all(pool)
@@ -201,11 +204,13 @@ pub(super) async fn claim_queued_runs(
     {
         let app_id: String = col(&r, "app_id")?;
         let n = u64::try_from(col::<i64>(&r, "n")?).unwrap_or(0);
-        *running_by_app.entry(app_id.clone()).or_default() += n;
+        *shares.by_org.entry(col(&r, "org_id")?).or_default() += n;
+        *shares.by_app.entry(app_id.clone()).or_default() += n;
         running.insert((app_id, col(&r, "end_user")?), n);
     }
     let streams = sqlx::query(
-        "SELECT app_id, end_user, COUNT(*) AS queued, MIN(created_at) AS oldest
+        "SELECT MAX(org_id) AS org_id, app_id, end_user, COUNT(*) AS queued,
+                MIN(created_at) AS oldest
          FROM runs WHERE status = 'queued' GROUP BY app_id, end_user",
     )
     .fetch_all(pool)
@@ -219,6 +224,7 @@ pub(super) async fn claim_queued_runs(
                 .get(&(app_id.clone(), end_user.clone()))
                 .copied()
                 .unwrap_or(0),
+            org_id: col(r, "org_id")?,
             app_id,
             end_user,
             queued: u64::try_from(col::<i64>(r, "queued")?).unwrap_or(0),
@@ -226,17 +232,22 @@ pub(super) async fn claim_queued_runs(
         })
     })
     .collect::<StoreResult<Vec<_>>>()?;
-    let plan = plan(streams, &running_by_app, max as usize);
-    let pick = match backend {
-        Backend::Postgres => {
-            "SELECT id FROM runs
-             WHERE status = 'queued' AND app_id = $1 AND end_user IS NOT DISTINCT FROM $2
-             ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
-        }
-        Backend::Sqlite => {
-            "SELECT id FROM runs WHERE status = 'queued' AND app_id = $1 AND end_user IS $2
-             ORDER BY created_at, id LIMIT $3"
-        }
+    let plan = plan(streams, &shares, max as usize);
+    // `end_user = $2` and `IS NULL` as two statements: both are index range scans, where
+    // `IS NOT DISTINCT FROM` would not use the index on PostgreSQL.
+    let (pick_user, pick_app) = match backend {
+        Backend::Postgres => (
+            "SELECT id FROM runs WHERE status = 'queued' AND app_id = $1 AND end_user = $2
+             ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            "SELECT id FROM runs WHERE status = 'queued' AND app_id = $1 AND end_user IS NULL
+             ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        ),
+        Backend::Sqlite => (
+            "SELECT id FROM runs WHERE status = 'queued' AND app_id = $1 AND end_user = $2
+             ORDER BY created_at, id LIMIT $3",
+            "SELECT id FROM runs WHERE status = 'queued' AND app_id = $1 AND end_user IS NULL
+             ORDER BY created_at, id LIMIT $2",
+        ),
     };
     // PostgreSQL: one transaction holds the picks' locks until the update. SQLite: no
     // transaction (a deferred one that reads, then writes, fails at once when another
@@ -247,12 +258,11 @@ pub(super) async fn claim_queued_runs(
     };
     let mut ids: Vec<String> = Vec::new();
     for (stream, n) in &plan {
-        let rows = sqlx::query(pick)
-            .bind(&stream.app_id)
-            .bind(&stream.end_user)
-            .bind(*n as i64)
-            .fetch_all(claim.connection())
-            .await?;
+        let query = match &stream.end_user {
+            Some(user) => sqlx::query(pick_user).bind(&stream.app_id).bind(user),
+            None => sqlx::query(pick_app).bind(&stream.app_id),
+        };
+        let rows = query.bind(*n as i64).fetch_all(claim.connection()).await?;
         for row in &rows {
             ids.push(col(row, "id")?);
         }
@@ -389,9 +399,9 @@ pub(super) async fn requeue_run(
 }
 
 pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> StoreResult<bool> {
-    if !FINAL_STATUSES.contains(&f.status.as_str()) {
+    if !f.status.is_final() {
         return Err(StoreError::Database(format!(
-            "finish_run: {:?} is not a final run status",
+            "finish_run: {} is not a final run status",
             f.status
         )));
     }
@@ -404,7 +414,7 @@ pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> Store
          WHERE id = $1 AND status IN ('queued', 'running')",
     )
     .bind(id)
-    .bind(&f.status)
+    .bind(f.status.as_str())
     .bind(opt_json_text(&f.output))
     .bind(opt_json_text(&f.error))
     .bind(opt_json_text(&f.usage))

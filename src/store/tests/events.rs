@@ -146,7 +146,7 @@ pub(super) async fn usage_totals(s: &SqlStore) {
     assert_eq!(s.usage("org_b", None, 0).await.unwrap().cpu_ms, 7.0);
     // A run inserted already finished counts too.
     let done = RunRow {
-        status: "failed".into(),
+        status: RunStatus::Failed,
         finished_at: Some(5_000),
         usage: Some(json!({ "cpu_ms": 0.5, "fetches": 4 })),
         ..run("run_7", "org_b", "app_c", 1)

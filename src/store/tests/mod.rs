@@ -282,7 +282,7 @@ pub(super) fn run(id: &str, org_id: &str, app_id: &str, created_at: Millis) -> R
         version: "1.0.0".into(),
         end_user: None,
         trigger: "api".into(),
-        status: "queued".into(),
+        status: RunStatus::Queued,
         input: json!({ "text": "hello" }),
         output: None,
         error: None,
@@ -303,7 +303,7 @@ pub(super) fn page(limit: u32) -> Page {
 
 pub(super) fn finish(status: &str, at: Millis) -> RunFinish {
     RunFinish {
-        status: status.into(),
+        status: status.parse().expect("a status"),
         output: Some(json!({ "ok": true })),
         error: None,
         usage: Some(

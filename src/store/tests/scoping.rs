@@ -262,7 +262,7 @@ pub(super) async fn pagination_across_pages(s: &SqlStore) {
             .unwrap());
     }
     let failed = RunFilter {
-        status: Some("failed".into()),
+        status: Some(RunStatus::Failed),
         ..Default::default()
     };
     let got = walk(

@@ -134,6 +134,25 @@ async fn key_kind_follows_app_id() {
             Some(json!({ "name": "for-org" })),
         )
         .await;
+    // An org key is never made by leaving things out (a template's empty app_id).
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+    let (status, key) = api
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            &org_key,
+            Some(json!({ "name": "for-org", "app_id": null })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+    let (status, key) = api
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            &org_key,
+            Some(json!({ "name": "for-org", "kind": "org" })),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
     assert_eq!(key["kind"], "org");
     // An app key creates keys for its own app only.

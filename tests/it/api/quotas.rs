@@ -78,7 +78,7 @@ async fn shutdown_lets_short_runs_finish_and_cancels_the_rest() {
         .await
         .expect("store")
         .expect("run");
-    assert_eq!(row.status, "cancelled", "{row:?}");
+    assert_eq!(row.status, atoll::store::RunStatus::Cancelled, "{row:?}");
     assert_eq!(
         row.error.as_ref().and_then(|e| e["reason"].as_str()),
         Some("shutdown"),
