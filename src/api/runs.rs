@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::agents::{agent_name, latest_version};
@@ -145,21 +145,55 @@ async fn start_run(
     } else {
         StatusCode::ACCEPTED
     };
-    let mut response = (status, Json(run_json(&row))).into_response();
+    let mut response = (status, Json(RunView::from(row))).into_response();
     rate_limit_headers(response.headers_mut(), &rate);
     Ok(response)
 }
 
-pub fn run_json(row: &RunRow) -> Value {
-    json!(row)
-        .as_object()
-        .map(|o| {
-            let mut o = o.clone();
-            o.remove("lease_owner");
-            o.remove("lease_expires_at");
-            Value::Object(o)
-        })
-        .unwrap_or(Value::Null)
+/// A run as the API shows it: the record without the node's lease.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub org_id: String,
+    pub app_id: String,
+    pub agent: String,
+    pub version: String,
+    pub end_user: Option<String>,
+    pub trigger: String,
+    pub status: RunStatus,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub metadata: Option<Value>,
+    pub usage: Option<Value>,
+    pub attempt: i32,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl From<RunRow> for RunView {
+    fn from(r: RunRow) -> Self {
+        RunView {
+            id: r.id,
+            org_id: r.org_id,
+            app_id: r.app_id,
+            agent: r.agent,
+            version: r.version,
+            end_user: r.end_user,
+            trigger: r.trigger,
+            status: r.status,
+            input: r.input,
+            output: r.output,
+            error: r.error,
+            metadata: r.metadata,
+            usage: r.usage,
+            attempt: r.attempt,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -206,16 +240,8 @@ async fn list_runs(
         end_user: caller.acting_end_user(q.end_user.as_deref())?,
     };
     let rows = state.store.list_runs(&app_id, &filter, &page).await?;
-    let mut out = list(&rows, &page, |r| (r.created_at, r.id.clone()));
-    if let Some(data) = out.get_mut("data").and_then(Value::as_array_mut) {
-        for item in data.iter_mut() {
-            if let Some(o) = item.as_object_mut() {
-                o.remove("lease_owner");
-                o.remove("lease_expires_at");
-            }
-        }
-    }
-    Ok(Json(out))
+    let views: Vec<RunView> = rows.into_iter().map(RunView::from).collect();
+    Ok(Json(list(&views, &page, |r| (r.created_at, r.id.clone()))))
 }
 
 /// A run of the caller's app that the caller may see: another tenant's run, or another
@@ -246,12 +272,12 @@ async fn get_run(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AppQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunView>> {
     let (_org, app_id) = caller
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
     let row = visible_run(&state, &caller, &app_id, &id).await?;
-    Ok(Json(run_json(&row)))
+    Ok(Json(RunView::from(row)))
 }
 
 async fn cancel_run(
@@ -259,7 +285,7 @@ async fn cancel_run(
     caller: Caller,
     committed: Option<Extension<Committed>>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunView>> {
     let (_org, app_id) = caller.app("runs:write")?;
     visible_run(&state, &caller, &app_id, &id).await?;
     // Recorded before the cancel, which cannot be undone: no cancel without its trace.
@@ -288,5 +314,5 @@ async fn cancel_run(
             }
         }
     };
-    Ok(Json(run_json(&row)))
+    Ok(Json(RunView::from(row)))
 }

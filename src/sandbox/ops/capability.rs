@@ -20,6 +20,9 @@ const MAX_LIST: usize = 1000;
 /// Room for a memory call's key and options beside its value.
 const CALL_OVERHEAD_BYTES: u64 = 4096;
 
+/// LLM deltas queued between the client's thread and the isolate's, per call.
+const DELTA_QUEUE: usize = 1024;
+
 fn scope_name(scope: MemoryScope) -> &'static str {
     match scope {
         MemoryScope::EndUser => "end_user",
@@ -201,11 +204,16 @@ pub async fn op_atoll_llm_chat(
             }
         }
     }
-    // Deltas arrive on whatever thread the client streams on; they are queued and
-    // published from this thread, in order, as events of this run.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Deltas arrive on whatever thread the client streams on; they are queued (bounded:
+    // a stream faster than this thread publishes drops deltas, counted, never the
+    // answer) and published from this thread, in order, as events of this run.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(DELTA_QUEUE);
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let dropped_by_sink = dropped.clone();
     let deltas: DeltaSink = Arc::new(move |delta: &str| {
-        let _ = tx.send(delta.to_owned());
+        if tx.try_send(delta.to_owned()).is_err() {
+            dropped_by_sink.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     });
     let llm = scope.services.llm.clone();
     let model = request.model.clone();
@@ -224,6 +232,13 @@ pub async fn op_atoll_llm_chat(
         scope.emit(
             EventKind::LlmDelta,
             json!({ "model": model, "delta": delta }),
+        );
+    }
+    let dropped = dropped.load(std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        scope.emit(
+            EventKind::LlmDelta,
+            json!({ "model": model, "delta": "", "dropped": dropped }),
         );
     }
     let response = response.map_err(host_error)?;
