@@ -22,6 +22,7 @@
 //! - [`config`]: server configuration.
 //! - [`server`]: assembling and running the server.
 //! - [`cli`]: the `atoll` command line.
+//! - [`telemetry`]: logs (text or JSON) and OTLP traces.
 
 pub mod api;
 pub mod broker;
@@ -38,3 +39,4 @@ pub mod sandbox;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod telemetry;

@@ -43,17 +43,13 @@ pub fn main() -> ExitCode {
         Command::Exec(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATOLL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match cli.command {
+    let telemetry = crate::telemetry::init(default_log);
+    let code = match cli.command {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
         Command::Sandbox(_) => ExitCode::FAILURE,
-    }
+    };
+    telemetry.shutdown();
+    code
 }

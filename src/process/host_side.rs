@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use serde_json::{json, Value};
 
@@ -25,7 +26,10 @@ pub(crate) async fn serve(
     request: HostRequest,
     deltas: DeltaSink,
 ) -> (Answer, bool) {
-    let answer = budget::charged_to(run.memory.clone(), dispatch(run, request, deltas)).await;
+    let span = tracing::info_span!(parent: &run.span, "run.op", op = request.kind());
+    let answer = budget::charged_to(run.memory.clone(), dispatch(run, request, deltas))
+        .instrument(span)
+        .await;
     (answer, run.memory.exceeded())
 }
 

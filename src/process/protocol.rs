@@ -182,6 +182,23 @@ pub enum HostRequest {
     },
 }
 
+impl HostRequest {
+    /// What kind of call this is, for spans and logs (no arguments: they may be secret).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostRequest::Memory { action, .. } => match action {
+                MemoryAction::Get => "memory.get",
+                MemoryAction::Set => "memory.set",
+                MemoryAction::Delete => "memory.delete",
+                MemoryAction::List => "memory.list",
+            },
+            HostRequest::Tool { .. } => "tool",
+            HostRequest::Llm { .. } => "llm",
+            HostRequest::Fetch { .. } => "fetch",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Answer {
     Value(Json),

@@ -47,6 +47,8 @@ pub(crate) struct RemoteRun {
     retry_on_crash: bool,
     /// Event bytes relayed, bounded on this side too (a child may lie about its own count).
     event_bytes: AtomicU64,
+    /// The run's span (current where the run was submitted): host calls are its children.
+    pub span: tracing::Span,
 }
 
 impl RemoteRun {
@@ -61,6 +63,7 @@ impl RemoteRun {
             package: req.package,
             fetches: AtomicU32::new(0),
             event_bytes: AtomicU64::new(0),
+            span: tracing::Span::current(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tracing::{info, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::adapters::{now_ms, StoreMemory};
 use super::admission::Permit;
@@ -80,6 +80,7 @@ pub(crate) async fn try_start(inner: &Arc<Inner>) {
         .cfg
         .store
         .claim_queued_runs(&inner.cfg.node_id, 1, now, lease_until)
+        .instrument(info_span!("run.claim", limit = 1))
         .await
     {
         Ok(rows) => start_claimed(inner, rows, &mut slots).await,
@@ -108,6 +109,7 @@ pub(crate) async fn claimer(inner: Arc<Inner>) {
             .cfg
             .store
             .claim_queued_runs(&inner.cfg.node_id, slots.left as u32, now, lease_until)
+            .instrument(info_span!("run.claim", limit = slots.left))
             .await
         {
             Ok(rows) => start_claimed(&inner, rows, &mut slots).await,
@@ -149,11 +151,26 @@ impl From<StoreError> for PrepareError {
 
 /// Starts a claimed run on the pool; its outcome is written by a task of its own.
 async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
-    let error = match prepare(inner, &row).await {
+    // The trace of one run on this node: prepare, sandbox (with each host call as a child
+    // span, in sandbox processes), finish. Admission and claims have spans of their own.
+    let span = info_span!(
+        "run",
+        run = %row.id,
+        org = %row.org_id,
+        app = %row.app_id,
+        agent = %row.agent,
+        attempt = row.attempt,
+        queue_wait_ms = row.started_at.map_or(0, |t| t - row.created_at),
+    );
+    let prepared = prepare(inner, &row)
+        .instrument(info_span!(parent: &span, "run.prepare"))
+        .await;
+    let error = match prepared {
         Ok(request) => {
             // Must match the sandbox's own decision (`RemoteRun::retry_on_crash`).
             let retry_on_crash = request.package.manifest.retry_on_node_lost && request.attempt < 2;
-            match inner.cfg.sandbox.submit(request) {
+            let submitted = span.in_scope(|| inner.cfg.sandbox.submit(request));
+            match submitted {
                 Ok(handle) => {
                     inner
                         .active
@@ -163,12 +180,17 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
                     slots.filled();
                     let inner = inner.clone();
                     tokio::spawn(async move {
-                        let outcome = handle.outcome().await;
+                        let outcome = handle
+                            .outcome()
+                            .instrument(info_span!(parent: &span, "run.sandbox"))
+                            .await;
+                        let finish =
+                            info_span!(parent: &span, "run.finish", status = %outcome.status);
                         if retry_on_crash && outcome.error_code() == Some(ErrorCode::SandboxCrashed)
                         {
-                            retry_crashed(&inner, &row).await;
+                            retry_crashed(&inner, &row).instrument(finish).await;
                         } else {
-                            complete(&inner, &row, outcome).await;
+                            complete(&inner, &row, outcome).instrument(finish).await;
                         }
                     });
                     return;

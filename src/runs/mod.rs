@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -188,7 +189,13 @@ impl RunService {
             app_id: &new.app_id,
             end_user: new.end_user.as_deref(),
         };
-        let (permit, rate) = self.inner.cfg.admission.admit_run(&tenant, &id).await?;
+        let (permit, rate) = self
+            .inner
+            .cfg
+            .admission
+            .admit_run(&tenant, &id)
+            .instrument(tracing::info_span!("run.admission", run = %id, app = %tenant.app_id))
+            .await?;
         let row = RunRow {
             id,
             org_id: new.org_id,

@@ -10,3 +10,4 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod pool;
+mod traces;
