@@ -19,6 +19,7 @@
 //! - [`runs`]: runs as durable work — queue, leases, recovery, outcomes.
 //! - [`status`]: the one run status type, shared by all of the above.
 //! - [`api`]: the HTTP API.
+//! - [`ids`]: record ids and the clock, for every layer.
 //! - [`config`]: server configuration.
 //! - [`server`]: assembling and running the server.
 //! - [`cli`]: the `atoll` command line.
@@ -30,6 +31,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod host;
+pub mod ids;
 pub mod llm;
 pub mod package;
 pub mod process;

@@ -165,7 +165,7 @@ pub async fn start_with_store(
     let node_id = args
         .node_id
         .clone()
-        .unwrap_or_else(|| crate::runs::new_id("node"));
+        .unwrap_or_else(|| crate::ids::new_id("node"));
     let runs = RunService::start(RunServiceConfig {
         store: store.clone(),
         bus,
@@ -226,7 +226,7 @@ pub async fn start_with_store(
 /// Idempotency records are kept 24 hours (SPEC §5); older ones are deleted hourly.
 async fn purge_idempotency(store: Arc<dyn Store>, stop: CancellationToken) {
     loop {
-        let day_ago = crate::runs::adapters::now_ms() - 86_400_000;
+        let day_ago = crate::ids::now_ms() - 86_400_000;
         match store.idempotency_purge(day_ago).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "old idempotency records deleted"),

@@ -16,8 +16,8 @@ use super::extract::{ApiPath, ApiQuery};
 use super::json::{is_json, parse_json, read_body};
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
+use crate::ids::now_ms;
 use crate::package::{AgentPackage, PackageError, PackageLimits};
-use crate::runs::adapters::now_ms;
 use crate::store::{AgentVersion, PutVersion};
 
 pub fn router() -> Router<AppState> {
@@ -54,6 +54,25 @@ pub fn package_problem(e: &PackageError) -> ApiError {
 struct JsonUpload {
     manifest: Value,
     files: BTreeMap<String, String>,
+}
+
+/// The stored version of a package checked by [`AgentPackage`]: the one way a version
+/// record is built (uploads and `atoll dev`'s deploys).
+pub fn version_record(app_id: &str, package: &AgentPackage) -> serde_json::Result<AgentVersion> {
+    let files: Map<String, Value> = package
+        .files
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.as_ref())))
+        .collect();
+    Ok(AgentVersion {
+        app_id: app_id.to_owned(),
+        name: package.manifest.name.clone(),
+        version: package.manifest.version.to_string(),
+        manifest: serde_json::to_value(&package.manifest)?,
+        files: Value::Object(files),
+        digest: package.digest.clone(),
+        created_at: now_ms(),
+    })
 }
 
 async fn upload(
@@ -103,22 +122,8 @@ async fn upload(
             ),
         ));
     }
-    let manifest =
-        serde_json::to_value(&package.manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let files: Map<String, Value> = package
-        .files
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v.as_ref())))
-        .collect();
-    let record = AgentVersion {
-        app_id: app_id.clone(),
-        name: full_name.clone(),
-        version: version.clone(),
-        manifest,
-        files: Value::Object(files),
-        digest: package.digest.clone(),
-        created_at: now_ms(),
-    };
+    let record =
+        version_record(&app_id, &package).map_err(|e| ApiError::Internal(e.to_string()))?;
     let status = match state.store.put_agent_version(&record).await? {
         PutVersion::Created => StatusCode::CREATED,
         PutVersion::Unchanged => StatusCode::OK,

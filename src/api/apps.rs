@@ -14,8 +14,8 @@ use super::json::ApiJson;
 use super::orgs::check_name;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
-use crate::runs::adapters::now_ms;
-use crate::runs::new_id;
+use crate::ids::new_id;
+use crate::ids::now_ms;
 use crate::store::App;
 
 pub fn router() -> Router<AppState> {

@@ -11,8 +11,8 @@ use super::error::ApiResult;
 use super::extract::ApiQuery;
 use super::page::{list, PageQuery};
 use super::AppState;
-use crate::runs::adapters::now_ms;
-use crate::runs::new_id;
+use crate::ids::new_id;
+use crate::ids::now_ms;
 use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {

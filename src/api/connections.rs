@@ -17,8 +17,8 @@ use super::{audit, AppState};
 use crate::broker::connection::{describe, Connection, ConnectionSecret};
 use crate::broker::connection_aad;
 use crate::broker::destination::validate_entry;
+use crate::ids::now_ms;
 use crate::llm::Provider;
-use crate::runs::adapters::now_ms;
 use crate::store::ConnectionRow;
 
 pub fn router() -> Router<AppState> {

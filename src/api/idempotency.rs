@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use super::auth::{key_fingerprint, Caller, Principal};
 use super::error::ApiError;
 use super::AppState;
-use crate::runs::adapters::now_ms;
+use crate::ids::now_ms;
 use crate::store::IdempotencyBegin;
 
 /// Responses larger than this are not stored (they are not replayable).

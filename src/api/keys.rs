@@ -16,9 +16,9 @@ use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
-use crate::runs::adapters::now_ms;
-use crate::runs::new_id;
-use crate::store::{ApiKey, KeyKind};
+use crate::ids::new_id;
+use crate::ids::now_ms;
+use crate::store::{ApiKey, KeyKind, Store};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,9 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/api-keys/{id}", delete(revoke_key))
 }
 
-/// Creates a key and returns it with its secret (the only time the secret exists).
+/// Creates a key and returns it with its secret (the only time the secret exists). The
+/// one way a key is made: the API's handlers and `atoll dev`'s bootstrap call it.
 pub async fn issue_key(
-    state: &AppState,
+    store: &dyn Store,
     org_id: &str,
     app_id: Option<&str>,
     kind: KeyKind,
@@ -47,10 +48,7 @@ pub async fn issue_key(
         created_at: now_ms(),
         revoked_at: None,
     };
-    state
-        .store
-        .create_api_key(&key, &hash_secret(&secret))
-        .await?;
+    store.create_api_key(&key, &hash_secret(&secret)).await?;
     Ok((key, secret))
 }
 
@@ -140,8 +138,15 @@ async fn create_key(
             ))
         }
     };
-    let (key, secret) =
-        issue_key(&state, &org_id, app_id.as_deref(), kind, &body.name, scopes).await?;
+    let (key, secret) = issue_key(
+        state.store.as_ref(),
+        &org_id,
+        app_id.as_deref(),
+        kind,
+        &body.name,
+        scopes,
+    )
+    .await?;
     audit::record(
         &state,
         &caller,

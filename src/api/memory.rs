@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::{audit, AppState};
-use crate::runs::adapters::now_ms;
+use crate::ids::now_ms;
 use crate::store::MemoryNs;
 
 const MAX_VALUE_BYTES: usize = 1024 * 1024;

@@ -10,11 +10,11 @@ pub mod json;
 mod ops;
 mod page;
 
-mod agents;
+pub(crate) mod agents;
 mod apps;
 mod audit;
 mod connections;
-mod keys;
+pub(crate) mod keys;
 mod memory;
 mod orgs;
 mod run_events;

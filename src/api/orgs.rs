@@ -15,8 +15,8 @@ use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::keys::issue_key;
 use super::{audit, AppState};
-use crate::runs::adapters::now_ms;
-use crate::runs::new_id;
+use crate::ids::new_id;
+use crate::ids::now_ms;
 use crate::store::{KeyKind, Org};
 
 pub fn router() -> Router<AppState> {
@@ -60,7 +60,7 @@ async fn create_org(
     };
     state.store.create_org(&org).await?;
     let (key, secret) = issue_key(
-        &state,
+        state.store.as_ref(),
         &org.id,
         None,
         KeyKind::Org,

@@ -19,8 +19,9 @@ use super::idempotency::Committed;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
-use crate::runs::adapters::now_ms;
-use crate::runs::{new_id, NewRun, RunError};
+use crate::ids::new_id;
+use crate::ids::now_ms;
+use crate::runs::{NewRun, RunError};
 use crate::store::{RunFilter, RunRow, RunStatus};
 
 pub fn router() -> Router<AppState> {

@@ -14,7 +14,7 @@ use super::extract::ApiPath;
 use super::json::ApiJson;
 use super::{audit, AppState};
 use crate::broker::tools::ToolSpec;
-use crate::runs::adapters::now_ms;
+use crate::ids::now_ms;
 use crate::store::ToolRow;
 
 pub fn router() -> Router<AppState> {

@@ -10,7 +10,7 @@ use super::auth::{Caller, Principal};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use super::AppState;
-use crate::runs::adapters::now_ms;
+use crate::ids::now_ms;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/usage", get(usage))

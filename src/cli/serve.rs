@@ -6,16 +6,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{info, warn};
 
-use crate::api::auth::{hash_secret, new_secret};
+use crate::api::agents::version_record;
+use crate::api::auth::new_secret;
+use crate::api::keys::issue_key;
 use crate::config::ServeArgs;
+use crate::ids::new_id;
+use crate::ids::now_ms;
 use crate::package::{AgentPackage, PackageLimits};
-use crate::runs::adapters::now_ms;
-use crate::runs::new_id;
 use crate::server;
-use crate::store::{AgentVersion, ApiKey, App, KeyKind, Org, PutVersion, Store};
+use crate::store::{App, KeyKind, Org, PutVersion, Store};
 
 pub fn serve(args: ServeArgs) -> ExitCode {
     run_async(async move {
@@ -116,19 +118,16 @@ async fn create_tenant(store: &dyn Store, admin_key: String) -> anyhow::Result<D
         created_at: now,
     };
     store.create_app(&app).await?;
-    let secret = new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let key = ApiKey {
-        id: new_id("key"),
-        org_id: org.id.clone(),
-        app_id: Some(app.id.clone()),
-        kind: KeyKind::App,
-        name: "dev app key".into(),
-        prefix: secret[..12].to_owned(),
-        scopes: vec!["*".into()],
-        created_at: now,
-        revoked_at: None,
-    };
-    store.create_api_key(&key, &hash_secret(&secret)).await?;
+    let (_, secret) = issue_key(
+        store,
+        &org.id,
+        Some(&app.id),
+        KeyKind::App,
+        "dev app key",
+        vec!["*".into()],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(DevTenant {
         admin_key,
         master_key: None,
@@ -161,20 +160,7 @@ async fn deploy_agents(store: &dyn Store, app_id: &str, dir: &Path) -> Vec<Strin
 
 async fn deploy_one(store: &dyn Store, app_id: &str, path: &Path) -> anyhow::Result<String> {
     let package = AgentPackage::load_path(path, &PackageLimits::default())?;
-    let files: serde_json::Map<String, Value> = package
-        .files
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v.as_ref())))
-        .collect();
-    let version = AgentVersion {
-        app_id: app_id.to_owned(),
-        name: package.manifest.name.clone(),
-        version: package.manifest.version.to_string(),
-        manifest: serde_json::to_value(&package.manifest)?,
-        files: Value::Object(files),
-        digest: package.digest.clone(),
-        created_at: now_ms(),
-    };
+    let version = version_record(app_id, &package)?;
     let label = format!("{}@{}", version.name, version.version);
     match store.put_agent_version(&version).await? {
         PutVersion::Conflict => {

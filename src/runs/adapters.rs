@@ -7,14 +7,9 @@ use serde_json::Value;
 use tracing::warn;
 
 use crate::host::{HostError, MemoryNamespace, MemoryStore};
+use crate::ids::now_ms;
 use crate::package::MemoryScope;
 use crate::store::{MemoryNs, Store};
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 pub fn memory_ns(ns: &MemoryNamespace) -> MemoryNs {
     let (scope, app_id, end_user) = match ns.scope {

@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tracing::{info, info_span, warn, Instrument};
 
-use super::adapters::{now_ms, StoreMemory};
+use super::adapters::StoreMemory;
 use super::admission::Permit;
 use super::{package_of, Inner};
 use crate::host::{HostServices, Tenant};
+use crate::ids::now_ms;
 use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
 use crate::store::{RunFinish, RunRow, RunStatus, StoreError, StoreResult};
 

@@ -30,9 +30,9 @@ use serde_json::json;
 use tokio::sync::{oneshot, Notify};
 use tracing::warn;
 
-use super::adapters::now_ms;
 use crate::bus::{BusEvent, EventBus};
 use crate::host::EventSink;
+use crate::ids::now_ms;
 use crate::sandbox::{EventKind, RunEvent};
 use crate::store::{Store, StoredEvent};
 

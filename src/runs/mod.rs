@@ -28,12 +28,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::EventBus;
 use crate::host::{Fetcher, LlmClient, ToolInvoker};
+use crate::ids::{new_id, now_ms};
 use crate::package::{AgentPackage, PackageLimits};
 use crate::process::Sandbox;
 use crate::quota::Decision;
 use crate::sandbox::{Limits, RunCanceller};
 use crate::store::{AgentVersion, AuditEvent, RunRow, RunStatus, Store, StoreError};
-use adapters::now_ms;
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
 
@@ -106,10 +106,6 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct RunService {
     inner: Arc<Inner>,
-}
-
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
 impl RunService {

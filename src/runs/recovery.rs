@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::adapters::now_ms;
 use super::dispatch::{after_finish, finish_record};
 use super::{Inner, RunError};
+use crate::ids::now_ms;
 use crate::store::{RunRow, RunStatus};
 
 pub(crate) async fn lease_keeper(inner: Arc<Inner>) {

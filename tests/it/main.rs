@@ -5,6 +5,7 @@ mod api;
 mod blocking;
 mod capabilities;
 mod common;
+mod dev_cli;
 mod exec_cli;
 mod faults;
 mod hostile;

@@ -7,30 +7,6 @@ use serde_json::{json, Value};
 
 use super::{args_for, read, wait_final, TestApi};
 
-/// A second app in the org of `org_key`, with an app key: (app_id, app_key).
-async fn second_app(api: &TestApi, org_key: &str) -> (String, String) {
-    let (status, app) = api
-        .call(
-            Method::POST,
-            "/v1/apps",
-            org_key,
-            Some(json!({ "name": "second" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{app}");
-    let app_id = app["id"].as_str().expect("app id").to_owned();
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
-            org_key,
-            Some(json!({ "name": "k2", "kind": "app", "app_id": app_id })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    (app_id, key["secret"].as_str().expect("secret").to_owned())
-}
-
 /// Deploys an agent that answers at once (`ms` = 0) or sleeps, or burns CPU (`busy`).
 async fn deploy(api: &TestApi, key: &str, source: &str) {
     let manifest = json!({ "name": "@t/a", "version": "1.0.0" });
@@ -94,7 +70,7 @@ async fn org_runs_per_minute_is_shared_by_its_apps_and_no_other_org() {
     args.org_runs_per_minute = 2;
     let api = TestApi::start_with(args, dir).await;
     let (org_key, _app, key) = api.tenant().await;
-    let (_app2, key2) = second_app(&api, &org_key).await;
+    let (_app2, key2) = api.app_with_key(&org_key, "second").await;
     let (_, _, other_org) = api.tenant().await;
     for k in [&key, &key2, &other_org] {
         deploy(&api, k, QUICK).await;
@@ -130,7 +106,7 @@ async fn app_runs_per_minute_is_per_app() {
     args.runs_per_minute = 1;
     let api = TestApi::start_with(args, dir).await;
     let (org_key, _app, key) = api.tenant().await;
-    let (_app2, key2) = second_app(&api, &org_key).await;
+    let (_app2, key2) = api.app_with_key(&org_key, "second").await;
     deploy(&api, &key, QUICK).await;
     deploy(&api, &key2, QUICK).await;
     accepted(&api, &key, None).await;
@@ -146,7 +122,7 @@ async fn concurrent_runs_per_app_is_per_app() {
     args.concurrent_runs = 1;
     let api = TestApi::start_with(args, dir).await;
     let (org_key, _app, key) = api.tenant().await;
-    let (_app2, key2) = second_app(&api, &org_key).await;
+    let (_app2, key2) = api.app_with_key(&org_key, "second").await;
     deploy(&api, &key, SLEEPER).await;
     deploy(&api, &key2, SLEEPER).await;
     accepted(&api, &key, None).await;
@@ -162,7 +138,7 @@ async fn cpu_spent_by_finished_runs_closes_the_app_for_the_day() {
     args.cpu_ms_per_day = 1;
     let api = TestApi::start_with(args, dir).await;
     let (org_key, _app, key) = api.tenant().await;
-    let (_app2, key2) = second_app(&api, &org_key).await;
+    let (_app2, key2) = api.app_with_key(&org_key, "second").await;
     deploy(&api, &key, BUSY).await;
     deploy(&api, &key2, QUICK).await;
     let run = accepted(&api, &key, None).await;

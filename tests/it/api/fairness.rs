@@ -73,26 +73,7 @@ async fn a_flooding_app_does_not_starve_another() {
     args.runs_per_minute = 100_000;
     let api = TestApi::start_with(args, dir).await;
     let (org_key, app_a, key_a) = api.tenant().await;
-    let (status, app) = api
-        .call(
-            Method::POST,
-            "/v1/apps",
-            &org_key,
-            Some(json!({ "name": "b" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{app}");
-    let app_b = app["id"].as_str().expect("app id").to_owned();
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
-            &org_key,
-            Some(json!({ "name": "kb", "kind": "app", "app_id": app_b })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    let key_b = key["secret"].as_str().expect("secret").to_owned();
+    let (app_b, key_b) = api.app_with_key(&org_key, "b").await;
     deploy(&api, &key_a).await;
     deploy(&api, &key_b).await;
 

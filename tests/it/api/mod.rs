@@ -169,12 +169,18 @@ impl TestApi {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{org}");
         let org_key = org["key"]["secret"].as_str().expect("org key").to_owned();
+        let (app_id, app_key) = self.app_with_key(&org_key, "main").await;
+        (org_key, app_id, app_key)
+    }
+
+    /// A new app named `name` in the org of `org_key`, with an app key: (app_id, app_key).
+    pub async fn app_with_key(&self, org_key: &str, name: &str) -> (String, String) {
         let (status, app) = self
             .call(
                 Method::POST,
                 "/v1/apps",
-                &org_key,
-                Some(json!({ "name": "main" })),
+                org_key,
+                Some(json!({ "name": name })),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{app}");
@@ -183,16 +189,12 @@ impl TestApi {
             .call(
                 Method::POST,
                 "/v1/api-keys",
-                &org_key,
+                org_key,
                 Some(json!({ "name": "k", "kind": "app", "app_id": app_id })),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{key}");
-        (
-            org_key,
-            app_id,
-            key["secret"].as_str().expect("secret").to_owned(),
-        )
+        (app_id, key["secret"].as_str().expect("secret").to_owned())
     }
 
     /// Uploads `agents/<dir>` as a JSON files map; returns (scope/name path, version).

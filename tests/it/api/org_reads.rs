@@ -115,57 +115,59 @@ async fn org_keys_read_their_apps_runs_events_and_usage() {
 async fn key_kind_follows_app_id() {
     let api = TestApi::start().await;
     let (org_key, app_id, app_key) = api.tenant().await;
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
+    // (caller, body, expected status, expected kind, expected app_id)
+    let cases = [
+        (
             &org_key,
-            Some(json!({ "name": "for-app", "app_id": app_id })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    assert_eq!(key["kind"], "app");
-    assert_eq!(key["app_id"], app_id.as_str());
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
+            json!({ "name": "for-app", "app_id": app_id }),
+            StatusCode::CREATED,
+            Some("app"),
+            Some(&app_id),
+        ),
+        // An org key is never made by leaving things out (a template's empty app_id).
+        (
             &org_key,
-            Some(json!({ "name": "for-org" })),
-        )
-        .await;
-    // An org key is never made by leaving things out (a template's empty app_id).
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
+            json!({ "name": "for-org" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            None,
+        ),
+        (
             &org_key,
-            Some(json!({ "name": "for-org", "app_id": null })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
+            json!({ "name": "for-org", "app_id": null }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            None,
+        ),
+        (
             &org_key,
-            Some(json!({ "name": "for-org", "kind": "org" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    assert_eq!(key["kind"], "org");
-    // An app key creates keys for its own app only.
-    let (status, key) = api
-        .call(
-            Method::POST,
-            "/v1/api-keys",
+            json!({ "name": "for-org", "kind": "org" }),
+            StatusCode::CREATED,
+            Some("org"),
+            None,
+        ),
+        // An app key creates keys for its own app only.
+        (
             &app_key,
-            Some(json!({ "name": "sibling" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
-    assert_eq!(key["kind"], "app");
-    assert_eq!(key["app_id"], app_id.as_str());
+            json!({ "name": "sibling" }),
+            StatusCode::CREATED,
+            Some("app"),
+            Some(&app_id),
+        ),
+    ];
+    for (caller, body, status, kind, app) in cases {
+        let (got, key) = api
+            .call(Method::POST, "/v1/api-keys", caller, Some(body.clone()))
+            .await;
+        assert_eq!(got, status, "{body}: {key}");
+        if let Some(kind) = kind {
+            assert_eq!(key["kind"], kind, "{body}: {key}");
+            assert_eq!(
+                key["app_id"].as_str(),
+                app.map(String::as_str),
+                "{body}: {key}"
+            );
+        }
+    }
     api.stop().await;
 }

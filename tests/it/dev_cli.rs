@@ -1,0 +1,90 @@
+//! `atoll dev` as a user starts it: it creates its tenant with the API's own key issuing,
+//! deploys the sample agents with the API's own version records, and the key it prints
+//! starts a run of one of them. A second start reuses the tenant.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Starts `atoll dev` on a free port with its data in `data`; returns it with the app key
+/// it printed.
+fn start_dev(data: &std::path::Path) -> (Child, String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atoll"))
+        .arg("dev")
+        .arg("--agents")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/agents"))
+        .env("ATOLL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ATOLL_DATA_DIR", data)
+        .env("ATOLL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start atoll dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut key = None;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(k) = line.trim().strip_prefix("app key:") {
+            key = Some(k.trim().to_owned());
+        }
+        if line.starts_with("Start a run") {
+            break;
+        }
+    }
+    (child, key.expect("atoll dev printed an app key"), port)
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "atoll dev exited with {status}");
+}
+
+#[tokio::test]
+async fn dev_creates_a_tenant_deploys_agents_and_runs_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (child, key, port) = start_dev(&data);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "atoll dev did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run: Value = http
+        .post(format!("{base}/v1/agents/atoll/hello/runs?wait=20"))
+        .bearer_auth(&key)
+        .json(&json!({ "input": { "name": "Dev" } }))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(run["output"]["greeting"], "Hello, Dev!", "{run}");
+    let keys: Value = http
+        .get(format!("{base}/v1/api-keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("keys")
+        .json()
+        .await
+        .expect("json");
+    let listed = &keys["data"][0];
+    assert_eq!(listed["kind"], "app", "{keys}");
+    assert_eq!(listed["name"], "dev app key", "{keys}");
+    assert_eq!(listed["prefix"].as_str(), Some(&key[..12]), "{keys}");
+    stop(child);
+
+    // The second start keeps the tenant: the same key still works.
+    let (child, again, _) = start_dev(&data);
+    assert_eq!(again, key);
+    stop(child);
+}
