@@ -307,6 +307,18 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
     };
     if recorded {
         save_state(inner, row, &outcome).await;
+        // What the store now holds (state for the next run included), for `wait` on this
+        // node: no second read.
+        let _ = inner.finished.send(Arc::new(RunRow {
+            status: finish.status,
+            output: finish.output.clone(),
+            error: finish.error.clone(),
+            usage: finish.usage.clone(),
+            finished_at: Some(finish.finished_at),
+            lease_owner: None,
+            lease_expires_at: None,
+            ..row.clone()
+        }));
     }
     release_permit(inner, row, outcome.usage.cpu_ms.ceil() as u64).await;
     inner.sink.release_end(&row.id);

@@ -86,12 +86,18 @@ pub struct NewRun {
     pub audit: Option<AuditEvent>,
 }
 
+/// Finished runs `wait` can still see when it falls behind (it then reads the store).
+const FINISHED_QUEUE: usize = 1024;
+
 pub(crate) struct Inner {
     pub cfg: RunServiceConfig,
     pub sink: Arc<EventPipeline>,
     pub active: Mutex<HashMap<String, RunCanceller>>,
     /// Slots set aside by claims in progress (`dispatch::Reservation`).
     pub reserved: AtomicUsize,
+    /// Every run this node finished, as stored: `wait` answers from it without reading
+    /// the store again when the run ran here.
+    pub finished: tokio::sync::broadcast::Sender<Arc<RunRow>>,
     pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
     pub accepting: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -116,6 +122,7 @@ impl RunService {
             sink,
             active: Mutex::new(HashMap::new()),
             reserved: AtomicUsize::new(0),
+            finished: tokio::sync::broadcast::channel(FINISHED_QUEUE).0,
             packages: moka::sync::Cache::new(1_000),
             accepting: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
@@ -305,7 +312,9 @@ impl RunService {
         timeout: Duration,
     ) -> Result<Option<RunRow>, RunError> {
         let store = &self.inner.cfg.store;
-        // Subscribe first so an `end` published between the read and the wait is seen.
+        // Subscribe first so an ending between the read and the wait is seen: in memory
+        // when the run ends on this node, else by its `end` event.
+        let mut finished = self.inner.finished.subscribe();
         let mut live = self.inner.cfg.bus.subscribe(run_id).await.ok();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -315,7 +324,17 @@ impl RunService {
             if row.status.is_final() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(row));
             }
-            let next = async {
+            let ended_here = async {
+                loop {
+                    match finished.recv().await {
+                        Ok(row) if row.id == run_id && row.app_id == app_id => return Some(row),
+                        Ok(_) => {}
+                        // Missed some: the store has it.
+                        Err(_) => return None,
+                    }
+                }
+            };
+            let ended_elsewhere = async {
                 match live.as_mut() {
                     Some(stream) => {
                         use futures::StreamExt;
@@ -329,7 +348,15 @@ impl RunService {
                     None => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             };
-            let _ = tokio::time::timeout_at(deadline, next).await;
+            let next = async {
+                tokio::select! {
+                    row = ended_here => row,
+                    () = ended_elsewhere => None,
+                }
+            };
+            if let Ok(Some(row)) = tokio::time::timeout_at(deadline, next).await {
+                return Ok(Some(RunRow::clone(&row)));
+            }
         }
     }
 

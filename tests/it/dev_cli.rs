@@ -26,15 +26,17 @@ fn start_dev(data: &std::path::Path) -> (Child, String, u16) {
         .spawn()
         .expect("start atoll dev");
     let stdout = child.stdout.take().expect("stdout");
-    let mut key = None;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if let Some(k) = line.trim().strip_prefix("app key:") {
-            key = Some(k.trim().to_owned());
+    // Read to the end on a thread of its own: a closed pipe would fail the server's
+    // later writes.
+    let (found, key) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(k) = line.trim().strip_prefix("app key:") {
+                let _ = found.send(k.trim().to_owned());
+            }
         }
-        if line.starts_with("Start a run") {
-            break;
-        }
-    }
+    });
+    let key = key.recv_timeout(Duration::from_secs(60)).ok();
     (child, key.expect("atoll dev printed an app key"), port)
 }
 

@@ -177,3 +177,38 @@ async fn a_store_error_while_preparing_fails_the_run_as_internal() {
     assert_eq!(ok["status"], "succeeded");
     api.stop().await;
 }
+
+/// `?wait` for a run this node executes is answered from its outcome in memory: with
+/// every read of the run failing after the first, the answer is still the finished run.
+#[tokio::test]
+async fn wait_is_answered_from_memory_when_the_run_ran_here() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    let source = "export default async () => { await new Promise((r) => setTimeout(r, 300)); return { done: true }; };";
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/agents/t/slow/versions/1.0.0",
+            &key,
+            Some(json!({ "manifest": { "name": "@t/slow", "version": "1.0.0" }, "files": { "main.js": source } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The wait's first read sees the run unfinished; every later one would fail.
+    store.fail_after("get_run", 1, 1_000);
+    let (status, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/t/slow/runs?wait=10",
+            &key,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({ "done": true }), "{run}");
+    assert!(run.get("lease_owner").is_none(), "{run}");
+    assert_eq!(store.fired("get_run"), 0, "no read of the run failed");
+    store.fail("get_run", 0);
+    api.stop().await;
+}
