@@ -34,12 +34,17 @@ pub struct ChildArgs {
     /// Address-space ceiling, MiB (0: none).
     #[arg(long, default_value_t = 0)]
     address_space_mb: u64,
+    /// Dispose isolates without the QuickJS heap scrub (the server's `ATOLL_NO_SCRUB`;
+    /// the child's own environment is empty).
+    #[arg(long)]
+    no_scrub: bool,
 }
 
 /// Distinct packages kept compiled; a miss costs one round trip to the server.
 const PACKAGE_CACHE: usize = 256;
 
 pub fn main(args: ChildArgs) -> ExitCode {
+    crate::sandbox::set_heap_scrub(!args.no_scrub);
     let report = match lockdown::lock_down(&LockdownConfig {
         channel_fd: CHANNEL_FD,
         parent_pid: args.parent,

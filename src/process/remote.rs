@@ -114,6 +114,7 @@ impl Child {
             .arg(std::process::id().to_string())
             .arg("--address-space-mb")
             .arg(spawn.address_space_mb.to_string())
+            .args((!crate::sandbox::heap_scrub_enabled()).then_some("--no-scrub"))
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -31,6 +31,23 @@ pub mod snapshot;
 mod worker;
 
 pub use grant::{Limits, RunGrant};
+
+/// Whether isolates are scrubbed before disposal (QuickJS only; `ATOLL_NO_SCRUB=1` turns
+/// it off, see `scrub`). Always false on V8, which needs no scrub.
+pub fn heap_scrub_enabled() -> bool {
+    #[cfg(feature = "quickjs")]
+    return scrub::enabled();
+    #[cfg(not(feature = "quickjs"))]
+    return false;
+}
+
+/// Turns the heap scrub on or off for this process (a no-op on V8).
+pub fn set_heap_scrub(on: bool) {
+    #[cfg(feature = "quickjs")]
+    scrub::set_enabled(on);
+    #[cfg(not(feature = "quickjs"))]
+    let _ = on;
+}
 pub use pool::{Pool, PoolConfig, PoolError, PoolStats, RunCanceller, RunHandle};
 pub use record::{ErrorCode, EventKind, RunError, RunEvent, RunOutcome, RunStatus, Usage};
 pub use run::RunRequest;

@@ -135,8 +135,8 @@ pub(super) fn enabled() -> bool {
     }
 }
 
-/// Turns the scrub on or off for the whole process (measurements compare both).
-#[cfg(test)]
+/// Turns the scrub on or off for the whole process (measurements compare both; a
+/// sandbox process follows its server's setting).
 pub(super) fn set_enabled(on: bool) {
     MODE.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
