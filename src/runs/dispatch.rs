@@ -9,7 +9,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::adapters::StoreMemory;
 use super::admission::Permit;
-use super::{package_of, Inner};
+use super::{package_of, version_key, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::ids::now_ms;
 use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
@@ -226,16 +226,26 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
 
 async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, PrepareError> {
     let store = &inner.cfg.store;
-    let version = store
-        .get_agent_version(&row.app_id, &row.agent, &row.version)
-        .await?
-        .ok_or_else(|| {
-            PrepareError::Invalid(format!(
-                "agent {}@{} no longer exists",
-                row.agent, row.version
-            ))
-        })?;
-    let package = package_of(inner, &version).map_err(|e| PrepareError::Invalid(e.to_string()))?;
+    // Resolved when the run was created (versions are immutable): read again only on a
+    // node that has not seen it.
+    let package = match inner
+        .packages
+        .get(&version_key(&row.app_id, &row.agent, &row.version))
+    {
+        Some(package) => package,
+        None => {
+            let version = store
+                .get_agent_version(&row.app_id, &row.agent, &row.version)
+                .await?
+                .ok_or_else(|| {
+                    PrepareError::Invalid(format!(
+                        "agent {}@{} no longer exists",
+                        row.agent, row.version
+                    ))
+                })?;
+            package_of(inner, &version).map_err(|e| PrepareError::Invalid(e.to_string()))?
+        }
+    };
     let end_user_key = row.end_user.clone().unwrap_or_default();
     let state = store
         .state_get(&row.app_id, &row.agent, &end_user_key)

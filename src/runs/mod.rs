@@ -412,7 +412,9 @@ pub(crate) fn package_of(
     version: &AgentVersion,
 ) -> Result<Arc<AgentPackage>, RunError> {
     let key = format!("{}:{}", version.app_id, version.digest);
+    let by_name = version_key(&version.app_id, &version.name, &version.version);
     if let Some(p) = inner.packages.get(&key) {
+        inner.packages.insert(by_name, p.clone());
         return Ok(p);
     }
     let files: std::collections::BTreeMap<String, String> =
@@ -423,5 +425,12 @@ pub(crate) fn package_of(
             .map_err(|e| RunError::PackageInvalid(e.to_string()))?;
     let package = Arc::new(package);
     inner.packages.insert(key, package.clone());
+    inner.packages.insert(by_name, package.clone());
     Ok(package)
+}
+
+/// The package cache's second key: an app's `agent@version`, which names one immutable
+/// package, so a node that created a run prepares it without reading the version again.
+pub(crate) fn version_key(app_id: &str, agent: &str, version: &str) -> String {
+    format!("{app_id}/{agent}@{version}")
 }

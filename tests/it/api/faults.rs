@@ -158,12 +158,13 @@ async fn a_store_error_while_preparing_fails_the_run_as_internal() {
     let (api, store) = TestApi::start_faulty().await;
     let (_org, _app, key) = api.tenant().await;
     api.deploy(&key, "hello").await;
-    store.fail("get_agent_version", 1);
+    // The version is cached from the run's creation; the state read goes to the store.
+    store.fail("state_get", 1);
     let (status, run) = start_hello(&api, &key, "/v1/agents/atoll/hello/runs", None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let id = run["id"].as_str().expect("id");
     let done = wait_final(&api, &key, id).await;
-    assert_eq!(store.fired("get_agent_version"), 1);
+    assert_eq!(store.fired("state_get"), 1);
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "internal", "{done}");
     assert!(!done.to_string().contains(INJECTED), "{done}");
