@@ -76,7 +76,7 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
             None => {
                 let mut t = create_tenant(store.as_ref(), admin_key).await?;
                 t.master_key = Some(master_key);
-                std::fs::write(&tenant_file, serde_json::to_string_pretty(&t)?)
+                write_private(&tenant_file, &serde_json::to_string_pretty(&t)?)
                     .with_context(|| format!("cannot write {}", tenant_file.display()))?;
                 t
             }
@@ -168,6 +168,19 @@ async fn deploy_one(store: &dyn Store, app_id: &str, path: &Path) -> anyhow::Res
         }
         PutVersion::Created | PutVersion::Unchanged => Ok(label),
     }
+}
+
+/// Writes a file only its owner can read (it holds keys).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 fn random_hex(bytes: usize) -> anyhow::Result<String> {

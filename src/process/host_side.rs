@@ -16,6 +16,9 @@ use crate::broker::{FetchError, FetchLimits, FetchRequest};
 use crate::host::{ChatRequest, DeltaSink, HostCheck, HostError, MemoryNamespace};
 use crate::package::MemoryScope;
 
+/// Host calls of one run traced as `run.op` spans.
+const MAX_OP_SPANS: u32 = 256;
+
 /// Longest memory key and most keys listed, as the ops allow.
 const MAX_KEY_BYTES: usize = 512;
 const MAX_LIST: u32 = 1000;
@@ -26,7 +29,12 @@ pub(crate) async fn serve(
     request: HostRequest,
     deltas: DeltaSink,
 ) -> (Answer, bool) {
-    let span = tracing::info_span!(parent: &run.span, "run.op", op = request.kind());
+    // The first calls of a run get a span each; past the cap they go untraced.
+    let span = if run.op_spans.fetch_add(1, Ordering::Relaxed) < MAX_OP_SPANS {
+        tracing::info_span!(parent: &run.span, "run.op", op = request.kind())
+    } else {
+        tracing::Span::none()
+    };
     let answer = budget::charged_to(run.memory.clone(), dispatch(run, request, deltas))
         .instrument(span)
         .await;

@@ -49,6 +49,8 @@ pub(crate) struct RemoteRun {
     event_bytes: AtomicU64,
     /// The run's span (current where the run was submitted): host calls are its children.
     pub span: tracing::Span,
+    /// Host-call spans made so far, capped so one run cannot flood the exporter.
+    pub op_spans: AtomicU32,
 }
 
 impl RemoteRun {
@@ -64,6 +66,7 @@ impl RemoteRun {
             fetches: AtomicU32::new(0),
             event_bytes: AtomicU64::new(0),
             span: tracing::Span::current(),
+            op_spans: AtomicU32::new(0),
         }
     }
 }

@@ -317,23 +317,25 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
     };
     if recorded {
         save_state(inner, row, &outcome).await;
-        // What the store now holds (state for the next run included), for `wait` on this
-        // node: no second read.
-        let _ = inner.finished.send(Arc::new(RunRow {
-            status: finish.status,
-            output: finish.output.clone(),
-            error: finish.error.clone(),
-            usage: finish.usage.clone(),
-            finished_at: Some(finish.finished_at),
-            lease_owner: None,
-            lease_expires_at: None,
-            ..row.clone()
-        }));
     }
     release_permit(inner, row, outcome.usage.cpu_ms.ceil() as u64).await;
     inner.sink.release_end(&row.id);
     leave_active(inner, &row.id);
     tracing::debug!(run = %row.id, status = %finish.status, recorded, "run finished");
+    if recorded {
+        // Stored, state saved, slot free: whoever waits here is told without a read.
+        let waiting = inner
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&row.id);
+        if let Some(waiting) = waiting {
+            let finish = Arc::new(finish);
+            for told in waiting {
+                let _ = told.send(finish.clone());
+            }
+        }
+    }
 }
 
 /// A run whose sandbox process died, for an agent with `retry_on_node_lost`: queued again

@@ -33,7 +33,7 @@ use crate::package::{AgentPackage, PackageLimits};
 use crate::process::Sandbox;
 use crate::quota::Decision;
 use crate::sandbox::{Limits, RunCanceller};
-use crate::store::{AgentVersion, AuditEvent, RunRow, RunStatus, Store, StoreError};
+use crate::store::{AgentVersion, AuditEvent, RunFinish, RunRow, RunStatus, Store, StoreError};
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
 
@@ -86,18 +86,15 @@ pub struct NewRun {
     pub audit: Option<AuditEvent>,
 }
 
-/// Finished runs `wait` can still see when it falls behind (it then reads the store).
-const FINISHED_QUEUE: usize = 1024;
-
 pub(crate) struct Inner {
     pub cfg: RunServiceConfig,
     pub sink: Arc<EventPipeline>,
     pub active: Mutex<HashMap<String, RunCanceller>>,
     /// Slots set aside by claims in progress (`dispatch::Reservation`).
     pub reserved: AtomicUsize,
-    /// Every run this node finished, as stored: `wait` answers from it without reading
-    /// the store again when the run ran here.
-    pub finished: tokio::sync::broadcast::Sender<Arc<RunRow>>,
+    /// Who waits for which run on this node (`wait`): told how the run ended, once it
+    /// is stored and its slot is free, so `?wait` answers without reading the store again.
+    pub waiters: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<Arc<RunFinish>>>>>,
     pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
     pub accepting: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -107,6 +104,36 @@ pub(crate) struct Inner {
     /// Signalled when the last active run of this node finishes.
     pub idle: Notify,
     pub metrics: metrics::RunMetrics,
+}
+
+/// A `wait`'s place in [`Inner::waiters`], given up when the wait ends however it ends.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    run_id: &'a str,
+}
+
+impl<'a> Waiting<'a> {
+    fn register(
+        inner: &'a Inner,
+        run_id: &'a str,
+        told: tokio::sync::oneshot::Sender<Arc<RunFinish>>,
+    ) -> Waiting<'a> {
+        let mut waiters = inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.entry(run_id.to_owned()).or_default().push(told);
+        Waiting { inner, run_id }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = waiters.get_mut(self.run_id) {
+            list.retain(|w| !w.is_closed());
+            if list.is_empty() {
+                waiters.remove(self.run_id);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -122,7 +149,7 @@ impl RunService {
             sink,
             active: Mutex::new(HashMap::new()),
             reserved: AtomicUsize::new(0),
-            finished: tokio::sync::broadcast::channel(FINISHED_QUEUE).0,
+            waiters: Mutex::new(HashMap::new()),
             packages: moka::sync::Cache::new(1_000),
             accepting: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
@@ -314,7 +341,8 @@ impl RunService {
         let store = &self.inner.cfg.store;
         // Subscribe first so an ending between the read and the wait is seen: in memory
         // when the run ends on this node, else by its `end` event.
-        let mut finished = self.inner.finished.subscribe();
+        let (told, mut ended_here) = tokio::sync::oneshot::channel();
+        let _waiting = Waiting::register(&self.inner, run_id, told);
         let mut live = self.inner.cfg.bus.subscribe(run_id).await.ok();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -324,16 +352,6 @@ impl RunService {
             if row.status.is_final() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(row));
             }
-            let ended_here = async {
-                loop {
-                    match finished.recv().await {
-                        Ok(row) if row.id == run_id && row.app_id == app_id => return Some(row),
-                        Ok(_) => {}
-                        // Missed some: the store has it.
-                        Err(_) => return None,
-                    }
-                }
-            };
             let ended_elsewhere = async {
                 match live.as_mut() {
                     Some(stream) => {
@@ -350,12 +368,22 @@ impl RunService {
             };
             let next = async {
                 tokio::select! {
-                    row = ended_here => row,
+                    finish = &mut ended_here => finish.ok(),
                     () = ended_elsewhere => None,
                 }
             };
-            if let Ok(Some(row)) = tokio::time::timeout_at(deadline, next).await {
-                return Ok(Some(RunRow::clone(&row)));
+            if let Ok(Some(finish)) = tokio::time::timeout_at(deadline, next).await {
+                // The row read above, with the ending the store now holds.
+                return Ok(Some(RunRow {
+                    status: finish.status,
+                    output: finish.output.clone(),
+                    error: finish.error.clone(),
+                    usage: finish.usage.clone(),
+                    finished_at: Some(finish.finished_at),
+                    lease_owner: None,
+                    lease_expires_at: None,
+                    ..row
+                }));
             }
         }
     }

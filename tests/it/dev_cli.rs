@@ -84,6 +84,13 @@ async fn dev_creates_a_tenant_deploys_agents_and_runs_them() {
     assert_eq!(listed["name"], "dev app key", "{keys}");
     assert_eq!(listed["prefix"].as_str(), Some(&key[..12]), "{keys}");
     stop(child);
+    // It holds keys: only its owner may read it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("dev-tenant.json"))
+        .expect("tenant file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "dev-tenant.json mode {mode:o}");
 
     // The second start keeps the tenant: the same key still works.
     let (child, again, _) = start_dev(&data);
