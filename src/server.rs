@@ -270,32 +270,33 @@ async fn start_sandbox(args: &ServeArgs) -> anyhow::Result<Sandbox> {
     Ok(Sandbox::Processes(supervisor))
 }
 
-/// Resolves on Ctrl-C, SIGTERM, or when the server stops itself.
-pub async fn stop_requested(server: &RunningServer) {
+/// Resolves on `stop` (see [`shutdown_signal`]) or when the server stops itself.
+pub async fn stop_requested(server: &RunningServer, stop: impl std::future::Future<Output = ()>) {
     tokio::select! {
-        _ = shutdown_signal() => {}
+        _ = stop => {}
         _ = server.stop.cancelled() => {}
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when it is first polled: call it before starting anything, so a signal that comes
+/// during startup drains the server instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(interrupt) => {}
+            _ = wait(terminate) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

@@ -21,8 +21,9 @@ use crate::store::{App, KeyKind, Org, PutVersion, Store};
 
 pub fn serve(args: ServeArgs) -> ExitCode {
     run_async(async move {
+        let stop = server::shutdown_signal();
         let server = server::start(args).await?;
-        server::stop_requested(&server).await;
+        server::stop_requested(&server, stop).await;
         info!("shutting down");
         server.stop().await
     })
@@ -50,6 +51,7 @@ struct DevTenant {
 
 pub fn dev(mut args: DevArgs) -> ExitCode {
     run_async(async move {
+        let stop = server::shutdown_signal();
         // Embedded storage and in-process quotas, always.
         args.serve.database_url = None;
         args.serve.redis_url = None;
@@ -96,7 +98,7 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
             "  curl -s -X POST '{base}/v1/agents/atoll/hello/runs?wait=10' -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"input\":{{\"name\":\"Ada\"}}}}'",
             tenant.app_key
         );
-        server::stop_requested(&server).await;
+        server::stop_requested(&server, stop).await;
         info!("shutting down");
         server.stop().await
     })

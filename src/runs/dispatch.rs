@@ -15,7 +15,9 @@ use crate::ids::now_ms;
 use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
 use crate::store::{RunFinish, RunRow, RunStatus, StoreError, StoreResult};
 
+/// How `row`'s current attempt ended.
 pub(crate) fn finish_record(
+    row: &RunRow,
     status: RunStatus,
     output: Option<Value>,
     error: Option<Value>,
@@ -23,6 +25,7 @@ pub(crate) fn finish_record(
 ) -> RunFinish {
     RunFinish {
         status,
+        attempt: row.attempt,
         output,
         error,
         usage,
@@ -215,7 +218,7 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
             json!({ "code": "internal", "message": "the run could not be started because storage was unavailable; start it again" })
         }
     };
-    let finish = finish_record(RunStatus::Failed, None, Some(error), None);
+    let finish = finish_record(&row, RunStatus::Failed, None, Some(error), None);
     match inner.cfg.store.finish_run(&row.id, &finish).await {
         Ok(true) => after_finish(inner, &row, &finish).await,
         Ok(false) => {}
@@ -292,6 +295,7 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
         );
     }
     let finish = finish_record(
+        row,
         outcome.status,
         outcome.output.clone(),
         error,

@@ -290,6 +290,7 @@ impl RunService {
                 {
                     Some(claimed) => {
                         let finish = dispatch::finish_record(
+                            &claimed,
                             RunStatus::Cancelled,
                             None,
                             Some(

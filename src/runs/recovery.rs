@@ -106,6 +106,7 @@ async fn recover(inner: &Arc<Inner>, row: RunRow) {
         return;
     }
     let finish = finish_record(
+        &row,
         RunStatus::Failed,
         None,
         Some(

@@ -141,6 +141,9 @@ pub struct RunRow {
 pub struct RunFinish {
     /// A final status.
     pub status: RunStatus,
+    /// The attempt this ending belongs to: a node that lost its lease (the run was
+    /// requeued, so its attempt moved on) cannot overwrite the next attempt's record.
+    pub attempt: i32,
     pub output: Option<Value>,
     pub error: Option<Value>,
     pub usage: Option<Value>,

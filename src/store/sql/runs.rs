@@ -411,7 +411,7 @@ pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> Store
          SET status = $2, output = $3, error = $4, usage = $5, finished_at = $6,
              usage_cpu_ms = $7, usage_llm_tokens_in = $8, usage_llm_tokens_out = $9,
              usage_fetches = $10, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND status IN ('queued', 'running')",
+         WHERE id = $1 AND status IN ('queued', 'running') AND attempt = $11",
     )
     .bind(id)
     .bind(f.status.as_str())
@@ -423,6 +423,7 @@ pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> Store
     .bind(tokens_in)
     .bind(tokens_out)
     .bind(fetches)
+    .bind(i64::from(f.attempt))
     .execute(pool)
     .await?;
     Ok(done.rows_affected() > 0)

@@ -304,6 +304,7 @@ pub(super) fn page(limit: u32) -> Page {
 pub(super) fn finish(status: &str, at: Millis) -> RunFinish {
     RunFinish {
         status: status.parse().expect("a status"),
+        attempt: 1,
         output: Some(json!({ "ok": true })),
         error: None,
         usage: Some(

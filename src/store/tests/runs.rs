@@ -328,6 +328,13 @@ pub(super) async fn leases_expire_and_requeue(s: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(lease("run_2").await, None);
+    // Nor does the old attempt's late outcome end the new attempt.
+    assert!(
+        !s.finish_run("run_2", &finish("succeeded", 9_000))
+            .await
+            .unwrap(),
+        "attempt 1 cannot finish attempt 2"
+    );
     // The requeued run is claimable again, keeping its first start time.
     let again = s
         .claim_queued_runs("node_c", 5, 4_000, 8_000)
