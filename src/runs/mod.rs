@@ -86,6 +86,10 @@ pub struct NewRun {
     pub audit: Option<AuditEvent>,
 }
 
+/// Bytes of package files the package cache keeps (a package under both of its keys
+/// counts twice): bounded by size, since one package may hold megabytes.
+const PACKAGE_CACHE_BYTES: u64 = 256 << 20;
+
 pub(crate) struct Inner {
     pub cfg: RunServiceConfig,
     pub sink: Arc<EventPipeline>,
@@ -150,7 +154,13 @@ impl RunService {
             active: Mutex::new(HashMap::new()),
             reserved: AtomicUsize::new(0),
             waiters: Mutex::new(HashMap::new()),
-            packages: moka::sync::Cache::new(1_000),
+            packages: moka::sync::Cache::builder()
+                .weigher(|key: &String, package: &Arc<AgentPackage>| {
+                    let bytes: usize = package.files.values().map(|f| f.len()).sum();
+                    u32::try_from(key.len() + bytes).unwrap_or(u32::MAX)
+                })
+                .max_capacity(PACKAGE_CACHE_BYTES)
+                .build(),
             accepting: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
             stop: CancellationToken::new(),
