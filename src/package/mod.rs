@@ -20,7 +20,6 @@ mod limits;
 mod manifest;
 mod paths;
 mod schema;
-mod syntax;
 #[cfg(test)]
 mod tests;
 
@@ -57,7 +56,7 @@ pub enum PackageErrorKind {
     Path,
     /// A module imports something outside the package or missing from it.
     Import,
-    /// A module does not parse (file, line and column in the reason).
+    /// A module does not compile; produced by the JS engine's caller, never by this module.
     Syntax,
     /// A file is not UTF-8 text.
     Encoding,
@@ -298,7 +297,6 @@ impl AgentPackage {
                 format!("entry {} is not in the package", manifest.entry),
             ));
         }
-        syntax::check_syntax(&files)?;
         check_imports(&files)?;
         let digest = digest::digest(&manifest_json, &files);
         Self::rebuilt(manifest, files, digest)

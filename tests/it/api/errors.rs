@@ -381,35 +381,3 @@ async fn unknown_routes_and_methods_are_problems_too() {
     assert_problem(s, &b, StatusCode::METHOD_NOT_ALLOWED);
     api.stop().await;
 }
-
-/// A module that does not parse is refused at upload (422 naming file, line and column),
-/// never stored to fail every run later.
-#[tokio::test]
-async fn a_syntax_error_is_refused_at_upload() {
-    let api = TestApi::start().await;
-    let (_org, _app, key) = api.tenant().await;
-    let files = json!({
-        "main.js": "import { f } from './lib.js';\nexport default () => f();\n",
-        "lib.js": "export function f() {\n  return {;\n}\n",
-    });
-    let (status, problem) = api
-        .call(
-            Method::PUT,
-            "/v1/agents/t/broken/versions/1.0.0",
-            &key,
-            Some(
-                json!({ "manifest": { "name": "@t/broken", "version": "1.0.0" }, "files": files }),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    assert_eq!(problem["file"], "lib.js", "{problem}");
-    let reason = problem["reason"].as_str().unwrap_or("");
-    assert!(reason.starts_with("line 2, column 11:"), "{problem}");
-    // Nothing was stored: the agent does not exist.
-    let (status, _) = api
-        .call(Method::GET, "/v1/agents/t/broken", &key, None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    api.stop().await;
-}
