@@ -71,10 +71,29 @@ impl Drop for Reservation<'_> {
 /// which is the new one unless others are waiting for their turn — a new run never jumps
 /// another tenant's queue. Otherwise the claimer (here or on another node) picks it up.
 pub(crate) async fn try_start(inner: &Arc<Inner>) {
+    claim_and_start(inner, 1).await;
+}
+
+/// Claims queued runs while this node has room: every 250 ms, and whenever woken (a run
+/// was queued or a slot freed).
+pub(crate) async fn claimer(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        claim_and_start(&inner, 64).await;
+    }
+}
+
+/// Reserves up to `want` free slots, claims that many queued runs in fair order and
+/// starts them.
+async fn claim_and_start(inner: &Arc<Inner>, want: usize) {
     if !inner.accepting.load(Ordering::Acquire) {
         return;
     }
-    let mut slots = Reservation::take(inner, 1);
+    let mut slots = Reservation::take(inner, want);
     if slots.left == 0 {
         return;
     }
@@ -83,42 +102,12 @@ pub(crate) async fn try_start(inner: &Arc<Inner>) {
     match inner
         .cfg
         .store
-        .claim_queued_runs(&inner.cfg.node_id, 1, now, lease_until)
-        .instrument(info_span!("run.claim", limit = 1))
+        .claim_queued_runs(&inner.cfg.node_id, slots.left as u32, now, lease_until)
+        .instrument(info_span!("run.claim", limit = slots.left))
         .await
     {
         Ok(rows) => start_claimed(inner, rows, &mut slots).await,
-        Err(e) => warn!(error = %e, "could not claim a new run; the claimer will retry"),
-    }
-}
-
-/// Claims queued runs while this node has room.
-pub(crate) async fn claimer(inner: Arc<Inner>) {
-    loop {
-        tokio::select! {
-            _ = inner.stop.cancelled() => return,
-            _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-        if !inner.accepting.load(Ordering::Acquire) {
-            continue;
-        }
-        let mut slots = Reservation::take(&inner, 64);
-        if slots.left == 0 {
-            continue;
-        }
-        let now = now_ms();
-        let lease_until = now + inner.cfg.lease.as_millis() as i64;
-        match inner
-            .cfg
-            .store
-            .claim_queued_runs(&inner.cfg.node_id, slots.left as u32, now, lease_until)
-            .instrument(info_span!("run.claim", limit = slots.left))
-            .await
-        {
-            Ok(rows) => start_claimed(&inner, rows, &mut slots).await,
-            Err(e) => warn!(error = %e, "claiming queued runs failed"),
-        }
+        Err(e) => warn!(error = %e, "claiming queued runs failed; the claimer retries"),
     }
 }
 

@@ -488,7 +488,7 @@ fn measure_leak_direct_with_a_module() {
                     .enable_all()
                     .build()
                     .expect("tokio");
-                for i in 0..n {
+                for _ in 0..n {
                     let mut isolate = Isolate::new(64 << 20, snapshot).expect("isolate");
                     let code = if mode == "module" {
                         "export const x = 1; globalThis.y = x;"
@@ -507,7 +507,6 @@ fn measure_leak_direct_with_a_module() {
                                     .expect("script");
                             }
                             _ => {
-                                let _ = i;
                                 let url = deno_core::ModuleSpecifier::parse("agent:///main.js")
                                     .expect("url");
                                 tokio.block_on(async {

@@ -4,19 +4,20 @@
 //! one more stream of their app). Each pick goes to the org with the fewest runs running
 //! (counting the picks of this claim), within it to the app with the fewest, and within
 //! that to the stream with the fewest; ties go to the oldest queued run. (Orgs first, so
-//! an org cannot widen its share by creating apps, nor an app by creating end-users.) That is max-min fair sharing of the node's capacity: an
-//! app with a backlog of thousands and slots full gets the next free slot only when every
+//! an org cannot widen its share by creating apps, nor an app by creating end-users.)
+//! That is max-min fair sharing of the node's capacity: an app with a backlog of thousands and slots full gets the next free slot only when every
 //! other app with queued work runs at least as many, so another app's new run starts at
 //! the next free slot; apps with equal shares take turns. Running counts come from the
 //! store, so the share is fair across nodes too.
 //!
 //! A claim reads one row per stream (`GROUP BY` on partial indexes of the queued and the
 //! running runs), plans here how many runs each stream gives, then fetches those by index:
-//! its cost grows with the number of streams, not with the queue's length.
+//! its cost grows with the number of streams, not with the queue's length. The claimed
+//! runs start in the order of the plan's picks.
 
 use std::collections::HashMap;
 
-use crate::store::{Millis, RunRow};
+use crate::store::Millis;
 
 /// Runs running now, per org and per app, whether or not they have queued work.
 #[derive(Debug, Default)]
@@ -64,9 +65,24 @@ impl App {
     }
 }
 
-/// How many runs each stream gives to a claim of `limit` (streams giving none are left
-/// out). `shares` counts what runs in every stream, queued work or not.
-pub(super) fn plan(streams: Vec<Stream>, shares: &Shares, limit: usize) -> Vec<(Stream, usize)> {
+/// What a claim takes.
+#[derive(Debug)]
+pub(super) struct Plan {
+    /// How many runs each stream gives (streams giving none are left out).
+    pub streams: Vec<(Stream, usize)>,
+    /// The order of the picks, as indexes into `streams`: the order the runs start in.
+    pub picks: Vec<usize>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+}
+
+/// The plan of a claim of `limit`. `shares` counts what runs in every stream, queued
+/// work or not.
+pub(super) fn plan(streams: Vec<Stream>, shares: &Shares, limit: usize) -> Plan {
     let mut apps: Vec<App> = Vec::new();
     let mut orgs: Vec<u64> = Vec::new();
     let mut org_index: HashMap<String, usize> = HashMap::new();
@@ -91,6 +107,7 @@ pub(super) fn plan(streams: Vec<Stream>, shares: &Shares, limit: usize) -> Vec<(
         app.streams.push(stream);
         app.given.push(0);
     }
+    let mut picked: Vec<(usize, usize)> = Vec::new();
     for _ in 0..limit {
         let share = |a: usize| (orgs[apps[a].org], apps[a].running, apps[a].oldest, a);
         let pick = (0..apps.len())
@@ -100,53 +117,29 @@ pub(super) fn plan(streams: Vec<Stream>, shares: &Shares, limit: usize) -> Vec<(
         apps[a].given[s] += 1;
         apps[a].running += 1;
         orgs[apps[a].org] += 1;
+        picked.push((a, s));
     }
-    apps.into_iter()
-        .flat_map(|app| app.streams.into_iter().zip(app.given))
-        .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| (s, n as usize))
-        .collect()
-}
-
-/// The claimed `runs` in the order they take their turns (`UPDATE ... RETURNING` gives
-/// them back in no particular order): by pick number, then age.
-pub(super) fn in_fair_order(mut runs: Vec<RunRow>) -> Vec<RunRow> {
-    runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let mut user_turns: HashMap<(&str, Option<&str>), u64> = HashMap::new();
-    let mut keyed: Vec<(u64, usize)> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let turn = user_turns
-                .entry((r.app_id.as_str(), r.end_user.as_deref()))
-                .or_default();
-            *turn += 1;
-            (*turn, i)
-        })
-        .collect();
-    // Within an app: by user turn, then age (the index is the age order).
-    keyed.sort_by_key(|&(user_turn, i)| (runs[i].app_id.clone(), user_turn, i));
-    let mut app_turns: HashMap<&str, u64> = HashMap::new();
-    let mut ranked: Vec<(u64, usize)> = keyed
-        .iter()
-        .map(|&(_, i)| {
-            let turn = app_turns.entry(runs[i].app_id.as_str()).or_default();
-            *turn += 1;
-            (*turn, i)
-        })
-        .collect();
-    ranked.sort_unstable();
-    let mut slots: Vec<Option<RunRow>> = runs.into_iter().map(Some).collect();
-    ranked
-        .into_iter()
-        .filter_map(|(_, i)| slots[i].take())
-        .collect()
+    // The streams that give something, and where each (app, stream) landed among them.
+    let mut flat: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut given = Vec::new();
+    for (a, app) in apps.into_iter().enumerate() {
+        for (s, (stream, n)) in app.streams.into_iter().zip(app.given).enumerate() {
+            if n > 0 {
+                flat.insert((a, s), given.len());
+                given.push((stream, n as usize));
+            }
+        }
+    }
+    let picks = picked.iter().map(|at| flat[at]).collect();
+    Plan {
+        streams: given,
+        picks,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RunStatus;
 
     fn stream(app: &str, user: Option<&str>, queued: u64, running: u64, oldest: Millis) -> Stream {
         Stream {
@@ -159,8 +152,9 @@ mod tests {
         }
     }
 
-    fn counts(plan: Vec<(Stream, usize)>) -> Vec<(String, Option<String>, usize)> {
-        plan.into_iter()
+    fn counts(plan: Plan) -> Vec<(String, Option<String>, usize)> {
+        plan.streams
+            .into_iter()
             .map(|(s, n)| (s.app_id, s.end_user, n))
             .collect()
     }
@@ -192,6 +186,7 @@ mod tests {
         });
         let plan = plan(streams, &Shares::default(), 6);
         let to_y: usize = plan
+            .streams
             .iter()
             .filter(|(s, _)| s.org_id == "org_y")
             .map(|(_, n)| n)
@@ -217,6 +212,8 @@ mod tests {
             stream("app_b", None, 3, 0, 50),
         ];
         let none = Shares::default();
+        // Picks alternate: A's oldest, B's, A's, B's (indexes into the plan's streams).
+        assert_eq!(plan(streams.clone(), &none, 4).picks, [0, 1, 0, 1]);
         let plan4 = counts(plan(streams.clone(), &none, 4));
         assert_eq!(
             plan4,
@@ -248,49 +245,10 @@ mod tests {
             ]
         );
         assert!(super::plan(Vec::new(), &Shares::default(), 5).is_empty());
+        assert!(super::plan(Vec::new(), &Shares::default(), 5)
+            .streams
+            .is_empty());
         let one = vec![stream("app_a", None, 3, 0, 1)];
         assert!(super::plan(one, &Shares::default(), 0).is_empty());
-    }
-
-    fn run(id: &str, app: &str, user: Option<&str>, at: i64) -> RunRow {
-        RunRow {
-            id: id.into(),
-            org_id: "org".into(),
-            app_id: app.into(),
-            agent: "@a/b".into(),
-            version: "1.0.0".into(),
-            end_user: user.map(Into::into),
-            trigger: "api".into(),
-            status: RunStatus::Running,
-            input: serde_json::Value::Null,
-            output: None,
-            error: None,
-            metadata: None,
-            usage: None,
-            attempt: 1,
-            created_at: at,
-            started_at: None,
-            finished_at: None,
-            lease_owner: None,
-            lease_expires_at: None,
-        }
-    }
-
-    #[test]
-    fn claimed_runs_start_in_turns() {
-        let runs = vec![
-            run("a1", "app_a", Some("u1"), 1),
-            run("a2", "app_a", Some("u1"), 2),
-            run("a3", "app_a", Some("u1"), 3),
-            run("a4", "app_a", Some("u2"), 4),
-            run("b1", "app_b", None, 5),
-            run("b2", "app_b", None, 6),
-        ];
-        let order: Vec<String> = in_fair_order(runs.into_iter().rev().collect())
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        // Turn 1: a1 (app_a's oldest) and b1; turn 2: a4 (u2's first) and b2; then u1's rest.
-        assert_eq!(order, ["a1", "b1", "a4", "b2", "a2", "a3"]);
     }
 }

@@ -4,13 +4,13 @@
 //! transition is one conditional `UPDATE`, so two nodes racing on the same run see exactly
 //! one of them win (the other's statement matches no row).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
-use super::fair::{in_fair_order, plan, Shares, Stream};
+use super::fair::{plan, Shares, Stream};
 use super::util::{col, i32_col, json_col, json_text, keyset, limit, opt_json_col, opt_json_text};
 use super::Backend;
 use crate::store::{
@@ -192,7 +192,18 @@ pub(super) async fn claim_queued_runs(
     if max == 0 {
         return Ok(Vec::new());
     }
-    // What runs now, per stream (partial index; at most the capacity of every node).
+    // The queue by stream (partial index), then what runs now: nothing queued, nothing
+    // more to read (the claimer asks every 250 ms).
+    let queued = sqlx::query(
+        "SELECT MAX(org_id) AS org_id, app_id, end_user, COUNT(*) AS queued,
+                MIN(created_at) AS oldest
+         FROM runs WHERE status = 'queued' GROUP BY app_id, end_user",
+    )
+    .fetch_all(pool)
+    .await?;
+    if queued.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut running: HashMap<(String, Option<String>), u64> = HashMap::new();
     let mut shares = Shares::default();
     for r in sqlx::query(
@@ -208,31 +219,28 @@ pub(super) async fn claim_queued_runs(
         *shares.by_app.entry(app_id.clone()).or_default() += n;
         running.insert((app_id, col(&r, "end_user")?), n);
     }
-    let streams = sqlx::query(
-        "SELECT MAX(org_id) AS org_id, app_id, end_user, COUNT(*) AS queued,
-                MIN(created_at) AS oldest
-         FROM runs WHERE status = 'queued' GROUP BY app_id, end_user",
-    )
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        let app_id: String = col(r, "app_id")?;
-        let end_user: Option<String> = col(r, "end_user")?;
-        Ok(Stream {
-            running: running
-                .get(&(app_id.clone(), end_user.clone()))
-                .copied()
-                .unwrap_or(0),
-            org_id: col(r, "org_id")?,
-            app_id,
-            end_user,
-            queued: u64::try_from(col::<i64>(r, "queued")?).unwrap_or(0),
-            oldest: col(r, "oldest")?,
+    let streams = queued
+        .iter()
+        .map(|r| {
+            let app_id: String = col(r, "app_id")?;
+            let end_user: Option<String> = col(r, "end_user")?;
+            Ok(Stream {
+                running: running
+                    .get(&(app_id.clone(), end_user.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                org_id: col(r, "org_id")?,
+                app_id,
+                end_user,
+                queued: u64::try_from(col::<i64>(r, "queued")?).unwrap_or(0),
+                oldest: col(r, "oldest")?,
+            })
         })
-    })
-    .collect::<StoreResult<Vec<_>>>()?;
+        .collect::<StoreResult<Vec<_>>>()?;
     let plan = plan(streams, &shares, max as usize);
+    if plan.is_empty() {
+        return Ok(Vec::new());
+    }
     // `end_user = $2` and `IS NULL` as two statements: both are index range scans, where
     // `IS NOT DISTINCT FROM` would not use the index on PostgreSQL.
     let (pick_user, pick_app) = match backend {
@@ -256,17 +264,25 @@ pub(super) async fn claim_queued_runs(
         Backend::Postgres => Claim::Locked(pool.begin().await?),
         Backend::Sqlite => Claim::Plain(pool.acquire().await?),
     };
-    let mut ids: Vec<String> = Vec::new();
-    for (stream, n) in &plan {
+    // Each stream's oldest runs (fewer when another node holds some), then in pick order.
+    let mut by_stream: Vec<VecDeque<String>> = Vec::new();
+    for (stream, n) in &plan.streams {
         let query = match &stream.end_user {
             Some(user) => sqlx::query(pick_user).bind(&stream.app_id).bind(user),
             None => sqlx::query(pick_app).bind(&stream.app_id),
         };
         let rows = query.bind(*n as i64).fetch_all(claim.connection()).await?;
-        for row in &rows {
-            ids.push(col(row, "id")?);
-        }
+        by_stream.push(
+            rows.iter()
+                .map(|r| col(r, "id"))
+                .collect::<StoreResult<_>>()?,
+        );
     }
+    let ids: Vec<String> = plan
+        .picks
+        .iter()
+        .filter_map(|&s| by_stream[s].pop_front())
+        .collect();
     if ids.is_empty() {
         claim.finish().await?;
         return Ok(Vec::new());
@@ -287,8 +303,15 @@ pub(super) async fn claim_queued_runs(
     }
     let rows = update.fetch_all(claim.connection()).await?;
     claim.finish().await?;
-    // RETURNING follows no ORDER BY: start them in turn order again.
-    Ok(in_fair_order(runs_from_rows(&rows)?))
+    // RETURNING follows no ORDER BY: start them in pick order again.
+    let mut runs = runs_from_rows(&rows)?;
+    let order: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    runs.sort_by_key(|r| order.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
+    Ok(runs)
 }
 
 /// The connection a claim runs on: inside a transaction, or not.

@@ -80,6 +80,11 @@ async fn org_keys_read_their_apps_runs_events_and_usage() {
         err["detail"].as_str().unwrap_or("").contains("app_id"),
         "{err}"
     );
+    // A control character in app_id is a bad request, not a lookup.
+    let (status, err) = api
+        .call(Method::GET, "/v1/runs?app_id=app_%00x", &org_key, None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     for path in [
         format!("/v1/runs?app_id={other_app}"),
         format!("/v1/runs/{run_id}?app_id={other_app}"),
