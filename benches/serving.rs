@@ -40,6 +40,14 @@ pub fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
         sandbox_rss_mb: 1024,
         sandbox_address_space_mb: 0,
         max_body_bytes: 6 << 20,
+        hook_max_body_bytes: 1 << 20,
+        webhook_retry_delays: atoll::hooks::deliver::DEFAULT_RETRY_DELAYS.into(),
+        webhook_timeout_ms: 15_000,
+        webhook_concurrency: 64,
+        webhook_endpoint_concurrency: 4,
+        webhook_disable_after: std::time::Duration::from_secs(5 * 86_400).into(),
+        webhook_poll_ms: 250,
+        cron_tick_ms: 1_000,
     }
 }
 

@@ -101,6 +101,29 @@ pub struct ServeArgs {
     /// Largest request body, bytes (package uploads included).
     #[arg(long, env = "ATOLL_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest body an inbound webhook (`POST /v1/hooks/{id}`) may have, bytes.
+    #[arg(long, env = "ATOLL_HOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub hook_max_body_bytes: usize,
+    /// Waits between a webhook delivery's attempts (one attempt more than waits).
+    #[arg(long, env = "ATOLL_WEBHOOK_RETRY_DELAYS", default_value = crate::hooks::deliver::DEFAULT_RETRY_DELAYS)]
+    pub webhook_retry_delays: String,
+    /// How long an endpoint has to answer a delivery with a 2xx, ms.
+    #[arg(long, env = "ATOLL_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
+    pub webhook_timeout_ms: u64,
+    /// Deliveries a node sends at once, in all and to one endpoint.
+    #[arg(long, env = "ATOLL_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+    #[arg(long, env = "ATOLL_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4)]
+    pub webhook_endpoint_concurrency: usize,
+    /// An endpoint whose every attempt failed for this long is disabled.
+    #[arg(long, env = "ATOLL_WEBHOOK_DISABLE_AFTER", default_value = "5days")]
+    pub webhook_disable_after: humantime::Duration,
+    /// How often a node looks for due webhook deliveries, ms.
+    #[arg(long, env = "ATOLL_WEBHOOK_POLL_MS", default_value_t = 250)]
+    pub webhook_poll_ms: u64,
+    /// How often a node looks for due cron triggers, ms.
+    #[arg(long, env = "ATOLL_CRON_TICK_MS", default_value_t = 1_000)]
+    pub cron_tick_ms: u64,
 }
 
 /// Where a server runs its isolates.

@@ -30,6 +30,7 @@ pub mod broker;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod hooks;
 pub mod host;
 pub mod ids;
 pub mod llm;

@@ -11,13 +11,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::{self, ApiLimits, AppState};
+use crate::api::{self, ApiLimits, AppState, StateParts};
 use crate::broker::oauth::TokenCache;
+use crate::broker::resolve::{PolicyResolver, SystemLookup};
 use crate::broker::secrets::MasterKeys;
 use crate::broker::tools::HttpTools;
 use crate::broker::{AddressPolicy, BrokeredFetcher, HttpFetcher};
 use crate::bus::{EventBus, MemoryBus, RedisBus};
 use crate::config::{SandboxMode, ServeArgs};
+use crate::hooks::deliver::{parse_delays, Deliverer, DelivererConfig, DEFAULT_RETRY_DELAYS};
 use crate::llm::host::ProviderLlm;
 use crate::llm::LlmHttp;
 use crate::process::{Sandbox, Spawn, Supervisor, SupervisorConfig};
@@ -113,6 +115,7 @@ pub async fn start_with_store(
     let sandbox = start_sandbox(&args).await?;
     let policy = AddressPolicy::parse(&args.allow_net)
         .map_err(|e| anyhow::anyhow!("ATOLL_ALLOW_NET: {e}"))?;
+    let webhook_policy = policy.clone();
     let http = Arc::new(
         HttpFetcher::new(policy.clone()).map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
     );
@@ -182,17 +185,29 @@ pub async fn start_with_store(
     })
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the run service: {e}"))?;
-    let state = AppState::new(
+    let stop = CancellationToken::new();
+    start_hooks(
+        &args,
+        &store,
+        &master_keys,
+        &webhook_policy,
+        &runs,
+        &node_id,
+        &stop,
+    )?;
+    let state = AppState::new(StateParts {
         store,
         admission,
-        runs.clone(),
-        args.admin_key.as_deref(),
+        runs: runs.clone(),
+        admin_key: args.admin_key.as_deref(),
         master_keys,
         ceilings,
-        ApiLimits {
+        limits: ApiLimits {
             max_body_bytes: args.max_body_bytes,
+            hook_max_body_bytes: args.hook_max_body_bytes,
         },
-    );
+        destinations: PolicyResolver::new(Arc::new(webhook_policy), Arc::new(SystemLookup)),
+    });
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another server running there? (ATOLL_LISTEN)",
@@ -201,7 +216,6 @@ pub async fn start_with_store(
     })?;
     let addr = listener.local_addr()?;
     info!(%addr, node = %node_id, "atoll listening");
-    let stop = CancellationToken::new();
     let app = api::router(state.clone());
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let token = stop.clone();
@@ -221,6 +235,44 @@ pub async fn start_with_store(
         stop,
         task,
     })
+}
+
+/// Webhooks out and cron triggers: this node's deliverer and cron loop, until `stop`.
+fn start_hooks(
+    args: &ServeArgs,
+    store: &Arc<dyn Store>,
+    keys: &Option<Arc<MasterKeys>>,
+    policy: &AddressPolicy,
+    runs: &RunService,
+    node_id: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let retry_delays = parse_delays(&args.webhook_retry_delays).map_err(|e| {
+        anyhow::anyhow!("ATOLL_WEBHOOK_RETRY_DELAYS: {e}; e.g. {DEFAULT_RETRY_DELAYS}")
+    })?;
+    let deliverer = Deliverer::new(
+        store.clone(),
+        keys.clone(),
+        policy.clone(),
+        Arc::new(SystemLookup),
+        DelivererConfig {
+            node_id: node_id.to_owned(),
+            retry_delays,
+            timeout: Duration::from_millis(args.webhook_timeout_ms),
+            per_endpoint: args.webhook_endpoint_concurrency.max(1),
+            max_inflight: args.webhook_concurrency.max(1),
+            poll: Duration::from_millis(args.webhook_poll_ms.max(10)),
+            disable_after: args.webhook_disable_after.into(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    tokio::spawn(deliverer.run(stop.clone()));
+    tokio::spawn(crate::hooks::cron::run(
+        runs.clone(),
+        Duration::from_millis(args.cron_tick_ms.max(10)),
+        stop.clone(),
+    ));
+    Ok(())
 }
 
 /// Idempotency records are kept 24 hours (SPEC §5); older ones are deleted hourly.

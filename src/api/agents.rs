@@ -195,17 +195,7 @@ async fn latest_uncached(
     app_id: &str,
     name: &str,
 ) -> ApiResult<Option<AgentVersion>> {
-    let mut versions = state.store.list_agent_versions(app_id, name).await?;
-    versions.sort_by(|a, b| {
-        match (
-            semver::Version::parse(&a.version),
-            semver::Version::parse(&b.version),
-        ) {
-            (Ok(a), Ok(b)) => a.cmp(&b),
-            _ => a.version.cmp(&b.version),
-        }
-    });
-    Ok(versions.pop())
+    Ok(state.store.latest_agent_version(app_id, name).await?)
 }
 
 async fn get_agent(

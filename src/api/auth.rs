@@ -25,6 +25,8 @@ pub const SCOPES: &[&str] = &[
     "connections:write",
     "audit:read",
     "usage:read",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +111,8 @@ const APP_ONLY_SCOPES: &[&str] = &[
     "agents:write",
     "audit:read",
     "usage:read",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 impl Caller {

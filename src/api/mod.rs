@@ -14,13 +14,16 @@ pub(crate) mod agents;
 mod apps;
 mod audit;
 mod connections;
+mod hooks;
 pub(crate) mod keys;
 mod memory;
 mod orgs;
 mod run_events;
 mod runs;
 mod tools;
+mod triggers;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +33,7 @@ use axum::http::HeaderName;
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::broker::resolve::PolicyResolver;
 use crate::runs::admission::Admission;
 use crate::runs::RunService;
 use crate::sandbox::Limits;
@@ -40,6 +44,8 @@ use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct ApiLimits {
     pub max_body_bytes: usize,
+    /// Largest body `POST /v1/hooks/{id}` takes (what is signed is the raw body).
+    pub hook_max_body_bytes: usize,
 }
 
 pub struct Inner {
@@ -52,6 +58,7 @@ pub struct Inner {
     pub master_keys: Option<Arc<crate::broker::secrets::MasterKeys>>,
     pub ceilings: Limits,
     pub limits: ApiLimits,
+    pub destinations: PolicyResolver,
     pub started: Instant,
     pub metrics: ops::Metrics,
     /// The latest version of each agent, briefly cached: resolving it reads every
@@ -70,24 +77,30 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What the API is built from.
+pub struct StateParts<'a> {
+    pub store: Arc<dyn Store>,
+    pub admission: Admission,
+    pub runs: RunService,
+    pub admin_key: Option<&'a str>,
+    pub master_keys: Option<Arc<crate::broker::secrets::MasterKeys>>,
+    pub ceilings: Limits,
+    pub limits: ApiLimits,
+    /// Checks webhook URLs against the broker's address policy when they are saved.
+    pub destinations: PolicyResolver,
+}
+
 impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        admission: Admission,
-        runs: RunService,
-        admin_key: Option<&str>,
-        master_keys: Option<Arc<crate::broker::secrets::MasterKeys>>,
-        ceilings: Limits,
-        limits: ApiLimits,
-    ) -> AppState {
+    pub fn new(parts: StateParts<'_>) -> AppState {
         AppState(Arc::new(Inner {
-            store,
-            admission,
-            runs,
-            admin_key_hash: admin_key.map(auth::hash_secret),
-            master_keys,
-            ceilings,
-            limits,
+            store: parts.store,
+            admission: parts.admission,
+            runs: parts.runs,
+            admin_key_hash: parts.admin_key.map(auth::hash_secret),
+            master_keys: parts.master_keys,
+            ceilings: parts.ceilings,
+            limits: parts.limits,
+            destinations: parts.destinations,
             started: Instant::now(),
             metrics: ops::Metrics::default(),
             latest_versions: moka::sync::Cache::builder()
@@ -113,6 +126,9 @@ pub fn router(state: AppState) -> Router {
         .merge(tools::router())
         .merge(audit::router())
         .merge(usage::router())
+        .merge(webhooks::router())
+        .merge(triggers::router())
+        .merge(hooks::router(state.limits.hook_max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::agents::{agent_name, latest_version};
@@ -21,6 +21,7 @@ use super::page::{list, PageQuery};
 use super::{audit, AppState};
 use crate::ids::new_id;
 use crate::ids::now_ms;
+pub use crate::runs::RunView;
 use crate::runs::{NewRun, RunError};
 use crate::store::{RunFilter, RunRow, RunStatus};
 
@@ -120,6 +121,7 @@ async fn start_run(
                 "",
                 json!({ "agent": full_name, "version": version_name }),
             ),
+            firing: None,
         })
         .await?;
     if let Some(Extension(committed)) = committed {
@@ -149,52 +151,6 @@ async fn start_run(
     let mut response = (status, Json(RunView::from(row))).into_response();
     rate_limit_headers(response.headers_mut(), &rate);
     Ok(response)
-}
-
-/// A run as the API shows it: the record without the node's lease.
-#[derive(Debug, Serialize)]
-pub struct RunView {
-    pub id: String,
-    pub org_id: String,
-    pub app_id: String,
-    pub agent: String,
-    pub version: String,
-    pub end_user: Option<String>,
-    pub trigger: String,
-    pub status: RunStatus,
-    pub input: Value,
-    pub output: Option<Value>,
-    pub error: Option<Value>,
-    pub metadata: Option<Value>,
-    pub usage: Option<Value>,
-    pub attempt: i32,
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-impl From<RunRow> for RunView {
-    fn from(r: RunRow) -> Self {
-        RunView {
-            id: r.id,
-            org_id: r.org_id,
-            app_id: r.app_id,
-            agent: r.agent,
-            version: r.version,
-            end_user: r.end_user,
-            trigger: r.trigger,
-            status: r.status,
-            input: r.input,
-            output: r.output,
-            error: r.error,
-            metadata: r.metadata,
-            usage: r.usage,
-            attempt: r.attempt,
-            created_at: r.created_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-        }
-    }
 }
 
 #[derive(Deserialize, Default)]

@@ -15,6 +15,7 @@ mod dispatch;
 pub mod events;
 pub mod metrics;
 mod recovery;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,9 +34,12 @@ use crate::package::{AgentPackage, PackageLimits};
 use crate::process::Sandbox;
 use crate::quota::Decision;
 use crate::sandbox::{Limits, RunCanceller};
-use crate::store::{AgentVersion, AuditEvent, RunFinish, RunRow, RunStatus, Store, StoreError};
+use crate::store::{
+    AgentVersion, AuditEvent, Firing, RunFinish, RunRow, RunStatus, Store, StoreError,
+};
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
+pub use view::RunView;
 
 /// What the run service needs from the rest of the server.
 pub struct RunServiceConfig {
@@ -84,6 +88,8 @@ pub struct NewRun {
     /// The audit event of this creation, stored in the same transaction as the run (its
     /// `target` is set to the new run's id).
     pub audit: Option<AuditEvent>,
+    /// What started it, for a triggered run: a firing starts at most one run.
+    pub firing: Option<Firing>,
 }
 
 /// Bytes of package files the package cache keeps (a package under both of its keys
@@ -263,16 +269,31 @@ impl RunService {
             target: row.id.clone(),
             ..audit
         });
-        if let Err(e) = self
-            .inner
-            .cfg
-            .store
-            .insert_run_audited(&row, audit.as_ref())
-            .await
-        {
+        let store = &self.inner.cfg.store;
+        let inserted = match &new.firing {
+            None => store
+                .insert_run_audited(&row, audit.as_ref())
+                .await
+                .map(|()| None),
+            Some(firing) => store.insert_fired_run(&row, audit.as_ref(), firing).await,
+        };
+        match inserted {
+            Ok(None) => {}
             // Never stored, so no ending will give the permit back: this is its ending.
-            dispatch::release_permit(&self.inner, &row, 0).await;
-            return Err(e.into());
+            Ok(Some(existing)) => {
+                dispatch::release_permit(&self.inner, &row, 0).await;
+                // The firing already started a run (another node, or a repeated delivery).
+                let found = store.get_run(&row.app_id, &existing).await?;
+                return found.map(|run| (run, rate)).ok_or_else(|| {
+                    RunError::Store(StoreError::Database(format!(
+                        "run {existing} of a firing is missing"
+                    )))
+                });
+            }
+            Err(e) => {
+                dispatch::release_permit(&self.inner, &row, 0).await;
+                return Err(e.into());
+            }
         }
         // In a task of its own: the claim may take another tenant's run, which a request
         // whose client went away must not leave half-started.
@@ -290,33 +311,24 @@ impl RunService {
         };
         match row.status {
             RunStatus::Queued => {
-                // Claimed first, so no node starts it meanwhile and the run service is the
-                // only one numbering its events.
-                let now = now_ms();
-                let until = now + self.inner.cfg.lease.as_millis() as i64;
-                match store
-                    .claim_run(run_id, &self.inner.cfg.node_id, now, until)
-                    .await?
-                {
-                    Some(claimed) => {
-                        let finish = dispatch::finish_record(
-                            &claimed,
-                            RunStatus::Cancelled,
-                            None,
-                            Some(
-                                json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
-                            ),
-                            None,
-                        );
-                        if store.finish_run(run_id, &finish).await? {
-                            dispatch::after_finish(&self.inner, &claimed, &finish).await;
-                        }
-                    }
+                // Ended straight from `queued`: the update wins only while no node has
+                // claimed it, and once it has, none can (so nothing else numbers its
+                // events, and no `run.started` is announced for a run that never ran).
+                let finish = dispatch::finish_record(
+                    &row,
+                    RunStatus::Cancelled,
+                    None,
+                    Some(
+                        json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
+                    ),
+                    None,
+                );
+                if store.finish_run(run_id, &finish).await? {
+                    dispatch::after_finish(&self.inner, &row, &finish).await;
+                } else if let Some(row) = store.get_run(app_id, run_id).await? {
                     // A node claimed it first: cancel it where it runs.
-                    None => {
-                        if let Some(row) = store.get_run(app_id, run_id).await? {
-                            self.cancel_running(&row).await;
-                        }
+                    if row.status == RunStatus::Running {
+                        self.cancel_running(&row).await;
                     }
                 }
             }

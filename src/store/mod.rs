@@ -8,6 +8,7 @@
 //! Times are Unix milliseconds (`i64`); JSON documents are `serde_json::Value`, stored as
 //! text so the SQL stays portable between the two engines.
 
+mod hooks;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::status::RunStatus;
+pub use hooks::*;
 pub use sql::{Backend, SqlStore};
 
 pub type Millis = i64;
@@ -242,8 +244,9 @@ pub struct UsageTotals {
     pub fetches: i64,
 }
 
+/// Webhook and trigger rows are in [`HookStore`], which every store also is.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: HookStore + Send + Sync {
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -296,6 +299,24 @@ pub trait Store: Send + Sync {
     /// Every version string of an agent (the caller picks the highest semver).
     async fn list_agent_versions(&self, app_id: &str, name: &str)
         -> StoreResult<Vec<AgentVersion>>;
+    /// The highest version of an agent (semver order; names that are not semver last).
+    async fn latest_agent_version(
+        &self,
+        app_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<AgentVersion>> {
+        let mut versions = self.list_agent_versions(app_id, name).await?;
+        versions.sort_by(|a, b| {
+            match (
+                semver::Version::parse(&a.version),
+                semver::Version::parse(&b.version),
+            ) {
+                (Ok(a), Ok(b)) => a.cmp(&b),
+                _ => a.version.cmp(&b.version),
+            }
+        });
+        Ok(versions.pop())
+    }
 
     /// Inserts a run and, when given, the audit event of its creation in the same
     /// transaction: both are stored or neither is.

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use atoll::store::*;
 use serde_json::Value;
 
+mod hooks;
+
 /// The calls of one method to spoil: after letting `skip` through, the next `times`.
 #[derive(Debug, Clone, Copy)]
 struct Fault {

@@ -17,15 +17,23 @@
 //! - `agents`: agents, their versions, per-agent state.
 //! - `runs`: runs, leases, events, usage totals.
 //! - `kv`: memory and idempotency records.
+//! - `webhooks`: webhook endpoints, deliveries (written with the run changes they
+//!   announce) and attempts.
+//! - `deliveries`: claiming deliveries, their attempts and log.
+//! - `triggers`: triggers and the firing that started each triggered run.
 //! - `util`: error mapping, column reads, keyset bounds.
 
 mod agents;
 mod broker;
+mod deliveries;
 mod fair;
+mod hook_store;
 mod kv;
 mod runs;
 mod tenants;
+mod triggers;
 mod util;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

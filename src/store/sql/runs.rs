@@ -89,6 +89,17 @@ pub(super) async fn insert_run(
     audit: Option<&AuditEvent>,
 ) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
+    insert_run_on(&mut tx, run, audit).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`insert_run`] on a connection the caller holds (inside its transaction).
+pub(super) async fn insert_run_on(
+    conn: &mut sqlx::AnyConnection,
+    run: &RunRow,
+    audit: Option<&AuditEvent>,
+) -> StoreResult<()> {
     let (cpu, tokens_in, tokens_out, fetches) = usage_numbers(run.usage.as_ref());
     sqlx::query(
         "INSERT INTO runs (id, org_id, app_id, agent, version, end_user, trigger, status, input,
@@ -121,12 +132,11 @@ pub(super) async fn insert_run(
     .bind(run.finished_at)
     .bind(&run.lease_owner)
     .bind(run.lease_expires_at)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if let Some(audit) = audit {
-        super::tenants::append_audit(&mut *tx, audit).await?;
+        super::tenants::append_audit(&mut *conn, audit).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -260,10 +270,7 @@ pub(super) async fn claim_queued_runs(
     // PostgreSQL: one transaction holds the picks' locks until the update. SQLite: no
     // transaction (a deferred one that reads, then writes, fails at once when another
     // writer committed in between); the update's own check suffices.
-    let mut claim = match backend {
-        Backend::Postgres => Claim::Locked(pool.begin().await?),
-        Backend::Sqlite => Claim::Plain(pool.acquire().await?),
-    };
+    let mut claim = Claim::open(pool, backend).await?;
     // Each stream's oldest runs (fewer when another node holds some), then in pick order.
     let mut by_stream: Vec<VecDeque<String>> = Vec::new();
     for (stream, n) in &plan.streams {
@@ -301,10 +308,17 @@ pub(super) async fn claim_queued_runs(
     for id in &ids {
         update = update.bind(id);
     }
-    let rows = update.fetch_all(claim.connection()).await?;
+    // The update and the deliveries announcing it commit together (on PostgreSQL a
+    // savepoint inside the claim's transaction; on SQLite a transaction that starts
+    // with its write).
+    let mut tx = sqlx::Connection::begin(claim.connection()).await?;
+    let rows = update.fetch_all(&mut *tx).await?;
+    let runs = runs_from_rows(&rows)?;
+    super::webhooks::announce(&mut tx, &runs, now).await?;
+    tx.commit().await?;
     claim.finish().await?;
     // RETURNING follows no ORDER BY: start them in pick order again.
-    let mut runs = runs_from_rows(&rows)?;
+    let mut runs = runs;
     let order: HashMap<&str, usize> = ids
         .iter()
         .enumerate()
@@ -314,21 +328,29 @@ pub(super) async fn claim_queued_runs(
     Ok(runs)
 }
 
-/// The connection a claim runs on: inside a transaction, or not.
-enum Claim {
+/// The connection a claim runs on: inside a transaction (PostgreSQL, where the picks'
+/// row locks last until the update), or not (SQLite).
+pub(super) enum Claim {
     Locked(sqlx::Transaction<'static, sqlx::Any>),
     Plain(sqlx::pool::PoolConnection<sqlx::Any>),
 }
 
 impl Claim {
-    fn connection(&mut self) -> &mut sqlx::AnyConnection {
+    pub(super) async fn open(pool: &AnyPool, backend: Backend) -> StoreResult<Claim> {
+        Ok(match backend {
+            Backend::Postgres => Claim::Locked(pool.begin().await?),
+            Backend::Sqlite => Claim::Plain(pool.acquire().await?),
+        })
+    }
+
+    pub(super) fn connection(&mut self) -> &mut sqlx::AnyConnection {
         match self {
             Claim::Locked(tx) => tx,
             Claim::Plain(conn) => conn,
         }
     }
 
-    async fn finish(self) -> StoreResult<()> {
+    pub(super) async fn finish(self) -> StoreResult<()> {
         if let Claim::Locked(tx) = self {
             tx.commit().await?;
         }
@@ -343,6 +365,7 @@ pub(super) async fn claim_run(
     now: Millis,
     lease_until: Millis,
 ) -> StoreResult<Option<RunRow>> {
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(concat!(
         "UPDATE runs
          SET status = 'running', lease_owner = $2, lease_expires_at = $4,
@@ -355,9 +378,14 @@ pub(super) async fn claim_run(
     .bind(node)
     .bind(now)
     .bind(lease_until)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    row.as_ref().map(run_from_row).transpose()
+    let Some(run) = row.as_ref().map(run_from_row).transpose()? else {
+        return Ok(None);
+    };
+    super::webhooks::announce(&mut tx, std::slice::from_ref(&run), now).await?;
+    tx.commit().await?;
+    Ok(Some(run))
 }
 
 /// Only runs still `running` under `node` are extended; others are left alone.
@@ -429,13 +457,17 @@ pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> Store
         )));
     }
     let (cpu, tokens_in, tokens_out, fetches) = usage_numbers(f.usage.as_ref());
-    let done = sqlx::query(
+    // The ending and the deliveries announcing it commit together.
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(concat!(
         "UPDATE runs
          SET status = $2, output = $3, error = $4, usage = $5, finished_at = $6,
              usage_cpu_ms = $7, usage_llm_tokens_in = $8, usage_llm_tokens_out = $9,
              usage_fetches = $10, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND status IN ('queued', 'running') AND attempt = $11",
-    )
+         WHERE id = $1 AND status IN ('queued', 'running') AND attempt = $11
+         RETURNING ",
+        run_columns!()
+    ))
     .bind(id)
     .bind(f.status.as_str())
     .bind(opt_json_text(&f.output))
@@ -447,9 +479,14 @@ pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> Store
     .bind(tokens_out)
     .bind(fetches)
     .bind(i64::from(f.attempt))
-    .execute(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let Some(run) = row.as_ref().map(run_from_row).transpose()? else {
+        return Ok(false);
+    };
+    super::webhooks::announce(&mut tx, std::slice::from_ref(&run), f.finished_at).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub(super) async fn runs_of_node(pool: &AnyPool, node: &str) -> StoreResult<Vec<RunRow>> {

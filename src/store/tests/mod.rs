@@ -9,11 +9,13 @@
 //! - `fairness`: claiming takes turns across apps and end-users.
 //! - `events`: run events, usage totals.
 //! - `data`: agents and versions, state, memory, idempotency, corrupt rows.
+//! - `hooks`: webhook endpoints, deliveries and attempts; triggers and firings.
 
 mod broker;
 mod data;
 mod events;
 mod fairness;
+mod hooks;
 mod runs;
 mod scoping;
 mod tenancy;
@@ -171,6 +173,10 @@ suite!(
     events::events_in_batches,
     events::last_event_is_the_highest_seq,
     events::run_and_its_audit_commit_together,
+    hooks::deliveries_come_with_the_changes_they_announce,
+    hooks::deliveries_are_leased_retried_and_disabled,
+    hooks::rotation_keeps_the_previous_secret,
+    hooks::triggers_and_firings,
 );
 
 /// Two stores on one database (two nodes) claiming the same queue.

@@ -93,6 +93,15 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         sandbox_rss_mb: 1024,
         sandbox_address_space_mb: 0,
         max_body_bytes: 6 * 1024 * 1024,
+        hook_max_body_bytes: 64 * 1024,
+        // Short waits so retries are seen within a test.
+        webhook_retry_delays: "300ms,300ms,300ms".into(),
+        webhook_timeout_ms: 2_000,
+        webhook_concurrency: 16,
+        webhook_endpoint_concurrency: 4,
+        webhook_disable_after: std::time::Duration::from_secs(5 * 86_400).into(),
+        webhook_poll_ms: 50,
+        cron_tick_ms: 100,
     }
 }
 

@@ -1,0 +1,309 @@
+//! Triggers of an agent: inbound webhooks (`POST /v1/hooks/{id}`, see `hooks`) and
+//! cron schedules (fired by `crate::hooks::cron`); list, get, delete, pause, resume.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::agents::agent_name;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{check_text, ApiPath, ApiQuery};
+use super::json::ApiJson;
+use super::page::{list, PageQuery};
+use super::{audit, AppState};
+use crate::hooks::schedule::Schedule;
+use crate::hooks::signature::{new_secret, Scheme, Verify};
+use crate::hooks::trigger::{trigger_secret_aad, CronTrigger, TriggerConfig, WebhookTrigger};
+use crate::ids::{new_id, now_ms};
+use crate::store::{TriggerKind, TriggerRow};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/agents/{scope}/{name}/triggers",
+            post(create).get(list_triggers),
+        )
+        .route(
+            "/agents/{scope}/{name}/triggers/{id}",
+            get(get_trigger).delete(delete_trigger),
+        )
+        .route("/agents/{scope}/{name}/triggers/{id}/pause", post(pause))
+        .route("/agents/{scope}/{name}/triggers/{id}/resume", post(resume))
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::unprocessable("Invalid trigger", detail)
+}
+
+/// A trigger as the API shows it: its config (tagged by `type`), where it is and when
+/// it next fires; never its secret.
+fn view(t: &TriggerRow) -> Value {
+    let mut out = match &t.config {
+        Value::Object(_) => t.config.clone(),
+        _ => json!({}),
+    };
+    out["id"] = json!(t.id);
+    out["agent"] = json!(t.agent);
+    out["created_at"] = json!(t.created_at);
+    out["paused"] = json!(t.paused_at.is_some());
+    out["paused_at"] = json!(t.paused_at);
+    match t.kind {
+        TriggerKind::Webhook => out["url"] = json!(format!("/v1/hooks/{}", t.id)),
+        TriggerKind::Cron => out["next_fire_at"] = json!(t.next_fire_at),
+    }
+    out
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name)): ApiPath<(String, String)>,
+    ApiJson(config): ApiJson<TriggerConfig>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (org_id, app_id) = caller.app("agents:write")?;
+    let agent = agent_name(&scope, &name);
+    state
+        .store
+        .get_agent(&app_id, &agent)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let version = match config.version() {
+        Some(v) => {
+            check_text("version", v)?;
+            state.store.get_agent_version(&app_id, &agent, v).await?
+        }
+        None => state.store.latest_agent_version(&app_id, &agent).await?,
+    }
+    .ok_or_else(|| ApiError::not_found("agent version"))?;
+    let id = new_id("trg");
+    let now = now_ms();
+    let (secret, next_fire_at) = match &config {
+        TriggerConfig::Webhook(w) => (Some(webhook_secret(w)?), None),
+        TriggerConfig::Cron(c) => {
+            let next = cron_check(&state, &version, c)?.next_after(now);
+            (None, next)
+        }
+    };
+    let sealed = match &secret {
+        Some(secret) => Some(
+            state
+                .master_keys
+                .as_ref()
+                .ok_or_else(|| {
+                    ApiError::Unavailable(
+                        "trigger secrets cannot be stored: the operator has not set ATOLL_MASTER_KEY"
+                            .into(),
+                    )
+                })?
+                .seal(secret.as_bytes(), &trigger_secret_aad(&id))
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let row = TriggerRow {
+        id: id.clone(),
+        org_id,
+        app_id: app_id.clone(),
+        agent: agent.clone(),
+        kind: config.kind(),
+        config: serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.to_string()))?,
+        secret: sealed,
+        paused_at: None,
+        next_fire_at,
+        created_at: now,
+    };
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        "trigger.create",
+        &id,
+        json!({ "agent": agent, "type": row.kind.as_str() }),
+    )
+    .await?;
+    state.store.create_trigger(&row).await?;
+    let mut out = view(&row);
+    if let Some(secret) = secret {
+        // Shown once: only its sealed form is stored.
+        out["secret"] = json!(secret);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// The secret the sender signs with: the one given (Stripe chooses its own), or a new one.
+fn webhook_secret(w: &WebhookTrigger) -> ApiResult<String> {
+    w.verify.validate().map_err(invalid)?;
+    if let Some(pointer) = &w.input_pointer {
+        if !(pointer.is_empty() || pointer.starts_with('/')) {
+            return Err(invalid(
+                "input_pointer is a JSON Pointer: empty, or starting with '/' (e.g. \"/data\")",
+            ));
+        }
+    }
+    match &w.secret {
+        None => new_secret().map_err(|e| ApiError::Internal(format!("no randomness: {e}"))),
+        Some(given) => {
+            check_text("secret", given)?;
+            if !(16..=256).contains(&given.len()) {
+                return Err(invalid("secret is 16 to 256 characters"));
+            }
+            let standard = w.verify == Verify::Named(Scheme::Standard);
+            if standard && crate::hooks::signature::standard_key(given).is_none() {
+                return Err(invalid(
+                    "a standard trigger's secret is whsec_ followed by base64",
+                ));
+            }
+            Ok(given.clone())
+        }
+    }
+}
+
+/// The schedule parses and the fixed input fits the agent's input schema.
+fn cron_check(
+    state: &AppState,
+    version: &crate::store::AgentVersion,
+    c: &CronTrigger,
+) -> ApiResult<Schedule> {
+    let schedule = Schedule::parse(&c.schedule, &c.timezone).map_err(invalid)?;
+    let package = state.runs.package(version)?;
+    package.validate_input(&c.input).map_err(|why| {
+        invalid(format!(
+            "input does not match the agent's input schema: {why}"
+        ))
+    })?;
+    Ok(schedule)
+}
+
+async fn find(
+    state: &AppState,
+    app_id: &str,
+    scope: &str,
+    name: &str,
+    id: &str,
+) -> ApiResult<TriggerRow> {
+    state
+        .store
+        .get_trigger(app_id, &agent_name(scope, name), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("trigger"))
+}
+
+async fn list_triggers(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let (_org, app_id) = caller.app("agents:read")?;
+    let page = q.page()?;
+    let rows = state
+        .store
+        .list_triggers(&app_id, &agent_name(&scope, &name), &page)
+        .await?;
+    let views: Vec<Value> = rows.iter().map(view).collect();
+    Ok(Json(list(&views, &page, |v| {
+        (
+            v["created_at"].as_i64().unwrap_or_default(),
+            v["id"].as_str().unwrap_or_default().to_owned(),
+        )
+    })))
+}
+
+async fn get_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (_org, app_id) = caller.app("agents:read")?;
+    Ok(Json(view(
+        &find(&state, &app_id, &scope, &name, &id).await?,
+    )))
+}
+
+async fn delete_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_org, app_id) = caller.app("agents:write")?;
+    let trigger = find(&state, &app_id, &scope, &name, &id).await?;
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        "trigger.delete",
+        &id,
+        json!({ "agent": trigger.agent }),
+    )
+    .await?;
+    if !state
+        .store
+        .delete_trigger(&app_id, &trigger.agent, &id)
+        .await?
+    {
+        return Err(ApiError::not_found("trigger"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    set_paused(state, caller, scope, name, id, true).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    set_paused(state, caller, scope, name, id, false).await
+}
+
+async fn set_paused(
+    state: AppState,
+    caller: Caller,
+    scope: String,
+    name: String,
+    id: String,
+    paused: bool,
+) -> ApiResult<Json<Value>> {
+    let (_org, app_id) = caller.app("agents:write")?;
+    let trigger = find(&state, &app_id, &scope, &name, &id).await?;
+    let now = now_ms();
+    let paused_at = paused.then(|| trigger.paused_at.unwrap_or(now));
+    // Resuming does not catch up: a cron trigger next fires at its next time from now.
+    let next_fire_at = match TriggerConfig::of(&trigger)? {
+        TriggerConfig::Cron(c) if !paused => Schedule::parse(&c.schedule, &c.timezone)
+            .map_err(invalid)?
+            .next_after(now),
+        _ => trigger.next_fire_at,
+    };
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        if paused {
+            "trigger.pause"
+        } else {
+            "trigger.resume"
+        },
+        &id,
+        json!({ "agent": trigger.agent }),
+    )
+    .await?;
+    state
+        .store
+        .set_trigger_paused(&app_id, &trigger.agent, &id, paused_at, next_fire_at)
+        .await?;
+    Ok(Json(view(&TriggerRow {
+        paused_at,
+        next_fire_at,
+        ..trigger
+    })))
+}

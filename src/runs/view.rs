@@ -1,0 +1,52 @@
+//! A run as the API and webhook payloads show it.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::{RunRow, RunStatus};
+
+/// A run as the API shows it: the record without the node's lease.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub org_id: String,
+    pub app_id: String,
+    pub agent: String,
+    pub version: String,
+    pub end_user: Option<String>,
+    pub trigger: String,
+    pub status: RunStatus,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub metadata: Option<Value>,
+    pub usage: Option<Value>,
+    pub attempt: i32,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl From<RunRow> for RunView {
+    fn from(r: RunRow) -> Self {
+        RunView {
+            id: r.id,
+            org_id: r.org_id,
+            app_id: r.app_id,
+            agent: r.agent,
+            version: r.version,
+            end_user: r.end_user,
+            trigger: r.trigger,
+            status: r.status,
+            input: r.input,
+            output: r.output,
+            error: r.error,
+            metadata: r.metadata,
+            usage: r.usage,
+            attempt: r.attempt,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
