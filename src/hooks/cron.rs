@@ -34,12 +34,16 @@ pub async fn run(runs: RunService, tick: Duration, stop: CancellationToken) {
     }
 }
 
-enum Flow {
+/// Whether the loop goes on.
+pub enum Flow {
     Continue,
+    /// The run service is shutting down.
     Stop,
 }
 
-async fn fire_due(runs: &RunService, now: Millis) -> StoreResult<Flow> {
+/// Fires every cron trigger due at `now` (the loop passes the clock; tests pass times of
+/// their choosing).
+pub async fn fire_due(runs: &RunService, now: Millis) -> StoreResult<Flow> {
     for trigger in runs.store().due_cron_triggers(now, BATCH).await? {
         if let Flow::Stop = fire_one(runs, &trigger, now).await? {
             return Ok(Flow::Stop);

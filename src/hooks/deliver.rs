@@ -356,3 +356,7 @@ pub fn new_sealed_secret(keys: &MasterKeys, endpoint_id: &str) -> Result<(String
         .map_err(|e| e.to_string())?;
     Ok((secret, sealed))
 }
+
+#[cfg(test)]
+#[path = "deliver_tests.rs"]
+mod tests;

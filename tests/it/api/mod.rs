@@ -9,6 +9,7 @@ mod errors;
 mod events;
 mod fairness;
 mod faults;
+mod hook_kit;
 mod hygiene;
 mod idempotency;
 mod impersonation;
@@ -18,6 +19,9 @@ mod quotas;
 mod recovery;
 mod sandbox_processes;
 mod tenancy;
+mod triggers;
+mod webhook_crash;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
