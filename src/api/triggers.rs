@@ -32,6 +32,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/agents/{scope}/{name}/triggers/{id}/pause", post(pause))
         .route("/agents/{scope}/{name}/triggers/{id}/resume", post(resume))
+        .route(
+            "/agents/{scope}/{name}/triggers/{id}/rotate-secret",
+            post(rotate_secret),
+        )
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -88,19 +92,7 @@ async fn create(
         }
     };
     let sealed = match &secret {
-        Some(secret) => Some(
-            state
-                .master_keys
-                .as_ref()
-                .ok_or_else(|| {
-                    ApiError::Unavailable(
-                        "trigger secrets cannot be stored: the operator has not set ATOLL_MASTER_KEY"
-                            .into(),
-                    )
-                })?
-                .seal(secret.as_bytes(), &trigger_secret_aad(&id))
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
-        ),
+        Some(secret) => Some(seal(&state, &id, secret)?),
         None => None,
     };
     let row = TriggerRow {
@@ -131,6 +123,20 @@ async fn create(
         out["secret"] = json!(secret);
     }
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+fn seal(state: &AppState, id: &str, secret: &str) -> ApiResult<String> {
+    state
+        .master_keys
+        .as_ref()
+        .ok_or_else(|| {
+            ApiError::Unavailable(
+                "trigger secrets cannot be stored: the operator has not set ATOLL_MASTER_KEY"
+                    .into(),
+            )
+        })?
+        .seal(secret.as_bytes(), &trigger_secret_aad(id))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The secret the sender signs with: the one given (Stripe chooses its own), or a new one.
@@ -306,4 +312,53 @@ async fn set_paused(
         next_fire_at,
         ..trigger
     })))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateSecret {
+    /// The sender's own secret (Stripe shows one per endpoint); else a new one is made.
+    secret: Option<String>,
+}
+
+/// Replaces a webhook trigger's secret at once (no overlap: the sender switches with it).
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    // The body is optional: none (or `{}`) makes a new secret.
+    let body: RotateSecret = if body.is_empty() {
+        RotateSecret::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("the body is {{ \"secret\"?: \"...\" }}: {e}"))
+        })?
+    };
+    let (_org, app_id) = caller.app("agents:write")?;
+    let trigger = find(&state, &app_id, &scope, &name, &id).await?;
+    let TriggerConfig::Webhook(mut config) = TriggerConfig::of(&trigger)? else {
+        return Err(invalid("only webhook triggers have a secret"));
+    };
+    config.secret = body.secret;
+    let secret = webhook_secret(&config)?;
+    let sealed = seal(&state, &id, &secret)?;
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        "trigger.rotate_secret",
+        &id,
+        json!({ "agent": trigger.agent }),
+    )
+    .await?;
+    if !state
+        .store
+        .set_trigger_secret(&app_id, &trigger.agent, &id, &sealed)
+        .await?
+    {
+        return Err(ApiError::not_found("trigger"));
+    }
+    Ok(Json(json!({ "id": id, "secret": secret })))
 }

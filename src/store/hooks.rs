@@ -303,6 +303,14 @@ pub trait HookStore: Send + Sync {
         page: &Page,
     ) -> StoreResult<Vec<TriggerRow>>;
     async fn delete_trigger(&self, app_id: &str, agent: &str, id: &str) -> StoreResult<bool>;
+    /// Replaces a webhook trigger's sealed secret.
+    async fn set_trigger_secret(
+        &self,
+        app_id: &str,
+        agent: &str,
+        id: &str,
+        secret: &str,
+    ) -> StoreResult<bool>;
     /// Pauses (`paused_at` set) or resumes a trigger, setting its next firing.
     async fn set_trigger_paused(
         &self,

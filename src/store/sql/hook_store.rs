@@ -88,6 +88,15 @@ impl HookStore for SqlStore {
     async fn delete_trigger(&self, app_id: &str, agent: &str, id: &str) -> StoreResult<bool> {
         triggers::delete_trigger(&self.pool, app_id, agent, id).await
     }
+    async fn set_trigger_secret(
+        &self,
+        app_id: &str,
+        agent: &str,
+        id: &str,
+        secret: &str,
+    ) -> StoreResult<bool> {
+        triggers::set_trigger_secret(&self.pool, app_id, agent, id, secret).await
+    }
     async fn set_trigger_paused(
         &self,
         app_id: &str,

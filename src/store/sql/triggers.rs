@@ -116,6 +116,26 @@ pub(super) async fn delete_trigger(
     Ok(done.rows_affected() > 0)
 }
 
+pub(super) async fn set_trigger_secret(
+    pool: &AnyPool,
+    app_id: &str,
+    agent: &str,
+    id: &str,
+    secret: &str,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE triggers SET secret = $4
+         WHERE app_id = $1 AND agent = $2 AND id = $3 AND kind = 'webhook'",
+    )
+    .bind(app_id)
+    .bind(agent)
+    .bind(id)
+    .bind(secret)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub(super) async fn set_trigger_paused(
     pool: &AnyPool,
     app_id: &str,

@@ -189,6 +189,8 @@ async fn standard_hooks_start_one_run_per_delivery_and_refuse_the_rest() {
         (Method::GET, base.clone()),
         (Method::DELETE, base.clone()),
         (Method::POST, format!("{base}/pause")),
+        (Method::POST, format!("{base}/resume")),
+        (Method::POST, format!("{base}/rotate-secret")),
     ] {
         let (status, _) = api.call(method.clone(), &path, &other_key, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
@@ -201,6 +203,34 @@ async fn standard_hooks_start_one_run_per_delivery_and_refuse_the_rest() {
     .await;
     assert!(cron.get("secret").is_none());
     let cron_hook = format!("/v1/hooks/{}", cron["id"].as_str().expect("id"));
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/agents/atoll/hello/triggers/{}/rotate-secret",
+                cron["id"].as_str().expect("id")
+            ),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A rotated secret replaces the old one at once.
+    let (_, rotated) = api
+        .call(Method::POST, &format!("{base}/rotate-secret"), &key, None)
+        .await;
+    let new_secret = rotated["secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(new_secret, secret);
+    let (status, _, _) = post_hook(&api, &url, &standard(&secret, "evt_11", now, body), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = post_hook(
+        &api,
+        &url,
+        &standard(&new_secret, "evt_11", now, body),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _, _) = post_hook(&api, &cron_hook, &signed, body).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = api.call(Method::DELETE, &base, &key, None).await;
@@ -240,16 +270,26 @@ async fn github_stripe_and_plain_hmac_hooks() {
         StatusCode::UNAUTHORIZED
     );
 
-    // Stripe picks the secret: the trigger takes it.
+    // Stripe picks the secret once its endpoint (our URL) exists: the trigger takes it.
     let stripe_secret = "whsec_stripe_test_0123456789abcdef";
-    let stripe = trigger(
-        &api,
-        &key,
-        json!({ "type": "webhook", "verify": "stripe", "secret": stripe_secret }),
-    )
-    .await;
-    assert_eq!(stripe["secret"], stripe_secret);
+    let stripe = trigger(&api, &key, json!({ "type": "webhook", "verify": "stripe" })).await;
     let url = stripe["url"].as_str().expect("url");
+    let rotate = format!(
+        "/v1/agents/atoll/hello/triggers/{}/rotate-secret",
+        stripe["id"].as_str().expect("id")
+    );
+    let (status, rotated) = api
+        .call(
+            Method::POST,
+            &rotate,
+            &key,
+            Some(json!({ "secret": stripe_secret })),
+        )
+        .await;
+    assert_eq!(
+        (status, &rotated["secret"]),
+        (StatusCode::OK, &json!(stripe_secret))
+    );
     let stripe_header = |ts: i64| {
         let v1 = node_hmac_hex(stripe_secret, &format!("{ts}.{body}"));
         vec![("stripe-signature", format!("t={ts},v1={v1}"))]

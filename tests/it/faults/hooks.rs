@@ -93,6 +93,17 @@ impl HookStore for FaultyStore {
     async fn delete_trigger(&self, app_id: &str, agent: &str, id: &str) -> StoreResult<bool> {
         self.inner.delete_trigger(app_id, agent, id).await
     }
+    async fn set_trigger_secret(
+        &self,
+        app_id: &str,
+        agent: &str,
+        id: &str,
+        secret: &str,
+    ) -> StoreResult<bool> {
+        self.inner
+            .set_trigger_secret(app_id, agent, id, secret)
+            .await
+    }
     async fn set_trigger_paused(
         &self,
         app_id: &str,
