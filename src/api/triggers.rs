@@ -38,6 +38,10 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// Triggers one agent may have (the cron loop takes due triggers oldest first, so a
+/// bounded number keeps one tenant's schedules from delaying another's).
+pub const MAX_TRIGGERS_PER_AGENT: usize = 50;
+
 fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable("Invalid trigger", detail)
 }
@@ -82,6 +86,22 @@ async fn create(
         None => state.store.latest_agent_version(&app_id, &agent).await?,
     }
     .ok_or_else(|| ApiError::not_found("agent version"))?;
+    let existing = state
+        .store
+        .list_triggers(
+            &app_id,
+            &agent,
+            &crate::store::Page {
+                limit: MAX_TRIGGERS_PER_AGENT as u32,
+                after: None,
+            },
+        )
+        .await?;
+    if existing.len() >= MAX_TRIGGERS_PER_AGENT {
+        return Err(ApiError::Conflict(format!(
+            "an agent has at most {MAX_TRIGGERS_PER_AGENT} triggers; delete one first"
+        )));
+    }
     let id = new_id("trg");
     let now = now_ms();
     let (secret, next_fire_at) = match &config {

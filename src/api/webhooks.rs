@@ -21,6 +21,10 @@ use crate::hooks::deliver::{check_destination, new_sealed_secret};
 use crate::ids::{new_id, now_ms};
 use crate::store::{DeliveryAttempt, DeliveryStatus, RetryDelivery, WebhookEndpoint, WebhookEvent};
 
+/// Endpoints one app may have: every run change is written once per matching endpoint,
+/// inside the claim or finish transaction, so the number is bounded.
+pub const MAX_ENDPOINTS_PER_APP: usize = 50;
+
 /// How long a rotated-out secret keeps signing.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
@@ -137,6 +141,21 @@ async fn create(
         if d.len() > 1024 {
             return Err(invalid("description is at most 1024 characters"));
         }
+    }
+    let existing = state
+        .store
+        .list_webhooks(
+            &app_id,
+            &crate::store::Page {
+                limit: MAX_ENDPOINTS_PER_APP as u32,
+                after: None,
+            },
+        )
+        .await?;
+    if existing.len() >= MAX_ENDPOINTS_PER_APP {
+        return Err(ApiError::Conflict(format!(
+            "an app has at most {MAX_ENDPOINTS_PER_APP} webhook endpoints; delete one first"
+        )));
     }
     let id = new_id("wh");
     let (secret, sealed) = new_sealed_secret(keys, &id).map_err(ApiError::Internal)?;

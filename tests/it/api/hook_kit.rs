@@ -152,7 +152,7 @@ impl Receiver {
 }
 
 /// Where `standardwebhooks` is installed (once per test process, from the npm registry).
-fn npm_dir() -> &'static PathBuf {
+pub fn npm_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("npm-standardwebhooks");

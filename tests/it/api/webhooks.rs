@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::hook_kit::{node_verify, now_secs, receiver};
+use super::hook_kit::{node_verify, now_secs, npm_dir, receiver};
 use super::{wait_final, TestApi};
 
 async fn endpoint(api: &TestApi, key: &str, body: Value) -> (String, String) {
@@ -373,5 +373,63 @@ async fn endpoint_urls_are_checked_and_endpoints_are_the_apps_own() {
         .call(Method::GET, &format!("/v1/webhooks/{id}"), &key, None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    api.stop().await;
+}
+
+/// The receiver the README shows, run as written, gets and verifies a real delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_receiver_verifies_real_deliveries() {
+    use std::io::BufRead;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let after = &readme[readme.find("<!-- receiver-example").expect("marker")..];
+    let start = after.find("```js\n").expect("js block") + "```js\n".len();
+    let code = &after[start..start + after[start..].find("```").expect("block end")];
+    let script = npm_dir().join(format!(
+        "readme-receiver-{}.mjs",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&script, code).expect("write the example");
+
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    let (agent, _) = api.deploy(&key, "hello").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (_, secret) = endpoint(
+        &api,
+        &key,
+        json!({ "url": format!("http://127.0.0.1:{port}/"), "events": ["run.succeeded"] }),
+    )
+    .await;
+    let mut node = std::process::Command::new("node")
+        .arg(&script)
+        .current_dir(npm_dir())
+        .env("ATOLL_WEBHOOK_SECRET", &secret)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs the example");
+    let stdout = node.stdout.take().expect("stdout");
+    let (lines, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let run_id = start_run(&api, &key, &agent).await;
+    let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(30)))
+        .await
+        .expect("reader")
+        .expect("the example printed the event");
+    assert_eq!(line, format!("run.succeeded {run_id} succeeded"));
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = std::fs::remove_file(&script);
     api.stop().await;
 }
