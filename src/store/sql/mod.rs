@@ -7,15 +7,18 @@
 //! [`Backend`]: the migrations (one directory per dialect), connection setup (SQLite
 //! pragmas, pool sizes) and claiming (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
 //!
-//! Operations are single statements or short sequences of autocommit statements (insert,
-//! then read what won); the one transaction, [`Store::put_agent_version`], starts with its
-//! writes. SQLite then never has to upgrade a read transaction to a write one, which is
-//! what fails with "database is locked" despite the busy timeout.
+//! Operations are single statements, short sequences of autocommit statements (insert,
+//! then read what won), or transactions that start with their write: a version upload,
+//! a run with its audit event or firing row, and every run change with the webhook
+//! deliveries announcing it (`webhooks::announce`). SQLite then never has to upgrade a
+//! read transaction to a write one, which is what fails with "database is locked"
+//! despite the busy timeout.
 //!
 //! # Layout
 //! - `tenants`: orgs, apps, API keys, end-users, audit events.
 //! - `agents`: agents, their versions, per-agent state.
-//! - `runs`: runs, leases, events, usage totals.
+//! - `runs`: runs, leases, usage totals.
+//! - `events`: run events.
 //! - `kv`: memory and idempotency records.
 //! - `webhooks`: webhook endpoints, deliveries (written with the run changes they
 //!   announce) and attempts.
@@ -26,6 +29,7 @@
 mod agents;
 mod broker;
 mod deliveries;
+mod events;
 mod fair;
 mod hook_store;
 mod kv;
@@ -325,13 +329,13 @@ impl Store for SqlStore {
     }
 
     async fn append_event(&self, event: &StoredEvent) -> StoreResult<()> {
-        runs::append_event(&self.pool, event).await
+        events::append_event(&self.pool, event).await
     }
     async fn append_events(&self, events: &[StoredEvent]) -> StoreResult<()> {
-        runs::append_events(&self.pool, events).await
+        events::append_events(&self.pool, events).await
     }
     async fn last_event(&self, run_id: &str) -> StoreResult<Option<StoredEvent>> {
-        runs::last_event(&self.pool, run_id).await
+        events::last_event(&self.pool, run_id).await
     }
     async fn events_after(
         &self,
@@ -339,7 +343,7 @@ impl Store for SqlStore {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvent>> {
-        runs::events_after(&self.pool, run_id, after, limit).await
+        events::events_after(&self.pool, run_id, after, limit).await
     }
 
     async fn memory_get(&self, ns: &MemoryNs, key: &str) -> StoreResult<Option<Value>> {
