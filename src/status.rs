@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum RunStatus {
     Queued,
     Running,
+    /// Parked on `ctx.sleep` or `ctx.waitFor`: no isolate, only rows, until it resumes.
+    Waiting,
     Succeeded,
     Failed,
     TimedOut,
@@ -20,9 +22,10 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Queued,
         RunStatus::Running,
+        RunStatus::Waiting,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::TimedOut,
@@ -33,6 +36,7 @@ impl RunStatus {
         match self {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::TimedOut => "timed_out",
@@ -42,7 +46,10 @@ impl RunStatus {
 
     /// The run has ended; nothing changes it any more.
     pub fn is_final(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Waiting
+        )
     }
 }
 
@@ -54,7 +61,7 @@ impl fmt::Display for RunStatus {
 
 /// Not one of the statuses; says which ones there are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status '{0}'; one of queued, running, succeeded, failed, timed_out, cancelled")]
+#[error("unknown status '{0}'; one of queued, running, waiting, succeeded, failed, timed_out, cancelled")]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for RunStatus {

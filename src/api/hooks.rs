@@ -2,9 +2,8 @@
 //! trigger id and the request's signature are the credentials, checked on the raw body
 //! before anything else is read from it.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -22,27 +21,35 @@ use crate::store::{Firing, TriggerKind};
 /// Longest delivery id kept (the firing key).
 const MAX_DELIVERY_ID: usize = 256;
 
-pub fn router(max_body_bytes: usize) -> Router<AppState> {
-    Router::new().route(
-        "/hooks/{id}",
-        post(receive).layer(DefaultBodyLimit::max(max_body_bytes)),
-    )
+/// Inbound webhooks one node handles at once.
+pub const HOOKS_IN_FLIGHT: usize = 256;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/hooks/{id}", post(receive))
+}
+
+/// `trg_` and 32 hex digits, as [`crate::ids::new_id`] makes them: anything else is
+/// answered without a query.
+fn looks_like_trigger_id(id: &str) -> bool {
+    id.strip_prefix("trg_")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 async fn receive(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<Response> {
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => ApiError::PayloadTooLarge(format!(
-            "an inbound webhook body is at most {} bytes",
-            state.limits.hook_max_body_bytes
-        )),
-        other => ApiError::BadRequest(other.body_text()),
-    })?;
+    // Unauthenticated: what a caller can make the server do before the signature is
+    // checked is bounded (id shape, requests in flight, a rate per trigger, body size).
     let unknown = || ApiError::not_found("hook");
+    if !looks_like_trigger_id(&id) {
+        return Err(unknown());
+    }
+    let _slot = state.hook_slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable("too many inbound webhooks in flight; retry shortly".into())
+    })?;
     let trigger = state.store.find_trigger(&id).await?.ok_or_else(unknown)?;
     let TriggerConfig::Webhook(config) = TriggerConfig::of(&trigger)? else {
         return Err(unknown());
@@ -50,6 +57,14 @@ async fn receive(
     if trigger.kind != TriggerKind::Webhook {
         return Err(unknown());
     }
+    state
+        .admission
+        .request(&format!("hook:{}", trigger.id))
+        .await?;
+    let limit = state.limits.hook_max_body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!("an inbound webhook body is at most {limit} bytes"))
+    })?;
     let keys = state
         .master_keys
         .as_ref()
@@ -62,7 +77,7 @@ async fn receive(
         .ok_or_else(|| ApiError::Unavailable("the trigger's secret cannot be opened".into()))?;
     let delivery =
         verify(&config.verify, &secret, &headers, &body, now_ms() / 1000).map_err(|why| {
-            tracing::info!(trigger = %trigger.id, %why, "inbound webhook refused");
+            tracing::debug!(trigger = %trigger.id, %why, "inbound webhook refused");
             ApiError::BadSignature(format!("{why}; nothing was started"))
         })?;
     if delivery.len() > MAX_DELIVERY_ID {

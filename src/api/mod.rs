@@ -59,6 +59,8 @@ pub struct Inner {
     pub ceilings: Limits,
     pub limits: ApiLimits,
     pub destinations: PolicyResolver,
+    /// Inbound webhooks (`POST /v1/hooks/{id}`, unauthenticated) in flight on this node.
+    pub hook_slots: Arc<tokio::sync::Semaphore>,
     pub started: Instant,
     pub metrics: ops::Metrics,
     /// The latest version of each agent, briefly cached: resolving it reads every
@@ -101,6 +103,7 @@ impl AppState {
             ceilings: parts.ceilings,
             limits: parts.limits,
             destinations: parts.destinations,
+            hook_slots: Arc::new(tokio::sync::Semaphore::new(hooks::HOOKS_IN_FLIGHT)),
             started: Instant::now(),
             metrics: ops::Metrics::default(),
             latest_versions: moka::sync::Cache::builder()
@@ -128,7 +131,7 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::router())
         .merge(webhooks::router())
         .merge(triggers::router())
-        .merge(hooks::router(state.limits.hook_max_body_bytes))
+        .merge(hooks::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,

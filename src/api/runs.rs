@@ -57,6 +57,9 @@ impl From<RunError> for ApiError {
             RunError::PackageInvalid(why) => ApiError::unprocessable("Invalid agent package", why),
             RunError::Refused(refused) => refused.into(),
             RunError::Store(e) => e.into(),
+            RunError::TriggerPaused => {
+                ApiError::Conflict("this trigger is paused; resume it to start runs again".into())
+            }
             RunError::ShuttingDown => {
                 ApiError::Unavailable("this node is shutting down; retry on another".into())
             }

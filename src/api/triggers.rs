@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -11,6 +12,7 @@ use super::agents::agent_name;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_text, ApiPath, ApiQuery};
+use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
@@ -70,7 +72,7 @@ async fn create(
     caller: Caller,
     ApiPath((scope, name)): ApiPath<(String, String)>,
     ApiJson(config): ApiJson<TriggerConfig>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let (org_id, app_id) = caller.app("agents:write")?;
     let agent = agent_name(&scope, &name);
     state
@@ -139,10 +141,10 @@ async fn create(
     state.store.create_trigger(&row).await?;
     let mut out = view(&row);
     if let Some(secret) = secret {
-        // Shown once: only its sealed form is stored.
+        // Shown once: only its sealed form is stored (an idempotent replay omits it).
         out["secret"] = json!(secret);
     }
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok(CarriesSecret(&["/secret"]).mark((StatusCode::CREATED, Json(out))))
 }
 
 fn seal(state: &AppState, id: &str, secret: &str) -> ApiResult<String> {
@@ -347,7 +349,7 @@ async fn rotate_secret(
     caller: Caller,
     ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     // The body is optional: none (or `{}`) makes a new secret.
     let body: RotateSecret = if body.is_empty() {
         RotateSecret::default()
@@ -380,5 +382,5 @@ async fn rotate_secret(
     {
         return Err(ApiError::not_found("trigger"));
     }
-    Ok(Json(json!({ "id": id, "secret": secret })))
+    Ok(CarriesSecret(&["/secret"]).mark(Json(json!({ "id": id, "secret": secret }))))
 }

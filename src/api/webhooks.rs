@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use url::Url;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_text, ApiPath, ApiQuery};
+use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
 use super::page::{list, PageQuery};
 use super::{audit, AppState};
@@ -96,7 +98,7 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateEndpoint>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let (org_id, app_id) = caller.app("webhooks:write")?;
     caller.require_not_impersonating("webhook endpoints")?;
     let keys = keys(&state)?;
@@ -187,9 +189,9 @@ async fn create(
     state.store.create_webhook(&endpoint).await?;
     let mut view = serde_json::to_value(EndpointView::from(endpoint))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    // Shown once: only its sealed form is stored.
+    // Shown once: only its sealed form is stored (an idempotent replay omits it).
     view["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(CarriesSecret(&["/secret"]).mark((StatusCode::CREATED, Json(view))))
 }
 
 async fn find(state: &AppState, app_id: &str, id: &str) -> ApiResult<WebhookEndpoint> {
@@ -249,7 +251,7 @@ async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (_org, app_id) = caller.app("webhooks:write")?;
     caller.require_not_impersonating("webhook endpoints")?;
     let keys = keys(&state)?;
@@ -272,11 +274,8 @@ async fn rotate_secret(
     {
         return Err(ApiError::not_found("webhook endpoint"));
     }
-    Ok(Json(json!({
-        "id": id,
-        "secret": secret,
-        "previous_secret_expires_at": until,
-    })))
+    let body = json!({ "id": id, "secret": secret, "previous_secret_expires_at": until });
+    Ok(CarriesSecret(&["/secret"]).mark(Json(body)))
 }
 
 #[derive(Serialize)]

@@ -45,8 +45,13 @@ pub enum Flow {
 /// their choosing).
 pub async fn fire_due(runs: &RunService, now: Millis) -> StoreResult<Flow> {
     for trigger in runs.store().due_cron_triggers(now, BATCH).await? {
-        if let Flow::Stop = fire_one(runs, &trigger, now).await? {
-            return Ok(Flow::Stop);
+        // One trigger's failure is its own: the rest of the batch still fires.
+        match fire_one(runs, &trigger, now).await {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Stop) => return Ok(Flow::Stop),
+            Err(e) => {
+                tracing::warn!(trigger = %trigger.id, error = %e, "cron: firing failed; retrying next tick")
+            }
         }
     }
     Ok(Flow::Continue)
@@ -57,7 +62,15 @@ async fn fire_one(runs: &RunService, trigger: &TriggerRow, now: Millis) -> Store
     let Some(expected) = trigger.next_fire_at else {
         return Ok(Flow::Continue);
     };
-    let (schedule, config) = match TriggerConfig::of(trigger)? {
+    let config = match TriggerConfig::of(trigger) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::warn!(trigger = %trigger.id, error = %e, "cron: config unreadable; the trigger stops firing");
+            store.advance_trigger(&trigger.id, expected, None).await?;
+            return Ok(Flow::Continue);
+        }
+    };
+    let (schedule, config) = match config {
         TriggerConfig::Cron(c) => match Schedule::parse(&c.schedule, &c.timezone) {
             Ok(s) => (s, c),
             Err(why) => {

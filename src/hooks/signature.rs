@@ -1,6 +1,7 @@
 //! Webhook signatures: Standard Webhooks both ways (atoll signs what it sends and checks
 //! what `standard` triggers receive), and the GitHub, Stripe and plain-HMAC schemes
-//! inbound triggers accept. Every comparison is constant-time (`Mac::verify_slice`).
+//! inbound triggers accept. Every comparison is constant-time (`subtle`), and each MAC
+//! is computed once per request whatever the number of signatures offered.
 
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -8,11 +9,45 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far a signed timestamp may be from our clock (Standard Webhooks, Stripe).
 pub const TOLERANCE_SECS: i64 = 5 * 60;
+
+/// Signatures one request may offer (a rotation needs two): the MAC is computed once and
+/// compared with each, so a header of thousands of candidates buys nothing.
+const MAX_CANDIDATES: usize = 8;
+
+/// HMAC-SHA256 of `parts` under `key`.
+fn hmac_of(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut m = mac(key);
+    for part in parts {
+        m.update(part);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// Whether any candidate equals `expected`, comparing in constant time; more than
+/// [`MAX_CANDIDATES`] is malformed.
+fn any_matches(
+    expected: &[u8; 32],
+    candidates: &[Vec<u8>],
+    header: &'static str,
+) -> Result<(), Rejected> {
+    if candidates.len() > MAX_CANDIDATES {
+        return Err(Rejected::Malformed(header));
+    }
+    let matched = candidates.iter().fold(subtle::Choice::from(0), |any, c| {
+        any | expected.as_slice().ct_eq(c)
+    });
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(Rejected::Mismatch)
+    }
+}
 
 /// A new `whsec_` secret: base64 of 32 random bytes.
 pub fn new_secret() -> Result<String, getrandom::Error> {
@@ -119,7 +154,8 @@ fn fresh(timestamp: i64, now_secs: i64) -> Result<(), Rejected> {
 }
 
 /// Checks a request's signature; returns the sender's delivery id, what makes a repeat of
-/// the same delivery recognisable (a plain HMAC has none: the body's digest stands in).
+/// the same delivery recognisable: the signed `webhook-id` (Standard Webhooks), the
+/// event id in the signed body (Stripe), else the digest of the signed body.
 pub fn verify(
     verify: &Verify,
     secret: &str,
@@ -135,22 +171,12 @@ pub fn verify(
                 .map_err(|_| Rejected::Malformed("webhook-timestamp"))?;
             fresh(ts, now_secs)?;
             let key = standard_key(secret).ok_or(Rejected::Mismatch)?;
-            let signatures = header(headers, "webhook-signature")?;
-            let matched = signatures.split(' ').any(|sig| {
-                let Some(b64) = sig.strip_prefix("v1,") else {
-                    return false;
-                };
-                let Ok(given) = B64.decode(b64) else {
-                    return false;
-                };
-                let mut m = mac(&key);
-                m.update(format!("{id}.{ts}.").as_bytes());
-                m.update(body);
-                m.verify_slice(&given).is_ok()
-            });
-            if !matched {
-                return Err(Rejected::Mismatch);
-            }
+            let candidates: Vec<Vec<u8>> = header(headers, "webhook-signature")?
+                .split(' ')
+                .filter_map(|sig| B64.decode(sig.strip_prefix("v1,")?).ok())
+                .collect();
+            let expected = hmac_of(&key, &[format!("{id}.{ts}.").as_bytes(), body]);
+            any_matches(&expected, &candidates, "webhook-signature")?;
             Ok(id.to_owned())
         }
         Verify::Named(Scheme::Github) => {
@@ -159,19 +185,15 @@ pub fn verify(
                 .strip_prefix("sha256=")
                 .and_then(|h| hex::decode(h).ok())
                 .ok_or(Rejected::Malformed("x-hub-signature-256"))?;
-            let mut m = mac(secret.as_bytes());
-            m.update(body);
-            m.verify_slice(&given).map_err(|_| Rejected::Mismatch)?;
-            // Signed: a missing delivery id falls back to the body's digest.
-            Ok(
-                match headers
-                    .get("x-github-delivery")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    Some(id) => id.to_owned(),
-                    None => body_digest(body),
-                },
-            )
+            any_matches(
+                &hmac_of(secret.as_bytes(), &[body]),
+                &[given],
+                "x-hub-signature-256",
+            )?;
+            // `x-github-delivery` is not signed (and GitHub sends no timestamp): whoever
+            // holds one signed request could resend it under new ids. The signed body is
+            // what identifies a delivery, so a resend is the run it already started.
+            Ok(body_digest(body))
         }
         Verify::Named(Scheme::Stripe) => {
             let value = header(headers, "stripe-signature")?;
@@ -186,15 +208,8 @@ pub fn verify(
             }
             let ts = ts.ok_or(Rejected::Malformed("stripe-signature"))?;
             fresh(ts, now_secs)?;
-            let matched = candidates.iter().any(|given| {
-                let mut m = mac(secret.as_bytes());
-                m.update(format!("{ts}.").as_bytes());
-                m.update(body);
-                m.verify_slice(given).is_ok()
-            });
-            if !matched {
-                return Err(Rejected::Mismatch);
-            }
+            let expected = hmac_of(secret.as_bytes(), &[format!("{ts}.").as_bytes(), body]);
+            any_matches(&expected, &candidates, "stripe-signature")?;
             let event_id = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
@@ -217,9 +232,7 @@ pub fn verify(
                 .filter(|b| b.len() == 32)
                 .or_else(|| B64.decode(value).ok())
                 .ok_or(Rejected::Malformed("signature"))?;
-            let mut m = mac(secret.as_bytes());
-            m.update(body);
-            m.verify_slice(&given).map_err(|_| Rejected::Mismatch)?;
+            any_matches(&hmac_of(secret.as_bytes(), &[body]), &[given], "signature")?;
             // No delivery id and no timestamp: a replay is the same body, so the body's
             // digest is what recognises it.
             Ok(body_digest(body))

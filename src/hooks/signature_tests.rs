@@ -150,7 +150,7 @@ fn hex_hmac(key: &str, parts: &[&[u8]]) -> String {
 }
 
 #[test]
-fn github_checks_the_sha256_header_and_uses_the_delivery_id() {
+fn github_checks_the_sha256_header_and_keys_deliveries_by_the_signed_body() {
     let secret = "It's a Secret to Everybody";
     let body = b"Hello, World!";
     // GitHub's documented example signature for this secret and body.
@@ -158,7 +158,11 @@ fn github_checks_the_sha256_header_and_uses_the_delivery_id() {
     assert_eq!(format!("sha256={}", hex_hmac(secret, &[body])), sig);
     let h = headers(&[("x-hub-signature-256", sig), ("x-github-delivery", "d-1")]);
     let github = Verify::Named(Scheme::Github);
-    assert_eq!(verify(&github, secret, &h, body, 0).as_deref(), Ok("d-1"));
+    let key = verify(&github, secret, &h, body, 0).expect("valid");
+    assert!(key.starts_with("sha256:"), "{key}");
+    // The delivery id is not signed: a resend under another id is the same delivery.
+    let resent = headers(&[("x-hub-signature-256", sig), ("x-github-delivery", "d-2")]);
+    assert_eq!(verify(&github, secret, &resent, body, 0), Ok(key));
     assert_eq!(
         verify(&github, secret, &h, b"Hello", 0),
         Err(Rejected::Mismatch)
@@ -239,4 +243,37 @@ fn verify_parses_as_the_spec_writes_it() {
         prefix: None,
     });
     assert!(bad.validate().is_err());
+}
+
+#[test]
+fn a_flood_of_candidate_signatures_is_refused_before_any_work() {
+    let one = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    let many = [one; 9].join(" ");
+    assert_eq!(
+        verify(
+            &STANDARD,
+            SPEC_SECRET,
+            &standard(&many, SPEC_TS),
+            SPEC_BODY,
+            SPEC_TS
+        ),
+        Err(Rejected::Malformed("webhook-signature"))
+    );
+    // Eight (a rotation and then some) are still compared, and the right one matches.
+    let eight = [one; 8].join(" ");
+    assert!(verify(
+        &STANDARD,
+        SPEC_SECRET,
+        &standard(&eight, SPEC_TS),
+        SPEC_BODY,
+        SPEC_TS
+    )
+    .is_ok());
+    let stripe = Verify::Named(Scheme::Stripe);
+    let flood = format!("t=1,{}", ["v1=00"; 9].join(","));
+    let h = headers(&[("stripe-signature", &flood)]);
+    assert_eq!(
+        verify(&stripe, "s", &h, b"{}", 1),
+        Err(Rejected::Malformed("stripe-signature"))
+    );
 }

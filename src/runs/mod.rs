@@ -35,7 +35,7 @@ use crate::process::Sandbox;
 use crate::quota::Decision;
 use crate::sandbox::{Limits, RunCanceller};
 use crate::store::{
-    AgentVersion, AuditEvent, Firing, RunFinish, RunRow, RunStatus, Store, StoreError,
+    AgentVersion, AuditEvent, Fired, Firing, RunFinish, RunRow, RunStatus, Store, StoreError,
 };
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
@@ -74,6 +74,9 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("this node is shutting down")]
     ShuttingDown,
+    /// The trigger that fired it was paused (or deleted) meanwhile.
+    #[error("the trigger is paused")]
+    TriggerPaused,
 }
 
 /// A run to create.
@@ -274,13 +277,17 @@ impl RunService {
             None => store
                 .insert_run_audited(&row, audit.as_ref())
                 .await
-                .map(|()| None),
+                .map(|()| Fired::Started),
             Some(firing) => store.insert_fired_run(&row, audit.as_ref(), firing).await,
         };
+        // Unless stored, no ending will give the permit back: this is its ending.
         match inserted {
-            Ok(None) => {}
-            // Never stored, so no ending will give the permit back: this is its ending.
-            Ok(Some(existing)) => {
+            Ok(Fired::Started) => {}
+            Ok(Fired::Paused) => {
+                dispatch::release_permit(&self.inner, &row, 0).await;
+                return Err(RunError::TriggerPaused);
+            }
+            Ok(Fired::Existing(existing)) => {
                 dispatch::release_permit(&self.inner, &row, 0).await;
                 // The firing already started a run (another node, or a repeated delivery).
                 let found = store.get_run(&row.app_id, &existing).await?;
@@ -311,9 +318,9 @@ impl RunService {
         };
         match row.status {
             RunStatus::Queued => {
-                // Ended straight from `queued`: the update wins only while no node has
-                // claimed it, and once it has, none can (so nothing else numbers its
-                // events, and no `run.started` is announced for a run that never ran).
+                // Ended straight from `queued` (`status = 'queued'` in the update): it wins
+                // only while no node has claimed it, and once it has, none can (so nothing
+                // else numbers its events, and no `run.started` is announced for it).
                 let finish = dispatch::finish_record(
                     &row,
                     RunStatus::Cancelled,
@@ -323,7 +330,7 @@ impl RunService {
                     ),
                     None,
                 );
-                if store.finish_run(run_id, &finish).await? {
+                if store.finish_queued_run(run_id, &finish).await? {
                     dispatch::after_finish(&self.inner, &row, &finish).await;
                 } else if let Some(row) = store.get_run(app_id, run_id).await? {
                     // A node claimed it first: cancel it where it runs.

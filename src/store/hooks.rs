@@ -58,6 +58,7 @@ impl WebhookEvent {
         match status {
             RunStatus::Queued => None,
             RunStatus::Running => Some(WebhookEvent::RunStarted),
+            RunStatus::Waiting => Some(WebhookEvent::RunWaiting),
             RunStatus::Succeeded => Some(WebhookEvent::RunSucceeded),
             RunStatus::Failed => Some(WebhookEvent::RunFailed),
             RunStatus::TimedOut => Some(WebhookEvent::RunTimedOut),
@@ -234,6 +235,16 @@ pub struct Firing {
     pub key: String,
 }
 
+/// What [`HookStore::insert_fired_run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    Started,
+    /// The firing had started this run already.
+    Existing(String),
+    /// The trigger was paused (or deleted) meanwhile: nothing was written.
+    Paused,
+}
+
 #[async_trait]
 pub trait HookStore: Send + Sync {
     async fn create_webhook(&self, endpoint: &WebhookEndpoint) -> StoreResult<()>;
@@ -333,12 +344,12 @@ pub trait HookStore: Send + Sync {
     /// The run a firing started, if one did.
     async fn firing_run(&self, firing: &Firing) -> StoreResult<Option<String>>;
     /// Inserts a run started by a firing with its firing row and audit event, in one
-    /// transaction. When the firing already started a run, nothing is written and that
-    /// run's id is returned.
+    /// transaction, while the trigger exists and is not paused. When the firing already
+    /// started a run, nothing is written and that run is named.
     async fn insert_fired_run(
         &self,
         run: &RunRow,
         audit: Option<&AuditEvent>,
         firing: &Firing,
-    ) -> StoreResult<Option<String>>;
+    ) -> StoreResult<Fired>;
 }

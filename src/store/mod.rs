@@ -363,6 +363,9 @@ pub trait Store: HookStore + Send + Sync {
     async fn requeue_run(&self, id: &str, expected_owner: &str, attempt: i32) -> StoreResult<bool>;
     /// Finishes a run that is queued or running; false if it had already ended.
     async fn finish_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool>;
+    /// Finishes a run only while it is still queued (a cancel that must not race a
+    /// claim); false if a node claimed it or it ended.
+    async fn finish_queued_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool>;
     /// Runs queued or running on `node` (used at shutdown).
     async fn runs_of_node(&self, node: &str) -> StoreResult<Vec<RunRow>>;
     /// Number of queued runs, for metrics.

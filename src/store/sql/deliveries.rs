@@ -163,8 +163,14 @@ pub(super) async fn finish_attempt(
         AttemptOutcome::Retry(at) => (DeliveryStatus::Pending, Some(at)),
         AttemptOutcome::Exhausted | AttemptOutcome::Gone => (DeliveryStatus::Failed, None),
     };
-    // Starts with its write (see the module note in `mod.rs` on SQLite transactions).
+    // Starts with its write (see the module note in `mod.rs` on SQLite transactions),
+    // and locks the endpoint before its deliveries, in the order `delete_webhook` takes
+    // them too, so two nodes finishing attempts of one endpoint cannot deadlock.
     let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE webhook_endpoints SET failing_since = failing_since WHERE id = $1")
+        .bind(&d.endpoint_id)
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query(
         "UPDATE webhook_deliveries
          SET attempts = attempts + 1, lease_owner = NULL, next_attempt_at = $5,
@@ -209,8 +215,15 @@ pub(super) async fn finish_attempt(
         }
         AttemptOutcome::Gone => Some("the endpoint answered 410 Gone".to_owned()),
         AttemptOutcome::Retry(_) | AttemptOutcome::Exhausted => {
+            // A streak: failures with no day-long gap between them (the longest wait
+            // between retries is 10 h), so one old failure does not count toward it.
             let since: Option<Millis> = sqlx::query(
-                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2)
+                "UPDATE webhook_endpoints
+                 SET failing_since = CASE
+                         WHEN failing_since IS NULL OR last_failed_at IS NULL
+                              OR last_failed_at < $2 - 86400000 THEN $2
+                         ELSE failing_since END,
+                     last_failed_at = $2
                  WHERE id = $1 RETURNING failing_since",
             )
             .bind(&d.endpoint_id)

@@ -126,7 +126,7 @@ impl HookStore for SqlStore {
         run: &RunRow,
         audit: Option<&AuditEvent>,
         firing: &Firing,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Fired> {
         triggers::insert_fired_run(&self.pool, run, audit, firing).await
     }
 }

@@ -319,7 +319,10 @@ impl Store for SqlStore {
         runs::requeue_run(&self.pool, id, expected_owner, attempt).await
     }
     async fn finish_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool> {
-        runs::finish_run(&self.pool, id, finish).await
+        runs::finish_run(&self.pool, id, finish, runs::Unfinished::QueuedOrRunning).await
+    }
+    async fn finish_queued_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool> {
+        runs::finish_run(&self.pool, id, finish, runs::Unfinished::Queued).await
     }
     async fn runs_of_node(&self, node: &str) -> StoreResult<Vec<RunRow>> {
         runs::runs_of_node(&self.pool, node).await

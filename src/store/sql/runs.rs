@@ -449,7 +449,18 @@ pub(super) async fn requeue_run(
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> StoreResult<bool> {
+/// Which unfinished statuses an ending may replace.
+pub(super) enum Unfinished {
+    QueuedOrRunning,
+    Queued,
+}
+
+pub(super) async fn finish_run(
+    pool: &AnyPool,
+    id: &str,
+    f: &RunFinish,
+    from: Unfinished,
+) -> StoreResult<bool> {
     if !f.status.is_final() {
         return Err(StoreError::Database(format!(
             "finish_run: {} is not a final run status",
@@ -459,28 +470,33 @@ pub(super) async fn finish_run(pool: &AnyPool, id: &str, f: &RunFinish) -> Store
     let (cpu, tokens_in, tokens_out, fetches) = usage_numbers(f.usage.as_ref());
     // The ending and the deliveries announcing it commit together.
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(concat!(
+    let from = match from {
+        Unfinished::QueuedOrRunning => "'queued', 'running', 'waiting'",
+        Unfinished::Queued => "'queued'",
+    };
+    let sql = format!(
         "UPDATE runs
          SET status = $2, output = $3, error = $4, usage = $5, finished_at = $6,
              usage_cpu_ms = $7, usage_llm_tokens_in = $8, usage_llm_tokens_out = $9,
              usage_fetches = $10, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND status IN ('queued', 'running') AND attempt = $11
-         RETURNING ",
+         WHERE id = $1 AND status IN ({from}) AND attempt = $11
+         RETURNING {}",
         run_columns!()
-    ))
-    .bind(id)
-    .bind(f.status.as_str())
-    .bind(opt_json_text(&f.output))
-    .bind(opt_json_text(&f.error))
-    .bind(opt_json_text(&f.usage))
-    .bind(f.finished_at)
-    .bind(cpu)
-    .bind(tokens_in)
-    .bind(tokens_out)
-    .bind(fetches)
-    .bind(i64::from(f.attempt))
-    .fetch_optional(&mut *tx)
-    .await?;
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(f.status.as_str())
+        .bind(opt_json_text(&f.output))
+        .bind(opt_json_text(&f.error))
+        .bind(opt_json_text(&f.usage))
+        .bind(f.finished_at)
+        .bind(cpu)
+        .bind(tokens_in)
+        .bind(tokens_out)
+        .bind(fetches)
+        .bind(i64::from(f.attempt))
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(run) = row.as_ref().map(run_from_row).transpose()? else {
         return Ok(false);
     };

@@ -9,7 +9,8 @@ use sqlx::AnyPool;
 
 use super::util::{col, json_col, json_text, keyset, limit};
 use crate::store::{
-    AuditEvent, Firing, Millis, Page, RunRow, StoreError, StoreResult, TriggerKind, TriggerRow,
+    AuditEvent, Fired, Firing, Millis, Page, RunRow, StoreError, StoreResult, TriggerKind,
+    TriggerRow,
 };
 
 const COLUMNS: &str =
@@ -202,18 +203,20 @@ pub(super) async fn firing_run(pool: &AnyPool, firing: &Firing) -> StoreResult<O
     row.as_ref().map(|r| col(r, "run_id")).transpose()
 }
 
-/// The firing row first: when another node or an earlier delivery holds the key, the
-/// insert conflicts and nothing else is written.
+/// The firing row first, and only while the trigger is not paused: when another node or
+/// an earlier delivery holds the key, or a pause came first, nothing else is written.
 pub(super) async fn insert_fired_run(
     pool: &AnyPool,
     run: &RunRow,
     audit: Option<&AuditEvent>,
     firing: &Firing,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Fired> {
     let mut tx = pool.begin().await?;
     let claimed = sqlx::query(
         "INSERT INTO trigger_firings (trigger_id, key, run_id, created_at)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_id, key) DO NOTHING",
+         SELECT $1, $2, $3, $4
+         WHERE EXISTS (SELECT 1 FROM triggers WHERE id = $1 AND paused_at IS NULL)
+         ON CONFLICT (trigger_id, key) DO NOTHING",
     )
     .bind(&firing.trigger_id)
     .bind(&firing.key)
@@ -223,13 +226,12 @@ pub(super) async fn insert_fired_run(
     .await?;
     if claimed.rows_affected() == 0 {
         drop(tx);
-        return firing_run(pool, firing).await.and_then(|found| {
-            found.map(Some).ok_or_else(|| {
-                StoreError::Database("a firing conflicted but its row is gone".into())
-            })
+        return Ok(match firing_run(pool, firing).await? {
+            Some(existing) => Fired::Existing(existing),
+            None => Fired::Paused,
         });
     }
     super::runs::insert_run_on(&mut tx, run, audit).await?;
     tx.commit().await?;
-    Ok(None)
+    Ok(Fired::Started)
 }

@@ -253,8 +253,14 @@ pub(super) async fn announce(
         .unwrap_or(now);
         let payload = serde_json::to_string(run)
             .map_err(|e| StoreError::Database(format!("serializing a run: {e}")))?;
-        // One webhook-id per event, shared by the endpoints it goes to.
-        let message = new_id("msg");
+        // One webhook-id per event, shared by the endpoints it goes to. A run starts and
+        // ends once as far as receivers are concerned: a start claimed again (requeued
+        // after a crash or by a busy node) keeps the id of the first and adds nothing.
+        let message = match event {
+            WebhookEvent::RunWaiting => new_id("msg"),
+            WebhookEvent::RunStarted => format!("msg_{}_started", run.id),
+            _ => format!("msg_{}_ended", run.id),
+        };
         for target in targets {
             let wanted = target
                 .events
@@ -269,7 +275,8 @@ pub(super) async fn announce(
             }
             sqlx::query(&format!(
                 "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $7, $8)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $7, $8)
+                 ON CONFLICT (endpoint_id, id) DO NOTHING"
             ))
             .bind(&target.id)
             .bind(&message)

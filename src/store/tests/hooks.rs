@@ -124,6 +124,14 @@ pub(super) async fn deliveries_come_with_the_changes_they_announce(s: &SqlStore)
     let batch = s.claim_queued_runs("node_a", 10, 60, 1_000).await.unwrap();
     assert_eq!(batch.len(), 1);
     assert_eq!(log(s, "app_a", "wh_all").await.len(), 3);
+    // Claimed again after a requeue: still one run.started for it.
+    assert!(s.requeue_run("run_2", "node_a", 2).await.unwrap());
+    assert!(s
+        .claim_run("run_2", "node_b", 70, 1_000)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(log(s, "app_a", "wh_all").await.len(), 3);
     // Another app sees none of it.
     tenant(s, "org_b", "app_b").await;
     assert!(log(s, "app_b", "wh_all").await.is_empty());
@@ -436,15 +444,12 @@ pub(super) async fn triggers_and_firings(s: &SqlStore) {
     };
     assert_eq!(
         s.insert_fired_run(&first, None, &firing).await.unwrap(),
-        None
+        Fired::Started
     );
     let second = run("run_2", "org_a", "app_a", 11);
     assert_eq!(
-        s.insert_fired_run(&second, None, &firing)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("run_1")
+        s.insert_fired_run(&second, None, &firing).await.unwrap(),
+        Fired::Existing("run_1".into())
     );
     assert_eq!(s.get_run("app_a", "run_2").await.unwrap(), None);
     assert_eq!(
@@ -466,7 +471,7 @@ pub(super) async fn triggers_and_firings(s: &SqlStore) {
         .collect();
     let mut fresh = 0;
     for r in racers {
-        if r.await.unwrap().is_none() {
+        if r.await.unwrap() == Fired::Started {
             fresh += 1;
         }
     }
@@ -481,6 +486,22 @@ pub(super) async fn triggers_and_firings(s: &SqlStore) {
             .count(),
         1
     );
+    // A pause wins over a firing that read the trigger before it.
+    assert!(s
+        .set_trigger_paused("app_a", "@acme/agent", "trg_hook", Some(5), None)
+        .await
+        .unwrap());
+    let late = Firing {
+        key: "delivery-3".into(),
+        ..firing.clone()
+    };
+    assert_eq!(
+        s.insert_fired_run(&run("run_late", "org_a", "app_a", 30), None, &late)
+            .await
+            .unwrap(),
+        Fired::Paused
+    );
+    assert_eq!(s.get_run("app_a", "run_late").await.unwrap(), None);
     // Deleting the trigger forgets its firings; the runs stay.
     assert!(s
         .delete_trigger("app_a", "@acme/agent", "trg_hook")

@@ -388,6 +388,12 @@ pub(super) async fn finish_only_once(s: &SqlStore) {
     let q = s.get_run("app_a", "run_q").await.unwrap().unwrap();
     assert_eq!((q.status.as_str(), q.finished_at), ("cancelled", Some(300)));
     assert_eq!(q.error, Some(json!({ "code": "cancelled" })));
+    // A cancel meant for a queued run loses to a claim: the claimed run is not ended.
+    assert!(!s.finish_queued_run("run_r", &cancel).await.unwrap());
+    assert_eq!(
+        s.get_run("app_a", "run_r").await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
 
     // Running → succeeded, once, even when racing.
     let tasks: Vec<_> = ["succeeded", "failed", "timed_out", "cancelled", "succeeded"]

@@ -345,6 +345,26 @@ async fn endpoint_urls_are_checked_and_endpoints_are_the_apps_own() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (id, _) = endpoint(&api, &key, json!({ "url": "http://127.0.0.1:9/h" })).await;
+    // A retried create replays the endpoint, never its secret.
+    let create = || {
+        api.req(Method::POST, "/v1/webhooks", &key)
+            .header("idempotency-key", "create-once")
+            .json(&json!({ "url": "http://127.0.0.1:9/idem" }))
+            .send()
+    };
+    let (_, first) = super::read(create().await.expect("send")).await;
+    assert!(first["secret"]
+        .as_str()
+        .expect("secret")
+        .starts_with("whsec_"));
+    let replay = create().await.expect("send");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let (_, replayed) = super::read(replay).await;
+    assert_eq!(
+        (&replayed["secret"], &replayed["secret_redacted"]),
+        (&Value::Null, &json!(true))
+    );
+    assert_eq!(replayed["id"], first["id"]);
     let (_other_app, other_key) = api.app_with_key(&org_key, "other").await;
     for (method, path) in [
         (Method::GET, format!("/v1/webhooks/{id}")),
@@ -364,7 +384,7 @@ async fn endpoint_urls_are_checked_and_endpoints_are_the_apps_own() {
         .await;
     assert_eq!(listed["data"], json!([]));
     let (_, listed) = api.call(Method::GET, "/v1/webhooks", &key, None).await;
-    assert_eq!(listed["data"].as_array().expect("list").len(), 1);
+    assert_eq!(listed["data"].as_array().expect("list").len(), 2);
     let (status, _) = api
         .call(Method::DELETE, &format!("/v1/webhooks/{id}"), &key, None)
         .await;

@@ -135,7 +135,7 @@ impl HookStore for FaultyStore {
         run: &RunRow,
         audit: Option<&AuditEvent>,
         firing: &Firing,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Fired> {
         self.inner.insert_fired_run(run, audit, firing).await
     }
 }
