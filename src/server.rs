@@ -275,14 +275,20 @@ fn start_hooks(
     Ok(())
 }
 
-/// Idempotency records are kept 24 hours (SPEC §5); older ones are deleted hourly.
+/// Idempotency records are kept 24 hours (SPEC §5), finished webhook deliveries and
+/// trigger firings 30 days; older ones are deleted hourly.
 async fn purge_idempotency(store: Arc<dyn Store>, stop: CancellationToken) {
     loop {
-        let day_ago = crate::ids::now_ms() - 86_400_000;
-        match store.idempotency_purge(day_ago).await {
+        let now = crate::ids::now_ms();
+        match store.idempotency_purge(now - 86_400_000).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "old idempotency records deleted"),
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency records"),
+        }
+        match store.purge_hooks(now - 30 * 86_400_000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "old webhook deliveries and firings deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not purge webhook deliveries"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

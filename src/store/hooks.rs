@@ -296,6 +296,10 @@ pub trait HookStore: Send + Sync {
         now: Millis,
     ) -> StoreResult<RetryDelivery>;
 
+    /// Deletes finished deliveries (with their attempts) and firing rows created before
+    /// `before`; the number of rows deleted.
+    async fn purge_hooks(&self, before: Millis) -> StoreResult<u64>;
+
     async fn create_trigger(&self, trigger: &TriggerRow) -> StoreResult<()>;
     /// A trigger of one agent of the app.
     async fn get_trigger(

@@ -384,3 +384,18 @@ pub(super) async fn retry_delivery(
         RetryDelivery::NotFound
     })
 }
+
+pub(super) async fn purge_hooks(pool: &AnyPool, before: Millis) -> StoreResult<u64> {
+    let deliveries = sqlx::query(
+        "DELETE FROM webhook_deliveries
+         WHERE status IN ('succeeded', 'failed') AND created_at < $1",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    let firings = sqlx::query("DELETE FROM trigger_firings WHERE created_at < $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
+    Ok(deliveries.rows_affected() + firings.rows_affected())
+}

@@ -63,6 +63,10 @@ impl HookStore for SqlStore {
         deliveries::retry_delivery(&self.pool, app_id, endpoint_id, delivery_id, now).await
     }
 
+    async fn purge_hooks(&self, before: Millis) -> StoreResult<u64> {
+        deliveries::purge_hooks(&self.pool, before).await
+    }
+
     async fn create_trigger(&self, trigger: &TriggerRow) -> StoreResult<()> {
         triggers::create_trigger(&self.pool, trigger).await
     }

@@ -337,6 +337,18 @@ pub(super) async fn deliveries_are_leased_retried_and_disabled(s: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(reason.as_deref(), Some("the endpoint answered 410 Gone"));
+    // Finished deliveries go after the retention period; pending ones stay.
+    let pending_before = log(s, "app_a", "wh_1")
+        .await
+        .iter()
+        .filter(|(d, _)| d.status == DeliveryStatus::Pending)
+        .count();
+    assert!(s.purge_hooks(Millis::MAX).await.unwrap() > 0);
+    let left = log(s, "app_a", "wh_1").await;
+    assert!(left
+        .iter()
+        .all(|(d, _)| d.status == DeliveryStatus::Pending));
+    assert_eq!(left.len(), pending_before);
     // Deleting an endpoint takes its log along.
     assert!(s.delete_webhook("app_a", "wh_1").await.unwrap());
     assert!(log(s, "app_a", "wh_1").await.is_empty());

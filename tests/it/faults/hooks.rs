@@ -68,6 +68,10 @@ impl HookStore for FaultyStore {
             .await
     }
 
+    async fn purge_hooks(&self, before: Millis) -> StoreResult<u64> {
+        self.inner.purge_hooks(before).await
+    }
+
     async fn create_trigger(&self, trigger: &TriggerRow) -> StoreResult<()> {
         self.inner.create_trigger(trigger).await
     }
