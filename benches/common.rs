@@ -49,6 +49,7 @@ pub fn services(tools: Arc<dyn ToolInvoker>) -> HostServices {
         llm: Arc::new(NoLlm),
         fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
         events: Arc::new(DiscardEvents),
+        waits: Arc::new(atoll::host::memory::LocalWaits),
     }
 }
 
@@ -68,6 +69,7 @@ pub fn request(pkg: &Arc<AgentPackage>, services: &HostServices, n: u64) -> RunR
         trigger: "bench".into(),
         attempt: 1,
         events_before: 0,
+        journal: None,
     }
 }
 

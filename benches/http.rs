@@ -97,6 +97,7 @@ async fn pool_bench(secs: f64, lanes: usize) -> (f64, f64, f64) {
         llm: Arc::new(NoLlm),
         fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
         events: Arc::new(DiscardEvents),
+        waits: Arc::new(atoll::host::memory::LocalWaits),
     };
     let request = move |n: u64| RunRequest {
         run_id: format!("run_{n}"),
@@ -113,6 +114,7 @@ async fn pool_bench(secs: f64, lanes: usize) -> (f64, f64, f64) {
         trigger: "bench".into(),
         attempt: 1,
         events_before: 0,
+        journal: None,
     };
     let request = Arc::new(request);
     let mut latencies = Vec::new();

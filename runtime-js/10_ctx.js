@@ -11,12 +11,14 @@ import {
   op_atoll_memory,
   op_atoll_state_set,
   op_atoll_tool_call,
+  op_atoll_wait,
 } from "ext:core/ops";
 
 const {
   Error,
   JSONParse,
   JSONStringify,
+  MathFloor,
   ObjectFreeze,
   TypeError,
   ObjectDefineProperty,
@@ -122,6 +124,42 @@ const llm = ObjectFreeze({
   },
 });
 
+async function waitCall(request) {
+  try {
+    return JSONParse(await op_atoll_wait(JSONStringify(request)));
+  } catch (e) {
+    throw withCode(e);
+  }
+}
+
+/** `ctx.sleep(ms)`: a durable sleep (from 1 s on, the run waits without an isolate). */
+async function sleep(ms) {
+  const n = +ms;
+  if (!(n >= 0) || n === Infinity) {
+    throw new TypeError("ctx.sleep takes a number of milliseconds, 0 or more");
+  }
+  await waitCall({ ms: MathFloor(n) });
+}
+
+/**
+ * `ctx.waitFor(name, { timeout_ms, schema })`: the payload of the signal `name`
+ * (`POST /v1/runs/{id}/signals/{name}`); past `timeout_ms` it throws with code
+ * `wait_timeout`.
+ */
+async function waitFor(name, options) {
+  if (typeof name !== "string") throw new TypeError("a signal name is a string");
+  if (options !== undefined && (options === null || typeof options !== "object")) {
+    throw new TypeError("ctx.waitFor options are { timeout_ms?, schema? }");
+  }
+  const timeout = options?.timeout_ms ?? 0;
+  if (typeof timeout !== "number" || !(timeout >= 0)) {
+    throw new TypeError("timeout_ms is a number of milliseconds");
+  }
+  const request = { name, ms: MathFloor(timeout) };
+  if (options?.schema !== undefined) request.schema = JSONParse(toJson(options.schema, "a schema"));
+  return waitCall(request);
+}
+
 /** Builds the frozen `ctx` for one run from the host's start record. */
 export function makeContext(start, unrefOpPromise) {
   const signal = makeSignalWith(unrefOpPromise);
@@ -139,6 +177,8 @@ export function makeContext(start, unrefOpPromise) {
     memory,
     tools,
     llm,
+    sleep,
+    waitFor,
     emit(type, data) {
       if (typeof type !== "string") throw new TypeError("an event type is a string");
       try {

@@ -14,6 +14,7 @@ pub(crate) mod agents;
 mod apps;
 mod audit;
 mod connections;
+mod durable;
 mod hooks;
 pub(crate) mod keys;
 mod memory;
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(agents::router())
         .merge(runs::router())
+        .merge(durable::router())
         .merge(memory::router())
         .merge(connections::router())
         .merge(tools::router())

@@ -60,6 +60,9 @@ impl From<RunError> for ApiError {
             RunError::TriggerPaused => {
                 ApiError::Conflict("this trigger is paused; resume it to start runs again".into())
             }
+            RunError::Ended(status) => ApiError::Conflict(format!(
+                "the run has ended ({status}); signals reach only runs that have not"
+            )),
             RunError::ShuttingDown => {
                 ApiError::Unavailable("this node is shutting down; retry on another".into())
             }
@@ -237,7 +240,20 @@ async fn get_run(
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
     let row = visible_run(&state, &caller, &app_id, &id).await?;
-    Ok(Json(RunView::from(row)))
+    let waiting = row.status == RunStatus::Waiting;
+    let mut view = RunView::from(row);
+    view.journal_length = Some(state.store.journal_length(&id).await?);
+    if waiting {
+        view.wait = state
+            .store
+            .run_wait(&id)
+            .await?
+            .map(|w| crate::runs::WaitView {
+                signal: w.name,
+                wake_at: w.wake_at,
+            });
+    }
+    Ok(Json(view))
 }
 
 async fn cancel_run(

@@ -132,6 +132,7 @@ fn execute(args: &ExecArgs) -> RunOutcome {
         trigger: "cli".into(),
         attempt: 1,
         events_before: 0,
+        journal: None,
     };
     let handle = match pool.submit(request) {
         Ok(h) => h,

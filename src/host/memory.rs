@@ -150,6 +150,28 @@ impl LlmClient for NoLlm {
     }
 }
 
+/// Waits without a server: a sleep sleeps (within the run's wall clock), and a signal
+/// cannot arrive, so `ctx.waitFor` is refused.
+pub struct LocalWaits;
+
+#[async_trait]
+impl super::Waiter for LocalWaits {
+    async fn wait(
+        &self,
+        _tenant: &super::Tenant,
+        request: super::WaitRequest,
+    ) -> Result<Value, HostError> {
+        if request.name.is_some() {
+            return Err(HostError::new(
+                "capability_unavailable",
+                "ctx.waitFor needs atoll serve: signals arrive through POST /v1/runs/{id}/signals/{name}",
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(request.ms)).await;
+        Ok(Value::Null)
+    }
+}
+
 /// A convenient bundle of in-memory services around a real fetcher.
 pub fn in_memory_services(
     fetcher: Arc<dyn super::Fetcher>,
@@ -161,5 +183,6 @@ pub fn in_memory_services(
         llm: Arc::new(NoLlm),
         fetcher,
         events,
+        waits: Arc::new(LocalWaits),
     }
 }

@@ -135,6 +135,64 @@ pub trait LlmClient: Send + Sync {
     ) -> Result<ChatResponse, HostError>;
 }
 
+/// `ctx.sleep(ms)` (no `name`) or `ctx.waitFor(name, { timeout_ms, schema })`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The sleep's length, or the wait's timeout (0: none).
+    #[serde(default)]
+    pub ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
+/// Sleeps and signal waits. On a server they park the run (its isolate ends and it
+/// resumes by replay); elsewhere a sleep sleeps and a signal cannot arrive.
+#[async_trait]
+pub trait Waiter: Send + Sync {
+    /// The signal's payload, or null after a sleep.
+    async fn wait(&self, tenant: &Tenant, request: WaitRequest) -> Result<Value, HostError>;
+}
+
+/// A journaled host call: what was asked at a position and the answer given, encoded
+/// by the sandbox protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalRecord {
+    pub op: String,
+    pub digest: String,
+    pub answer: Vec<u8>,
+}
+
+/// What a live wait comes to.
+#[derive(Debug, Clone)]
+pub enum WaitDecision {
+    /// Answered now: a signal's payload (null after a sleep), or a refusal such as
+    /// `wait_timeout`. It is journaled like any answer.
+    Resolved(Result<Value, HostError>),
+    /// The run parks: its isolate is ended, and it resumes by replay.
+    Suspend,
+}
+
+/// The journal of one run, kept by the server: a sandbox process's host calls are
+/// answered from it while a resumed run replays, and recorded in it, before the isolate
+/// sees them, once it is live.
+#[async_trait]
+pub trait RunJournal: Send + Sync {
+    /// What position `seq` holds, while the replay has not passed the journal's end.
+    fn recorded(&self, seq: u64) -> Option<JournalRecord>;
+    /// Records the live answer at `seq`; an error fails the run with its code.
+    async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError>;
+    /// A live `ctx.sleep` / `ctx.waitFor` at `seq`.
+    async fn wait(&self, seq: u64, request: &WaitRequest) -> WaitDecision;
+    /// The replay asked `asked` at `seq`, where the journal holds something else: the
+    /// run fails with `replay_mismatch`.
+    fn mismatch(&self, seq: u64, journaled: &str, asked: &str);
+    /// Set once the run stops taking host calls (it parks, or it is failing).
+    fn halted(&self) -> Option<HostError>;
+}
+
 /// Says whether a host (of the first URL or a redirect hop) may be fetched.
 pub type HostCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -166,4 +224,5 @@ pub struct HostServices {
     pub llm: Arc<dyn LlmClient>,
     pub fetcher: Arc<dyn Fetcher>,
     pub events: Arc<dyn EventSink>,
+    pub waits: Arc<dyn Waiter>,
 }

@@ -35,6 +35,9 @@ pub struct Manifest {
     /// the agent may have had side effects.
     #[serde(default)]
     pub retry_on_node_lost: bool,
+    /// A run whose node died resumes elsewhere by replaying its journal (every host
+    /// call's answer is stored before the isolate sees it).
+    pub durable: bool,
 }
 
 /// What the agent may reach; everything is denied unless listed.
@@ -85,6 +88,7 @@ const FIELDS: &[&str] = &[
     "permissions",
     "limits",
     "retry_on_node_lost",
+    "durable",
 ];
 const PERMISSION_FIELDS: &[&str] = &["fetch", "connections", "tools", "llm", "memory"];
 const LIMIT_FIELDS: &[&str] = &["timeout_ms", "cpu_ms", "memory_mb"];
@@ -142,6 +146,7 @@ fn parse(json: &Value) -> Result<Manifest, String> {
         permissions,
         limits,
         retry_on_node_lost: field(obj, "", "retry_on_node_lost")?.unwrap_or(false),
+        durable: field(obj, "", "durable")?.unwrap_or(false),
     })
 }
 

@@ -36,6 +36,7 @@ pub use imports::scan_imports;
 pub use limits::PackageLimits;
 pub use manifest::{Manifest, ManifestLimits, MemoryScope, Permissions};
 pub use paths::{resolve_import, resolve_import_in};
+pub use schema::check_value as check_against_schema;
 
 use limits::Budget;
 

@@ -77,3 +77,10 @@ fn clip(s: &str) -> String {
         None => s.to_owned(),
     }
 }
+
+/// Checks `v` against a schema given as JSON (a wait's, or a signal's): compiled, then
+/// checked, with the same short errors.
+pub fn check_value(schema: &Value, v: &Value) -> Result<(), String> {
+    let compiled = compile("schema", Some(schema)).map_err(|e| e.to_string())?;
+    check(compiled.as_deref(), v)
+}

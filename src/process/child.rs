@@ -245,6 +245,7 @@ impl ChildHost {
             trigger,
             attempt,
             events_before: 0,
+            journal: None,
         };
         let outcome = match self.pool.submit(request) {
             Ok(handle) => {

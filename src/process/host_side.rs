@@ -13,7 +13,7 @@ use super::protocol::{Answer, FetchFailure, Fetched, HostRequest, Json, MemoryAc
 use super::remote::RemoteRun;
 use crate::broker::budget;
 use crate::broker::{FetchError, FetchLimits, FetchRequest};
-use crate::host::{ChatRequest, DeltaSink, HostCheck, HostError, MemoryNamespace};
+use crate::host::{ChatRequest, DeltaSink, HostCheck, HostError, MemoryNamespace, WaitRequest};
 use crate::package::MemoryScope;
 
 /// Host calls of one run traced as `run.op` spans.
@@ -26,6 +26,7 @@ const MAX_LIST: u32 = 1000;
 /// Serves one call; answers whether the host went over the run's memory budget too.
 pub(crate) async fn serve(
     run: &RemoteRun,
+    seq: u64,
     request: HostRequest,
     deltas: DeltaSink,
 ) -> (Answer, bool) {
@@ -35,13 +36,15 @@ pub(crate) async fn serve(
     } else {
         tracing::Span::none()
     };
-    let answer = budget::charged_to(run.memory.clone(), dispatch(run, request, deltas))
+    let answered = super::journaled::answer(run, seq, request, deltas);
+    let answer = budget::charged_to(run.memory.clone(), answered)
         .instrument(span)
         .await;
     (answer, run.memory.exceeded())
 }
 
-async fn dispatch(run: &RemoteRun, request: HostRequest, deltas: DeltaSink) -> Answer {
+/// Serves a call live (the journal, if any, was consulted by the caller).
+pub(super) async fn dispatch(run: &RemoteRun, request: HostRequest, deltas: DeltaSink) -> Answer {
     let answered = match request {
         HostRequest::Memory {
             action,
@@ -59,6 +62,19 @@ async fn dispatch(run: &RemoteRun, request: HostRequest, deltas: DeltaSink) -> A
             headers,
             body,
         } => return fetch(run, connection, method, &url, headers, body).await,
+        // Without a journal nothing can park the run: a sleep sleeps, a signal cannot come.
+        HostRequest::Wait { request } => match request.parse::<WaitRequest>() {
+            Ok(wait) => {
+                use crate::host::Waiter;
+                crate::host::memory::LocalWaits
+                    .wait(&run.tenant, wait)
+                    .await
+            }
+            Err(e) => Err(HostError::new(
+                "bad_request",
+                format!("a wait is not valid: {e}"),
+            )),
+        },
     };
     match answered {
         Ok(value) => Answer::Value(Json::of(&value)),

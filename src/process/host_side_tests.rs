@@ -42,6 +42,7 @@ fn run(permissions: serde_json::Value, end_user: Option<&str>) -> RemoteRun {
             trigger: "api".into(),
             attempt: 1,
             events_before: 0,
+            journal: None,
         },
         shared,
     )
@@ -96,7 +97,7 @@ async fn calls_outside_the_grant_are_refused_on_the_server() {
     ];
     for request in cases {
         let what = format!("{request:?}");
-        let (answer, over) = serve(&run, request, no_deltas()).await;
+        let (answer, over) = serve(&run, 0, request, no_deltas()).await;
         assert!(!over);
         let code = refused_code(&answer);
         assert!(
@@ -116,7 +117,7 @@ async fn a_connection_and_a_fetch_count_the_grant_lacks_are_refused() {
         headers: vec![],
         body: None,
     };
-    let (answer, _) = serve(&run, fetch(Some("someone-elses-crm")), no_deltas()).await;
+    let (answer, _) = serve(&run, 0, fetch(Some("someone-elses-crm")), no_deltas()).await;
     assert_eq!(
         refused_code(&answer),
         Some("permission_denied"),
@@ -126,7 +127,7 @@ async fn a_connection_and_a_fetch_count_the_grant_lacks_are_refused() {
     let limit = run.grant.limits.max_fetches;
     run.fetches
         .store(limit, std::sync::atomic::Ordering::SeqCst);
-    let (answer, _) = serve(&run, fetch(None), no_deltas()).await;
+    let (answer, _) = serve(&run, 0, fetch(None), no_deltas()).await;
     assert_eq!(refused_code(&answer), Some("fetch_limit"), "{answer:?}");
 }
 
@@ -136,6 +137,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     let a = run(json!({ "memory": ["end_user"] }), Some("alice"));
     let (answer, _) = serve(
         &a,
+        0,
         memory(
             MemoryAction::Set,
             MemoryScope::EndUser,
@@ -147,6 +149,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     assert!(matches!(answer, Answer::Value(_)), "{answer:?}");
     let (answer, _) = serve(
         &a,
+        0,
         memory(MemoryAction::Get, MemoryScope::EndUser, None),
         no_deltas(),
     )
@@ -159,6 +162,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     let nobody = run(json!({ "memory": ["end_user"] }), None);
     let (answer, _) = serve(
         &nobody,
+        0,
         memory(MemoryAction::Get, MemoryScope::EndUser, None),
         no_deltas(),
     )
@@ -168,6 +172,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     let big = "x".repeat(a.grant.limits.max_state_bytes as usize + 10);
     let (answer, _) = serve(
         &a,
+        0,
         memory(MemoryAction::Set, MemoryScope::EndUser, Some(json!(big))),
         no_deltas(),
     )

@@ -311,6 +311,7 @@ fn locked_down_child() -> ! {
         trigger: "test".into(),
         attempt: 1,
         events_before: 0,
+        journal: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -15,6 +15,7 @@ pub mod child;
 mod host_side;
 #[cfg(test)]
 mod host_side_tests;
+mod journaled;
 pub mod lockdown;
 pub mod protocol;
 pub mod proxy;

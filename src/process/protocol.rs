@@ -156,7 +156,7 @@ pub enum MemoryAction {
 }
 
 /// A host call. The tenant is not in it: the server knows whose run it is.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostRequest {
     Memory {
         action: MemoryAction,
@@ -180,6 +180,10 @@ pub enum HostRequest {
         #[serde(with = "serde_bytes")]
         body: Option<Vec<u8>>,
     },
+    /// `ctx.sleep` / `ctx.waitFor` (a [`crate::host::WaitRequest`]).
+    Wait {
+        request: Json,
+    },
 }
 
 impl HostRequest {
@@ -195,11 +199,12 @@ impl HostRequest {
             HostRequest::Tool { .. } => "tool",
             HostRequest::Llm { .. } => "llm",
             HostRequest::Fetch { .. } => "fetch",
+            HostRequest::Wait { .. } => "wait",
         }
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Value(Json),
     Refused { code: String, message: String },
@@ -207,7 +212,7 @@ pub enum Answer {
     FetchFailed(FetchFailure),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fetched {
     pub status: u16,
     pub status_text: String,
@@ -219,7 +224,7 @@ pub struct Fetched {
 }
 
 /// A failed fetch, keeping the two kinds the sandbox treats specially.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FetchFailure {
     TooLarge { limit: u64 },
     OverBudget { limit_mb: u64 },

@@ -15,7 +15,7 @@ use crate::broker::budget::{self, OverBudget};
 use crate::broker::{FetchError, FetchLimits, FetchRequest, FetchResponse};
 use crate::host::{
     ChatRequest, ChatResponse, DeltaSink, EventSink, Fetcher, HostCheck, HostError, HostServices,
-    LlmClient, MemoryNamespace, MemoryStore, Tenant, ToolInvoker,
+    LlmClient, MemoryNamespace, MemoryStore, Tenant, ToolInvoker, WaitRequest, Waiter,
 };
 use crate::sandbox::shared::lock;
 use crate::sandbox::RunEvent;
@@ -117,7 +117,8 @@ impl Link {
             tools: proxy.clone(),
             llm: proxy.clone(),
             fetcher: proxy.clone(),
-            events: proxy,
+            events: proxy.clone(),
+            waits: proxy,
         }
     }
 }
@@ -202,6 +203,16 @@ impl MemoryStore for Proxy {
             .memory(MemoryAction::List, ns, prefix, None, limit)
             .await?;
         serde_json::from_value(keys).map_err(|_| HostError::new("internal", "bad key list"))
+    }
+}
+
+#[async_trait]
+impl Waiter for Proxy {
+    async fn wait(&self, _tenant: &Tenant, request: WaitRequest) -> Result<Value, HostError> {
+        let request = HostRequest::Wait {
+            request: Json::of(&request),
+        };
+        self.value(request, None).await
     }
 }
 

@@ -51,6 +51,10 @@ pub(crate) struct RemoteRun {
     pub span: tracing::Span,
     /// Host-call spans made so far, capped so one run cannot flood the exporter.
     pub op_spans: AtomicU32,
+    /// Where its host calls are journaled and replayed.
+    pub journal: Option<Arc<dyn crate::host::RunJournal>>,
+    /// The journal position of the next host call, in the order the child asked them.
+    pub next_op: AtomicU64,
 }
 
 impl RemoteRun {
@@ -67,6 +71,8 @@ impl RemoteRun {
             event_bytes: AtomicU64::new(0),
             span: tracing::Span::current(),
             op_spans: AtomicU32::new(0),
+            journal: req.journal,
+            next_op: AtomicU64::new(0),
         }
     }
 }
@@ -390,6 +396,9 @@ impl Child {
                 let Ok(permit) = calls.clone().acquire_owned().await else {
                     return;
                 };
+                // Positions follow the order the child asked (its channel is ordered),
+                // before the calls run concurrently.
+                let seq = run.next_op.fetch_add(1, Ordering::AcqRel);
                 let out = self.out.clone();
                 tokio::spawn(async move {
                     let deltas_out = out.clone();
@@ -400,7 +409,7 @@ impl Child {
                         });
                     });
                     let (answer, over_budget) =
-                        super::host_side::serve(&run, request, deltas).await;
+                        super::host_side::serve(&run, seq, request, deltas).await;
                     let _ = out.send(ToChild::Reply {
                         call,
                         answer,
@@ -422,7 +431,26 @@ impl Child {
                         Usage::default(),
                     )
                 });
-                run.shared.conclude(outcome);
+                match run.journal.as_ref().and_then(|j| j.halted()) {
+                    // Parked: no terminal events, the run goes on when it resumes.
+                    Some(halt) if halt.code == "suspended" => {
+                        run.shared.conclude_quietly(outcome);
+                    }
+                    Some(halt) => {
+                        let code = match halt.code {
+                            "replay_mismatch" => ErrorCode::ReplayMismatch,
+                            "journal_too_large" => ErrorCode::JournalTooLarge,
+                            _ => ErrorCode::Internal,
+                        };
+                        run.shared.conclude(RunOutcome::failed(
+                            RunError::new(code, halt.message),
+                            outcome.usage,
+                        ));
+                    }
+                    None => {
+                        run.shared.conclude(outcome);
+                    }
+                }
             }
             ToServer::Stats(stats) => *lock(&self.stats) = stats,
             ToServer::Log { level, line } => {

@@ -160,6 +160,15 @@ impl Admission {
             .await?;
         refuse_unless(d, "CPU milliseconds per day")?;
 
+        let permit = self.take_slots(who, run_id).await?;
+        Ok((permit, tightest))
+    }
+
+    /// Takes a run's concurrency slots (app, and end-user): at admission, and again when a
+    /// parked run resumes (a waiting run holds none).
+    pub async fn take_slots(&self, who: &RunTenant<'_>, run_id: &str) -> Result<Permit, Refused> {
+        let l = &self.limits;
+        let app = who.app_id;
         let permit = Permit {
             run_id: run_id.to_owned(),
             app_id: app.to_owned(),
@@ -190,7 +199,7 @@ impl Admission {
                 });
             }
         }
-        Ok((permit, tightest))
+        Ok(permit)
     }
 
     /// Gives a run's permit back, whatever its ending: frees its slots and spends the CPU

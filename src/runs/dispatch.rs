@@ -9,9 +9,11 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::adapters::StoreMemory;
 use super::admission::Permit;
+use super::durable::{self, StoredJournal};
 use super::{package_of, version_key, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::ids::now_ms;
+use crate::process::Sandbox;
 use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
 use crate::store::{RunFinish, RunRow, RunStatus, StoreError, StoreResult};
 
@@ -159,12 +161,15 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
         .instrument(info_span!(parent: &span, "run.prepare"))
         .await;
     let error = match prepared {
-        Ok(request) => {
+        Ok((request, journal)) => {
             // Must match the sandbox's own decision (`RemoteRun::retry_on_crash`).
             let retry_on_crash = request.package.manifest.retry_on_node_lost && request.attempt < 2;
             let submitted = span.in_scope(|| inner.cfg.sandbox.submit(request));
             match submitted {
                 Ok(handle) => {
+                    if let Some(journal) = &journal {
+                        journal.set_canceller(handle.canceller());
+                    }
                     inner
                         .active
                         .lock()
@@ -179,6 +184,17 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
                             .await;
                         let finish =
                             info_span!(parent: &span, "run.finish", status = %outcome.status);
+                        // Parked on a wait: not an ending (whatever the isolate did after).
+                        if let Some(journal) = &journal {
+                            if let Some(wait) = journal.parked() {
+                                let cpu = outcome.usage.cpu_ms.ceil() as u64;
+                                durable::park(&inner, &row, wait, cpu)
+                                    .instrument(finish)
+                                    .await;
+                                return;
+                            }
+                            journal.keep().await;
+                        }
                         if retry_on_crash && outcome.error_code() == Some(ErrorCode::SandboxCrashed)
                         {
                             retry_crashed(&inner, &row).instrument(finish).await;
@@ -216,7 +232,12 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
     }
 }
 
-async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, PrepareError> {
+/// A claimed run as the pool takes it, and its journal (sandbox processes only: waits
+/// and replay live on the server side of their channel).
+async fn prepare(
+    inner: &Arc<Inner>,
+    row: &RunRow,
+) -> Result<(RunRequest, Option<Arc<StoredJournal>>), PrepareError> {
     let store = &inner.cfg.store;
     // Resolved when the run was created (versions are immutable): read again only on a
     // node that has not seen it.
@@ -242,14 +263,25 @@ async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, Prepare
     let state = store
         .state_get(&row.app_id, &row.agent, &end_user_key)
         .await?;
-    // Only a retried run (its node was lost) has events already; a first attempt skips
-    // the query, which would otherwise cost every run a round trip.
-    let events_before = if row.attempt > 1 {
+    let journal = match &inner.cfg.sandbox {
+        Sandbox::Processes(_) => Some(Arc::new(
+            StoredJournal::load(store.clone(), row, package.manifest.durable).await?,
+        )),
+        Sandbox::InProcess(_) => None,
+    };
+    let resumes = journal.as_ref().is_some_and(|j| j.resumes());
+    if resumes {
+        durable::announce_resumed(inner, &row.id).await;
+        inner.sink.flush().await;
+    }
+    // Only a retried or resumed run has events already; a first attempt skips the
+    // query, which would otherwise cost every run a round trip.
+    let events_before = if row.attempt > 1 || resumes {
         store.last_event(&row.id).await?.map_or(0, |e| e.seq as u64)
     } else {
         0
     };
-    Ok(RunRequest {
+    let request = RunRequest {
         run_id: row.id.clone(),
         grant: RunGrant::from_manifest(&package.manifest, &inner.cfg.ceilings),
         package,
@@ -266,11 +298,17 @@ async fn prepare(inner: &Arc<Inner>, row: &RunRow) -> Result<RunRequest, Prepare
             llm: inner.cfg.llm.clone(),
             fetcher: inner.cfg.fetcher.clone(),
             events: inner.sink.clone(),
+            // Inline isolates only: sandbox processes' waits are served by the journal.
+            waits: Arc::new(crate::host::memory::LocalWaits),
         },
         trigger: row.trigger.clone(),
         attempt: row.attempt.max(1) as u32,
         events_before,
-    })
+        journal: journal
+            .clone()
+            .map(|j| j as Arc<dyn crate::host::RunJournal>),
+    };
+    Ok((request, journal))
 }
 
 /// Writes a run's outcome: the record, the state for the next run, usage, the slot.
@@ -355,7 +393,7 @@ async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
 
 /// The run no longer executes here: its slot on this node frees (waking the claimer, and
 /// shutdown once nothing is left).
-fn leave_active(inner: &Inner, run_id: &str) {
+pub(crate) fn leave_active(inner: &Inner, run_id: &str) {
     let idle = {
         let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
         active.remove(run_id);

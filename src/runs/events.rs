@@ -52,6 +52,8 @@ pub fn droppable(kind: EventKind) -> bool {
             | EventKind::Error
             | EventKind::End
             | EventKind::LogTruncated
+            | EventKind::Waiting
+            | EventKind::Resumed
     )
 }
 

@@ -12,6 +12,7 @@
 pub mod adapters;
 pub mod admission;
 mod dispatch;
+mod durable;
 pub mod events;
 pub mod metrics;
 mod recovery;
@@ -39,7 +40,7 @@ use crate::store::{
 };
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
-pub use view::RunView;
+pub use view::{RunView, WaitView};
 
 /// What the run service needs from the rest of the server.
 pub struct RunServiceConfig {
@@ -74,6 +75,9 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("this node is shutting down")]
     ShuttingDown,
+    /// The run has ended: nothing can reach it any more.
+    #[error("the run has ended ({0})")]
+    Ended(RunStatus),
     /// The trigger that fired it was paused (or deleted) meanwhile.
     #[error("the trigger is paused")]
     TriggerPaused,
@@ -182,6 +186,7 @@ impl RunService {
         tokio::spawn(dispatch::claimer(inner.clone()));
         tokio::spawn(recovery::lease_keeper(inner.clone()));
         tokio::spawn(recovery::reaper(inner.clone()));
+        tokio::spawn(durable::waker(inner.clone()));
         recovery::listen_for_cancels(&inner).await;
         Ok(RunService { inner })
     }
@@ -340,6 +345,21 @@ impl RunService {
                 }
             }
             RunStatus::Running => self.cancel_running(&row).await,
+            // Parked: no isolate to stop, and no slots held.
+            RunStatus::Waiting => {
+                let finish = dispatch::finish_record(
+                    &row,
+                    RunStatus::Cancelled,
+                    None,
+                    Some(
+                        json!({ "code": "cancelled", "message": "the run was cancelled while it waited" }),
+                    ),
+                    None,
+                );
+                if store.finish_run(run_id, &finish).await? {
+                    dispatch::after_finish(&self.inner, &row, &finish).await;
+                }
+            }
             _ => {}
         }
         Ok(store.get_run(app_id, run_id).await?)

@@ -25,6 +25,20 @@ pub struct RunView {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// What a `waiting` run waits for (`GET /v1/runs/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitView>,
+    /// Entries in its journal (`GET /v1/runs/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_length: Option<i64>,
+}
+
+/// A parked run's wait: the signal's name (`ctx.waitFor`), and when it wakes up anyway
+/// (a sleep's end, or the wait's timeout).
+#[derive(Debug, Serialize)]
+pub struct WaitView {
+    pub signal: Option<String>,
+    pub wake_at: Option<i64>,
 }
 
 impl From<RunRow> for RunView {
@@ -47,6 +61,8 @@ impl From<RunRow> for RunView {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            wait: None,
+            journal_length: None,
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum ErrorCode {
     /// What hosted the run died or was given up on (a worker thread another run
     /// blocked); not this run's fault, and safe to retry.
     SandboxCrashed,
+    /// A resumed run asked for another host call than its journal holds there.
+    ReplayMismatch,
+    /// The run's journal outgrew its limit.
+    JournalTooLarge,
 }
 
 impl ErrorCode {
@@ -47,6 +51,8 @@ impl ErrorCode {
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::Internal => "internal",
             ErrorCode::SandboxCrashed => "sandbox_crashed",
+            ErrorCode::ReplayMismatch => "replay_mismatch",
+            ErrorCode::JournalTooLarge => "journal_too_large",
         }
     }
 
@@ -146,6 +152,12 @@ pub enum EventKind {
     LogTruncated,
     #[serde(rename = "end")]
     End,
+    /// The run parked on a sleep or a signal (its isolate ended).
+    #[serde(rename = "waiting")]
+    Waiting,
+    /// A parked run started again (it replays its journal, then goes on live).
+    #[serde(rename = "resumed")]
+    Resumed,
 }
 
 impl EventKind {
@@ -162,6 +174,8 @@ impl EventKind {
             EventKind::Error => "error",
             EventKind::LogTruncated => "log_truncated",
             EventKind::End => "end",
+            EventKind::Waiting => "waiting",
+            EventKind::Resumed => "resumed",
         }
     }
 }

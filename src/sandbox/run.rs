@@ -33,6 +33,9 @@ pub struct RunRequest {
     pub attempt: u32,
     /// Events of this run already stored (a retried run continues their numbering).
     pub events_before: u64,
+    /// Where a sandbox process's host calls are journaled and replayed (durable runs);
+    /// None runs them all live.
+    pub journal: Option<Arc<dyn crate::host::RunJournal>>,
 }
 
 /// What the run produced before the isolate was dropped.

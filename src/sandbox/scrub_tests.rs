@@ -42,6 +42,7 @@ fn services() -> HostServices {
         llm: Arc::new(NoLlm),
         fetcher: Arc::new(HttpFetcher::new(policy).expect("fetcher")),
         events: Arc::new(DiscardEvents),
+        waits: Arc::new(crate::host::memory::LocalWaits),
     }
 }
 
@@ -74,6 +75,7 @@ fn request(
         trigger: "test".into(),
         attempt: 1,
         events_before: 0,
+        journal: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! Times are Unix milliseconds (`i64`); JSON documents are `serde_json::Value`, stored as
 //! text so the SQL stays portable between the two engines.
 
+mod durable;
 mod hooks;
 mod sql;
 #[cfg(test)]
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::status::RunStatus;
+pub use durable::*;
 pub use hooks::*;
 pub use sql::{Backend, SqlStore};
 
@@ -244,9 +246,10 @@ pub struct UsageTotals {
     pub fetches: i64,
 }
 
-/// Webhook and trigger rows are in [`HookStore`], which every store also is.
+/// Webhook and trigger rows are in [`HookStore`], durable runs' rows in [`DurableStore`];
+/// every store is both.
 #[async_trait]
-pub trait Store: HookStore + Send + Sync {
+pub trait Store: HookStore + DurableStore + Send + Sync {
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -86,6 +86,7 @@ impl Harness {
             llm,
             fetcher: Arc::new(HttpFetcher::new(policy).expect("fetcher")),
             events: events.clone(),
+            waits: Arc::new(atoll::host::memory::LocalWaits),
         };
         Harness {
             pool,
@@ -111,6 +112,7 @@ impl Harness {
             trigger: "test".into(),
             attempt: 1,
             events_before: 0,
+            journal: None,
         }
     }
 

@@ -7,6 +7,7 @@
 mod capability;
 mod fetch;
 mod run;
+mod wait;
 mod web;
 
 use std::borrow::Cow;
@@ -86,6 +87,7 @@ deno_core::extension!(
         capability::op_atoll_llm_chat,
         fetch::op_atoll_fetch,
         fetch::op_atoll_fetch_body,
+        wait::op_atoll_wait,
         web::op_atoll_url_parse,
         web::op_atoll_url_set,
         web::op_atoll_random_fill,

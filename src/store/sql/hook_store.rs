@@ -1,9 +1,9 @@
-//! [`HookStore`] for [`SqlStore`]: webhook and trigger rows, delegating to `webhooks`
-//! and `triggers`.
+//! [`HookStore`] and [`DurableStore`] for [`SqlStore`], delegating to `webhooks`,
+//! `deliveries`, `triggers` and `durable`.
 
 use async_trait::async_trait;
 
-use super::{deliveries, triggers, webhooks, SqlStore};
+use super::{deliveries, durable, triggers, webhooks, SqlStore};
 use crate::store::*;
 
 #[async_trait]
@@ -132,5 +132,44 @@ impl HookStore for SqlStore {
         firing: &Firing,
     ) -> StoreResult<Fired> {
         triggers::insert_fired_run(&self.pool, run, audit, firing).await
+    }
+}
+
+#[async_trait]
+impl DurableStore for SqlStore {
+    async fn append_journal(&self, entries: &[JournalEntry]) -> StoreResult<()> {
+        durable::append_journal(&self.pool, entries).await
+    }
+    async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
+        durable::journal(&self.pool, run_id).await
+    }
+    async fn journal_length(&self, run_id: &str) -> StoreResult<i64> {
+        durable::journal_length(&self.pool, run_id).await
+    }
+    async fn add_signal(&self, signal: &Signal) -> StoreResult<()> {
+        durable::add_signal(&self.pool, signal).await
+    }
+    async fn take_signal(
+        &self,
+        run_id: &str,
+        name: &str,
+        seq: i64,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        durable::take_signal(&self.pool, run_id, name, seq).await
+    }
+    async fn suspend_run(&self, run_id: &str, attempt: i32, wait: &RunWait) -> StoreResult<bool> {
+        durable::suspend_run(&self.pool, run_id, attempt, wait).await
+    }
+    async fn run_wait(&self, run_id: &str) -> StoreResult<Option<RunWait>> {
+        durable::run_wait(&self.pool, run_id).await
+    }
+    async fn resume_run(&self, run_id: &str) -> StoreResult<bool> {
+        durable::resume_run(&self.pool, run_id).await
+    }
+    async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
+        durable::due_waits(&self.pool, now, limit).await
+    }
+    async fn set_wake(&self, run_id: &str, wake_at: Millis) -> StoreResult<()> {
+        durable::set_wake(&self.pool, run_id, wake_at).await
     }
 }

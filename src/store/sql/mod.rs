@@ -23,12 +23,14 @@
 //! - `webhooks`: webhook endpoints, deliveries (written with the run changes they
 //!   announce) and attempts.
 //! - `deliveries`: claiming deliveries, their attempts and log.
+//! - `durable`: journals, signals and waits of durable runs.
 //! - `triggers`: triggers and the firing that started each triggered run.
 //! - `util`: error mapping, column reads, keyset bounds.
 
 mod agents;
 mod broker;
 mod deliveries;
+mod durable;
 mod events;
 mod fair;
 mod hook_store;

@@ -26,10 +26,13 @@ macro_rules! run_columns {
     };
 }
 
+/// The run columns, in the order [`run_from_row`] reads them.
+pub(super) const RUN_COLUMNS: &str = run_columns!();
+
 /// Most ids bound in one statement (well under both engines' parameter limits).
 const IDS_PER_STATEMENT: usize = 500;
 
-fn run_from_row(r: &AnyRow) -> StoreResult<RunRow> {
+pub(super) fn run_from_row(r: &AnyRow) -> StoreResult<RunRow> {
     Ok(RunRow {
         id: col(r, "id")?,
         org_id: col(r, "org_id")?,

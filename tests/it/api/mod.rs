@@ -5,6 +5,8 @@
 mod admission;
 mod broker;
 mod broker_leaks;
+mod durable;
+mod durable_crash;
 mod errors;
 mod events;
 mod fairness;

@@ -143,3 +143,42 @@ impl HookStore for FaultyStore {
         self.inner.insert_fired_run(run, audit, firing).await
     }
 }
+
+#[async_trait]
+impl DurableStore for FaultyStore {
+    async fn append_journal(&self, entries: &[JournalEntry]) -> StoreResult<()> {
+        self.inner.append_journal(entries).await
+    }
+    async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
+        self.inner.journal(run_id).await
+    }
+    async fn journal_length(&self, run_id: &str) -> StoreResult<i64> {
+        self.inner.journal_length(run_id).await
+    }
+    async fn add_signal(&self, signal: &Signal) -> StoreResult<()> {
+        self.inner.add_signal(signal).await
+    }
+    async fn take_signal(
+        &self,
+        run_id: &str,
+        name: &str,
+        seq: i64,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        self.inner.take_signal(run_id, name, seq).await
+    }
+    async fn suspend_run(&self, run_id: &str, attempt: i32, wait: &RunWait) -> StoreResult<bool> {
+        self.inner.suspend_run(run_id, attempt, wait).await
+    }
+    async fn run_wait(&self, run_id: &str) -> StoreResult<Option<RunWait>> {
+        self.inner.run_wait(run_id).await
+    }
+    async fn resume_run(&self, run_id: &str) -> StoreResult<bool> {
+        self.inner.resume_run(run_id).await
+    }
+    async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
+        self.inner.due_waits(now, limit).await
+    }
+    async fn set_wake(&self, run_id: &str, wake_at: Millis) -> StoreResult<()> {
+        self.inner.set_wake(run_id, wake_at).await
+    }
+}

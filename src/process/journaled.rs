@@ -1,0 +1,110 @@
+//! Host calls through a run's journal: while a resumed run replays, each call is answered
+//! with what the journal holds at its position (and must ask the same thing: anything
+//! else fails the run with `replay_mismatch`); past the journal's end each live answer is
+//! recorded before the child sees it. Waits are decided here too: answered now, or the
+//! run parks.
+
+use sha2::{Digest, Sha256};
+
+use super::host_side::dispatch;
+use super::protocol::{self, Answer, HostRequest, Json};
+use super::remote::RemoteRun;
+use crate::host::{DeltaSink, HostError, JournalRecord, WaitDecision, WaitRequest};
+
+fn refused(e: HostError) -> Answer {
+    Answer::Refused {
+        code: e.code.to_owned(),
+        message: e.message,
+    }
+}
+
+/// What identifies a call: the digest of its encoding.
+fn digest(request: &HostRequest) -> String {
+    let bytes = protocol::encode(request).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+pub(super) async fn answer(
+    run: &RemoteRun,
+    seq: u64,
+    mut request: HostRequest,
+    deltas: DeltaSink,
+) -> Answer {
+    let Some(journal) = run.journal.clone() else {
+        return dispatch(run, request, deltas).await;
+    };
+    if let Some(halt) = journal.halted() {
+        return refused(halt);
+    }
+    let op = request.kind();
+    let asked = digest(&request);
+    if let Some(recorded) = journal.recorded(seq) {
+        if recorded.op != op || recorded.digest != asked {
+            journal.mismatch(seq, &recorded.op, op);
+            return refused(HostError::new(
+                "replay_mismatch",
+                format!(
+                    "position {seq} of the journal holds {}, the run asked {op}",
+                    recorded.op
+                ),
+            ));
+        }
+        return protocol::decode::<Answer>(&recorded.answer).unwrap_or_else(|_| {
+            refused(HostError::new(
+                "internal",
+                "a journal entry does not decode",
+            ))
+        });
+    }
+    let answer = match &mut request {
+        HostRequest::Wait { request } => {
+            let wait = match request.parse::<WaitRequest>() {
+                Ok(wait) => wait,
+                Err(e) => {
+                    return refused(HostError::new(
+                        "bad_request",
+                        format!("a wait is not valid: {e}"),
+                    ))
+                }
+            };
+            match journal.wait(seq, &wait).await {
+                WaitDecision::Suspend => {
+                    return refused(HostError::new(
+                        "suspended",
+                        "the run waits without an isolate; it resumes by replay",
+                    ))
+                }
+                WaitDecision::Resolved(Ok(value)) => Answer::Value(Json::of(&value)),
+                WaitDecision::Resolved(Err(e)) => refused(e),
+            }
+        }
+        HostRequest::Fetch { headers, .. } => {
+            // A call in flight when a node dies is made again on replay: the receiver
+            // can tell the two apart by this key.
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+            {
+                headers.push((
+                    "idempotency-key".into(),
+                    format!("{}/{seq}", run.shared.run_id()),
+                ));
+            }
+            dispatch(run, request, deltas).await
+        }
+        _ => dispatch(run, request, deltas).await,
+    };
+    let encoded = match protocol::encode(&answer) {
+        Ok(bytes) => bytes.to_vec(),
+        Err(_) => return refused(HostError::new("internal", "an answer does not encode")),
+    };
+    let record = JournalRecord {
+        op: op.to_owned(),
+        digest: asked,
+        answer: encoded,
+    };
+    match journal.record(seq, record).await {
+        Ok(()) => answer,
+        Err(e) => refused(e),
+    }
+}

@@ -1,0 +1,446 @@
+//! Durable runs on the server: each run's journal (the [`RunJournal`] the sandbox
+//! processes' host calls go through), parking a run that waits, and resuming it.
+//!
+//! A run that sleeps (1 s or more) or awaits a signal *parks*: the journal so far is
+//! stored, its isolate ends, the run becomes `waiting` and its concurrency slots are
+//! given back. A signal or its wake-up time puts it back in the queue; whichever node
+//! claims it runs the same version from the start, answering every journaled call from
+//! the journal, and the run goes on live past the journal's end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::admission::Permit;
+use super::Inner;
+use crate::host::{HostError, JournalRecord, RunJournal, WaitDecision, WaitRequest};
+use crate::ids::now_ms;
+use crate::sandbox::{EventKind, RunCanceller, RunEvent};
+use crate::store::{JournalEntry, RunRow, RunWait, Store};
+
+/// Sleeps shorter than this are slept in place, not parked.
+const PARK_AFTER_MS: u64 = 1_000;
+/// Journal bytes a run may have by default.
+pub const DEFAULT_JOURNAL_BYTES: u64 = 16 << 20;
+
+enum Halt {
+    Parked(RunWait),
+    Failed(HostError),
+}
+
+/// One run's journal on the server.
+pub(crate) struct StoredJournal {
+    run_id: String,
+    store: Arc<dyn Store>,
+    /// Every entry is stored before it is answered (a durable agent's run resumes after
+    /// its node died); otherwise entries are kept here until the run parks.
+    durable: bool,
+    limit_bytes: u64,
+    /// What the journal held when this execution started, by position.
+    replay: Vec<JournalEntry>,
+    /// The wait this run was parked on when it resumed.
+    parked_on: Option<RunWait>,
+    unsaved: Mutex<Vec<JournalEntry>>,
+    bytes: AtomicU64,
+    halt: Mutex<Option<Halt>>,
+    canceller: OnceLock<RunCanceller>,
+}
+
+impl StoredJournal {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        row: &RunRow,
+        durable: bool,
+    ) -> Result<StoredJournal, crate::store::StoreError> {
+        let replay = store.journal(&row.id).await?;
+        // A run that parked on its very first call has an empty journal: the wait row
+        // is what says it resumes.
+        let parked_on = store.run_wait(&row.id).await?;
+        let bytes = replay.iter().map(|e| e.answer.len() as u64).sum();
+        Ok(StoredJournal {
+            run_id: row.id.clone(),
+            store,
+            durable,
+            limit_bytes: DEFAULT_JOURNAL_BYTES,
+            replay,
+            parked_on,
+            unsaved: Mutex::new(Vec::new()),
+            bytes: AtomicU64::new(bytes),
+            halt: Mutex::new(None),
+            canceller: OnceLock::new(),
+        })
+    }
+
+    /// Whether this execution resumes a run that ran before.
+    pub fn resumes(&self) -> bool {
+        !self.replay.is_empty() || self.parked_on.is_some()
+    }
+
+    pub fn set_canceller(&self, canceller: RunCanceller) {
+        let _ = self.canceller.set(canceller);
+    }
+
+    /// The wait the run parked on, once it has.
+    pub fn parked(&self) -> Option<RunWait> {
+        match &*self.halt.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Halt::Parked(wait)) => Some(wait.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stores what this execution journaled, once it ended, for a run that had parked
+    /// before (its journal is the record `GET /v1/runs/{id}/journal` shows); a run that
+    /// never parked has nothing to replay and keeps its journal in memory only.
+    pub async fn keep(&self) {
+        if self.resumes() && !self.durable {
+            let _ = self.save().await;
+        }
+    }
+
+    /// Stops the run: no further host call is served, and its isolate ends.
+    fn halt(&self, halt: Halt) {
+        {
+            let mut current = self.halt.lock().unwrap_or_else(|p| p.into_inner());
+            if current.is_some() {
+                return;
+            }
+            *current = Some(halt);
+        }
+        if let Some(canceller) = self.canceller.get() {
+            canceller.cancel();
+        }
+    }
+
+    fn fail(&self, code: &'static str, message: String) -> HostError {
+        let e = HostError::new(code, message);
+        self.halt(Halt::Failed(e.clone()));
+        e
+    }
+
+    /// Stores the entries kept in memory (before the run parks).
+    async fn save(&self) -> Result<(), HostError> {
+        let unsaved = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+        self.store.append_journal(&unsaved).await.map_err(|e| {
+            warn!(run = %self.run_id, error = %e, "could not store a run's journal");
+            HostError::new("internal", "the run's journal could not be stored")
+        })
+    }
+
+    async fn park(&self, wait: RunWait) -> WaitDecision {
+        if let Err(e) = self.save().await {
+            return WaitDecision::Resolved(Err(e));
+        }
+        self.halt(Halt::Parked(wait));
+        WaitDecision::Suspend
+    }
+
+    /// The wait this run was parked on, if it is the one at `seq`.
+    fn earlier_wait(&self, seq: u64) -> Option<&RunWait> {
+        self.parked_on.as_ref().filter(|w| w.seq == seq as i64)
+    }
+}
+
+#[async_trait]
+impl RunJournal for StoredJournal {
+    fn recorded(&self, seq: u64) -> Option<JournalRecord> {
+        let entry = self.replay.get(usize::try_from(seq).ok()?)?;
+        (entry.seq == seq as i64).then(|| JournalRecord {
+            op: entry.op.clone(),
+            digest: entry.digest.clone(),
+            answer: entry.answer.clone(),
+        })
+    }
+
+    async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError> {
+        let total = self
+            .bytes
+            .fetch_add(record.answer.len() as u64, Ordering::AcqRel)
+            + record.answer.len() as u64;
+        if total > self.limit_bytes {
+            return Err(self.fail(
+                "journal_too_large",
+                format!(
+                    "the run's journal is over its {} MiB limit",
+                    self.limit_bytes >> 20
+                ),
+            ));
+        }
+        let entry = JournalEntry {
+            run_id: self.run_id.clone(),
+            seq: seq as i64,
+            op: record.op,
+            digest: record.digest,
+            answer: record.answer,
+            created_at: now_ms(),
+        };
+        if self.durable {
+            self.store
+                .append_journal(std::slice::from_ref(&entry))
+                .await
+                .map_err(|e| {
+                    warn!(run = %self.run_id, error = %e, "could not journal a host call");
+                    self.fail("internal", "the run's journal could not be stored".into())
+                })?;
+        } else {
+            self.unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(entry);
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, seq: u64, request: &WaitRequest) -> WaitDecision {
+        let now = now_ms();
+        let earlier = self.earlier_wait(seq);
+        let Some(name) = &request.name else {
+            if request.ms < PARK_AFTER_MS && earlier.is_none() {
+                tokio::time::sleep(Duration::from_millis(request.ms)).await;
+                return WaitDecision::Resolved(Ok(Value::Null));
+            }
+            let wake_at = earlier
+                .and_then(|w| w.wake_at)
+                .unwrap_or(now + request.ms as i64);
+            if wake_at <= now {
+                return WaitDecision::Resolved(Ok(Value::Null));
+            }
+            return self
+                .park(self.wait_row(seq, None, None, Some(wake_at), now))
+                .await;
+        };
+        match self.store.take_signal(&self.run_id, name, seq as i64).await {
+            Ok(Some(payload)) => {
+                if let Some(schema) = &request.schema {
+                    if let Err(why) = crate::package::check_against_schema(schema, &payload) {
+                        return WaitDecision::Resolved(Err(HostError::new(
+                            "signal_invalid",
+                            format!("the signal {name} does not match the wait's schema: {why}"),
+                        )));
+                    }
+                }
+                return WaitDecision::Resolved(Ok(payload));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(run = %self.run_id, error = %e, "could not read a run's signals");
+                return WaitDecision::Resolved(Err(
+                    self.fail("internal", "the run's signals could not be read".into())
+                ));
+            }
+        }
+        let deadline = earlier
+            .map(|w| w.wake_at)
+            .unwrap_or_else(|| (request.ms > 0).then(|| now + request.ms as i64));
+        if deadline.is_some_and(|at| at <= now) {
+            return WaitDecision::Resolved(Err(HostError::new(
+                "wait_timeout",
+                format!("no signal {name} came within {} ms", request.ms),
+            )));
+        }
+        let wait = self.wait_row(
+            seq,
+            Some(name.clone()),
+            request.schema.clone(),
+            deadline,
+            now,
+        );
+        self.park(wait).await
+    }
+
+    fn mismatch(&self, seq: u64, journaled: &str, asked: &str) {
+        self.fail(
+            "replay_mismatch",
+            format!(
+                "on resume the run asked for {asked} at journal position {seq}, where the journal holds {journaled}; the agent's code path must not depend on anything the journal does not cover"
+            ),
+        );
+    }
+
+    fn halted(&self) -> Option<HostError> {
+        match &*self.halt.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Halt::Parked(_)) => Some(HostError::new(
+                "suspended",
+                "the run waits without an isolate; it resumes by replay",
+            )),
+            Some(Halt::Failed(e)) => Some(e.clone()),
+            None => None,
+        }
+    }
+}
+
+impl StoredJournal {
+    fn wait_row(
+        &self,
+        seq: u64,
+        name: Option<String>,
+        schema: Option<Value>,
+        wake_at: Option<i64>,
+        now: i64,
+    ) -> RunWait {
+        RunWait {
+            run_id: self.run_id.clone(),
+            seq: seq as i64,
+            name,
+            schema,
+            wake_at,
+            created_at: now,
+        }
+    }
+}
+
+/// Publishes a lifecycle event of a run outside its isolate, numbered after the last one
+/// stored.
+async fn publish(inner: &Arc<Inner>, run_id: &str, kind: EventKind, data: Value) {
+    inner.sink.flush().await;
+    match inner.cfg.store.last_event(run_id).await {
+        Ok(last) => inner.sink.send(RunEvent {
+            run_id: run_id.to_owned(),
+            seq: last.map_or(0, |e| e.seq as u64) + 1,
+            kind,
+            data,
+        }),
+        Err(e) => {
+            warn!(run = %run_id, error = %e, "could not number a run's {} event", kind.as_str())
+        }
+    }
+}
+
+/// The run parked: it is stored `waiting` (its isolate is gone), its slots are given
+/// back, and a signal that came meanwhile resumes it at once.
+pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms: u64) {
+    let store = &inner.cfg.store;
+    let parked = store.suspend_run(&row.id, row.attempt, &wait).await;
+    super::dispatch::release_permit(inner, row, cpu_ms).await;
+    inner.sink.release_end(&row.id);
+    super::dispatch::leave_active(inner, &row.id);
+    match parked {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            // Still `running` under a lease nobody renews: the reaper takes it from here.
+            warn!(run = %row.id, error = %e, "could not park a waiting run");
+            return;
+        }
+    }
+    info!(run = %row.id, signal = ?wait.name, wake_at = ?wait.wake_at, "run parked");
+    publish(
+        inner,
+        &row.id,
+        EventKind::Waiting,
+        json!({ "signal": wait.name, "wake_at": wait.wake_at }),
+    )
+    .await;
+    // A signal sent while the run was still on its way to parking found it running and
+    // woke nobody: it is taken here, for the wait it answers.
+    if let Some(name) = &wait.name {
+        if let Ok(Some(_)) = store.take_signal(&row.id, name, wait.seq).await {
+            resume(inner, row).await;
+        }
+    }
+}
+
+/// Puts a waiting run back in the queue, once its slots are taken again; a run over its
+/// app's concurrency tries again a second later.
+pub(crate) async fn resume(inner: &Arc<Inner>, row: &RunRow) {
+    let store = &inner.cfg.store;
+    let tenant = super::admission::RunTenant {
+        org_id: &row.org_id,
+        app_id: &row.app_id,
+        end_user: row.end_user.as_deref(),
+    };
+    if let Err(refused) = inner.cfg.admission.take_slots(&tenant, &row.id).await {
+        info!(run = %row.id, %refused, "a waiting run waits for a slot to resume");
+        let _ = store.set_wake(&row.id, now_ms() + 1_000).await;
+        return;
+    }
+    match store.resume_run(&row.id).await {
+        Ok(true) => {
+            info!(run = %row.id, "run resumes");
+            inner.wake.notify_one();
+        }
+        // Someone else resumed or ended it: the slots go back.
+        Ok(false) => inner.cfg.admission.release(Permit::of(row), 0).await,
+        Err(e) => {
+            warn!(run = %row.id, error = %e, "could not resume a waiting run");
+            inner.cfg.admission.release(Permit::of(row), 0).await;
+        }
+    }
+}
+
+/// Resumes waiting runs whose wake-up time came (sleeps ending, waits timing out, and
+/// resumes that waited for a slot), on whichever node sees them first.
+pub(crate) async fn waker(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            () = inner.stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let due = match inner.cfg.store.due_waits(now_ms(), 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                warn!(error = %e, "could not read waiting runs");
+                continue;
+            }
+        };
+        for (run_id, app_id) in due {
+            if let Ok(Some(row)) = inner.cfg.store.get_run(&app_id, &run_id).await {
+                resume(&inner, &row).await;
+            }
+        }
+    }
+}
+
+/// Announces that a parked run runs again.
+pub(crate) async fn announce_resumed(inner: &Arc<Inner>, run_id: &str) {
+    publish(inner, run_id, EventKind::Resumed, json!({})).await;
+}
+
+impl super::RunService {
+    /// Delivers a signal to a run of this app (`POST /v1/runs/{id}/signals/{name}`): kept
+    /// for its `ctx.waitFor(name)` (first come, first taken), and a run parked on that
+    /// name resumes. None when the run does not exist.
+    pub async fn signal(
+        &self,
+        app_id: &str,
+        run_id: &str,
+        name: &str,
+        payload: Value,
+    ) -> Result<Option<RunRow>, super::RunError> {
+        let store = &self.inner.cfg.store;
+        let Some(row) = store.get_run(app_id, run_id).await? else {
+            return Ok(None);
+        };
+        if row.status.is_final() {
+            return Err(super::RunError::Ended(row.status));
+        }
+        let wait = store.run_wait(run_id).await?;
+        let waits_for_it = row.status == crate::store::RunStatus::Waiting
+            && wait.as_ref().and_then(|w| w.name.as_deref()) == Some(name);
+        if waits_for_it {
+            if let Some(schema) = wait.as_ref().and_then(|w| w.schema.as_ref()) {
+                crate::package::check_against_schema(schema, &payload).map_err(|why| {
+                    super::RunError::InputInvalid(format!(
+                        "the payload does not match the schema the run waits with: {why}"
+                    ))
+                })?;
+            }
+        }
+        store
+            .add_signal(&crate::store::Signal {
+                id: crate::ids::new_id("sig"),
+                run_id: run_id.to_owned(),
+                name: name.to_owned(),
+                payload,
+                created_at: now_ms(),
+            })
+            .await?;
+        if waits_for_it {
+            resume(&self.inner, &row).await;
+        }
+        Ok(store.get_run(app_id, run_id).await?)
+    }
+}

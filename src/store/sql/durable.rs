@@ -1,0 +1,221 @@
+//! Journals, signals and waits of durable runs.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::AnyPool;
+
+use super::util::{col, limit, opt_json_col};
+use crate::store::{JournalEntry, Millis, RunStatus, RunWait, Signal, StoreError, StoreResult};
+
+pub(super) async fn append_journal(pool: &AnyPool, entries: &[JournalEntry]) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO run_journal (run_id, seq, op, digest, answer, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, seq) DO NOTHING",
+        )
+        .bind(&e.run_id)
+        .bind(e.seq)
+        .bind(&e.op)
+        .bind(&e.digest)
+        .bind(B64.encode(&e.answer))
+        .bind(e.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn entry_of(r: &AnyRow) -> StoreResult<JournalEntry> {
+    let answer: String = col(r, "answer")?;
+    Ok(JournalEntry {
+        run_id: col(r, "run_id")?,
+        seq: col(r, "seq")?,
+        op: col(r, "op")?,
+        digest: col(r, "digest")?,
+        answer: B64
+            .decode(answer)
+            .map_err(|e| StoreError::Corrupt(format!("journal answer: {e}")))?,
+        created_at: col(r, "created_at")?,
+    })
+}
+
+pub(super) async fn journal(pool: &AnyPool, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
+    sqlx::query(
+        "SELECT run_id, seq, op, digest, answer, created_at FROM run_journal
+         WHERE run_id = $1 ORDER BY seq",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(entry_of)
+    .collect()
+}
+
+pub(super) async fn journal_length(pool: &AnyPool, run_id: &str) -> StoreResult<i64> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM run_journal WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await?;
+    col(&row, "n")
+}
+
+pub(super) async fn add_signal(pool: &AnyPool, s: &Signal) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO run_signals (id, run_id, name, payload, created_at, consumed_seq)
+         VALUES ($1, $2, $3, $4, $5, NULL)",
+    )
+    .bind(&s.id)
+    .bind(&s.run_id)
+    .bind(&s.name)
+    .bind(s.payload.to_string())
+    .bind(s.created_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn take_signal(
+    pool: &AnyPool,
+    run_id: &str,
+    name: &str,
+    seq: i64,
+) -> StoreResult<Option<Value>> {
+    // One statement: the oldest open signal of the name is marked taken by this
+    // position, unless this position took one already (then that one is answered).
+    sqlx::query(
+        "UPDATE run_signals SET consumed_seq = $3
+         WHERE id = (SELECT id FROM run_signals
+                     WHERE run_id = $1 AND name = $2 AND consumed_seq IS NULL
+                     ORDER BY created_at, id LIMIT 1)
+           AND NOT EXISTS (SELECT 1 FROM run_signals WHERE run_id = $1 AND consumed_seq = $3)",
+    )
+    .bind(run_id)
+    .bind(name)
+    .bind(seq)
+    .execute(pool)
+    .await?;
+    let row = sqlx::query(
+        "SELECT payload FROM run_signals WHERE run_id = $1 AND consumed_seq = $2 AND name = $3",
+    )
+    .bind(run_id)
+    .bind(seq)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref()
+        .map(|r| {
+            let text: String = col(r, "payload")?;
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("signal payload: {e}")))
+        })
+        .transpose()
+}
+
+pub(super) async fn suspend_run(
+    pool: &AnyPool,
+    run_id: &str,
+    attempt: i32,
+    wait: &RunWait,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "UPDATE runs SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status = 'running' AND attempt = $2
+         RETURNING {}",
+        super::runs::RUN_COLUMNS
+    ))
+    .bind(run_id)
+    .bind(i64::from(attempt))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(run) = row.as_ref().map(super::runs::run_from_row).transpose()? else {
+        return Ok(false);
+    };
+    debug_assert_eq!(run.status, RunStatus::Waiting);
+    sqlx::query("DELETE FROM run_waits WHERE run_id = $1")
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO run_waits (run_id, seq, name, schema, wake_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(run_id)
+    .bind(wait.seq)
+    .bind(&wait.name)
+    .bind(wait.schema.as_ref().map(|s| s.to_string()))
+    .bind(wait.wake_at)
+    .bind(wait.created_at)
+    .execute(&mut *tx)
+    .await?;
+    super::webhooks::announce(&mut tx, std::slice::from_ref(&run), wait.created_at).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn run_wait(pool: &AnyPool, run_id: &str) -> StoreResult<Option<RunWait>> {
+    let row = sqlx::query(
+        "SELECT run_id, seq, name, schema, wake_at, created_at FROM run_waits WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref()
+        .map(|r| {
+            Ok(RunWait {
+                run_id: col(r, "run_id")?,
+                seq: col(r, "seq")?,
+                name: col(r, "name")?,
+                schema: opt_json_col(r, "schema")?,
+                wake_at: col(r, "wake_at")?,
+                created_at: col(r, "created_at")?,
+            })
+        })
+        .transpose()
+}
+
+pub(super) async fn resume_run(pool: &AnyPool, run_id: &str) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE runs SET status = 'queued' WHERE id = $1 AND status = 'waiting'")
+            .bind(run_id)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn due_waits(
+    pool: &AnyPool,
+    now: Millis,
+    max: u32,
+) -> StoreResult<Vec<(String, String)>> {
+    sqlx::query(
+        "SELECT w.run_id AS run_id, r.app_id AS app_id FROM run_waits w
+         JOIN runs r ON r.id = w.run_id
+         WHERE w.wake_at <= $1 AND r.status = 'waiting'
+         ORDER BY w.wake_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit(max))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| Ok((col(r, "run_id")?, col(r, "app_id")?)))
+    .collect()
+}
+
+pub(super) async fn set_wake(pool: &AnyPool, run_id: &str, wake_at: Millis) -> StoreResult<()> {
+    sqlx::query("UPDATE run_waits SET wake_at = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(wake_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

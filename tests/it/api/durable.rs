@@ -1,0 +1,309 @@
+//! Durable runs through a real server and its sandbox processes: a run that waits parks
+//! (no isolate, status `waiting`), a signal or its wake-up time resumes it by replay, and
+//! journaled effects are not repeated.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{events_text, wait_final, TestApi};
+
+/// Uploads an inline agent `@t/<name>` with `main.js` = `code`.
+async fn agent(api: &TestApi, key: &str, name: &str, extra: Value, code: &str) {
+    let mut manifest = json!({ "name": format!("@t/{name}"), "version": "1.0.0" });
+    if let (Some(m), Some(e)) = (manifest.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("/v1/agents/t/{name}/versions/1.0.0"),
+            key,
+            Some(json!({ "manifest": manifest, "files": { "main.js": code } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn start(api: &TestApi, key: &str, name: &str, input: Value) -> String {
+    let (status, run) = api
+        .call(
+            Method::POST,
+            &format!("/v1/agents/t/{name}/runs"),
+            key,
+            Some(json!({ "input": input })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    run["id"].as_str().expect("id").to_owned()
+}
+
+/// Polls until the run is `waiting`; its record then.
+async fn wait_parked(api: &TestApi, key: &str, run: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, row) = api
+            .call(Method::GET, &format!("/v1/runs/{run}"), key, None)
+            .await;
+        if row["status"] == "waiting" {
+            return row;
+        }
+        assert!(
+            !row["status"].as_str().is_some_and(|s| [
+                "succeeded",
+                "failed",
+                "timed_out",
+                "cancelled"
+            ]
+            .contains(&s)),
+            "ended instead of parking: {row}"
+        );
+        assert!(Instant::now() < deadline, "the run never parked: {row}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback server that counts the requests it gets and answers the count.
+async fn counter() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let app = axum::Router::new().route(
+        "/count",
+        axum::routing::get(move || {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { n.to_string() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/count"), hits)
+}
+
+const APPROVAL: &str = r#"
+export default async (input, ctx) => {
+  const first = await (await fetch(input.url)).text();
+  const approval = await ctx.waitFor("approve", { schema: { type: "object", required: ["ok"] } });
+  const second = await (await fetch(input.url)).text();
+  return { first, second, ok: approval.ok, by: approval.by };
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_parks_the_run_and_a_signal_resumes_it_without_repeating_effects() {
+    let api = TestApi::start().await;
+    let (org_key, _app, key) = api.tenant().await;
+    agent(
+        &api,
+        &key,
+        "approve",
+        json!({ "permissions": { "fetch": ["127.0.0.1"] } }),
+        APPROVAL,
+    )
+    .await;
+    let (url, hits) = counter().await;
+    let run = start(&api, &key, "approve", json!({ "url": url })).await;
+    let parked = wait_parked(&api, &key, &run).await;
+    assert_eq!(parked["wait"]["signal"], "approve", "{parked}");
+    assert_eq!(
+        parked["journal_length"], 1,
+        "the fetch is journaled: {parked}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let runs = api.server.as_ref().expect("server").state.runs.clone();
+    assert_eq!(runs.active_runs(), 0, "no isolate holds a waiting run");
+
+    // Refused: another tenant's run, a payload the wait's schema refuses.
+    let (_, other_key) = api.app_with_key(&org_key, "other").await;
+    let path = format!("/v1/runs/{run}/signals/approve");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &path,
+            &other_key,
+            Some(json!({ "payload": { "ok": true } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &path,
+            &key,
+            Some(json!({ "payload": { "nope": 1 } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &path,
+            &key,
+            Some(json!({ "payload": { "ok": true, "by": "ada" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({ "first": "1", "second": "2", "ok": true, "by": "ada" })
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "the first fetch was answered from the journal"
+    );
+    let events = events_text(&api, &key, &run).await;
+    let waiting = events.find("event: waiting").expect("a waiting event");
+    let resumed = events.find("event: resumed").expect("a resumed event");
+    assert!(
+        waiting < resumed && events.contains("event: end"),
+        "{events}"
+    );
+    let (_, journal) = api
+        .call(Method::GET, &format!("/v1/runs/{run}/journal"), &key, None)
+        .await;
+    let ops: Vec<&str> = journal["data"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["op"].as_str().expect("op"))
+        .collect();
+    assert_eq!(ops, vec!["fetch", "wait", "fetch"], "{journal}");
+    let (status, _) = api
+        .call(Method::POST, &path, &key, Some(json!({ "payload": {} })))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a signal to an ended run");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_sleeps_and_timeouts() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    // A signal sent before the run waits is kept for it.
+    agent(
+        &api,
+        &key,
+        "early",
+        json!({}),
+        r#"
+export default async (input, ctx) => {
+  await ctx.sleep(300);
+  return await ctx.waitFor("go");
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "early", json!({})).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/signals/go"),
+            &key,
+            Some(json!({ "payload": { "n": 7 } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(
+        (&done["status"], &done["output"]),
+        (&json!("succeeded"), &json!({ "n": 7 })),
+        "{done}"
+    );
+
+    // A durable sleep parks and wakes up by itself; a timed-out wait throws wait_timeout.
+    agent(
+        &api,
+        &key,
+        "sleepy",
+        json!({}),
+        r#"
+export default async (input, ctx) => {
+  await ctx.sleep(1200);
+  try {
+    await ctx.waitFor("never", { timeout_ms: 1200 });
+    return { timed_out: false };
+  } catch (e) {
+    return { timed_out: e.code === "wait_timeout" };
+  }
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "sleepy", json!({})).await;
+    let parked = wait_parked(&api, &key, &run).await;
+    assert!(parked["wait"]["wake_at"].as_i64().is_some(), "{parked}");
+    assert_eq!(parked["wait"]["signal"], Value::Null);
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["output"], json!({ "timed_out": true }), "{done}");
+
+    // Cancelling a waiting run ends it.
+    agent(
+        &api,
+        &key,
+        "forever",
+        json!({}),
+        r#"
+export default async (input, ctx) => ctx.waitFor("never");"#,
+    )
+    .await;
+    let run = start(&api, &key, "forever", json!({})).await;
+    wait_parked(&api, &key, &run).await;
+    let (status, cancelled) = api
+        .call(Method::POST, &format!("/v1/runs/{run}/cancel"), &key, None)
+        .await;
+    assert_eq!(
+        (status, &cancelled["status"]),
+        (StatusCode::OK, &json!("cancelled")),
+        "{cancelled}"
+    );
+    api.stop().await;
+}
+
+/// The code path after a resume depends on the clock, which the journal does not hold:
+/// the replay asks for another call than the journal has and the run fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_that_asks_for_something_else_fails_with_replay_mismatch() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    agent(
+        &api,
+        &key,
+        "drift",
+        json!({ "permissions": { "memory": ["app"] } }),
+        r#"
+export default async (input, ctx) => {
+  if (Date.now() < input.until) {
+    await ctx.memory.get("a", { scope: "app" });
+  } else {
+    await ctx.memory.set("b", 1, { scope: "app" });
+  }
+  await ctx.sleep(1500);
+  return "unreachable";
+};"#,
+    )
+    .await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let until = now_ms + 800;
+    let run = start(&api, &key, "drift", json!({ "until": until })).await;
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "replay_mismatch", "{done}");
+    let message = done["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("position 0")
+            && message.contains("memory.get")
+            && message.contains("memory.set"),
+        "{message}"
+    );
+    api.stop().await;
+}
