@@ -48,6 +48,8 @@ pub fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
         webhook_disable_after: std::time::Duration::from_secs(5 * 86_400).into(),
         webhook_poll_ms: 250,
         cron_tick_ms: 1_000,
+        journal_max_bytes: 16 << 20,
+        waiting_runs_per_app: 10_000,
     }
 }
 

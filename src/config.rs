@@ -121,6 +121,14 @@ pub struct ServeArgs {
     /// How often a node looks for due webhook deliveries, ms.
     #[arg(long, env = "ATOLL_WEBHOOK_POLL_MS", default_value_t = 250)]
     pub webhook_poll_ms: u64,
+    /// Bytes of journal a run may have (every host call's answer), before it fails
+    /// `journal_too_large`.
+    #[arg(long, env = "ATOLL_JOURNAL_MAX_BYTES", default_value_t = 16 << 20)]
+    pub journal_max_bytes: u64,
+    /// Runs of one app that may wait (parked, no isolate) at once; past that a run that
+    /// would park fails `waiting_limit`.
+    #[arg(long, env = "ATOLL_WAITING_RUNS_PER_APP", default_value_t = 10_000)]
+    pub waiting_runs_per_app: u64,
     /// How often a node looks for due cron triggers, ms.
     #[arg(long, env = "ATOLL_CRON_TICK_MS", default_value_t = 1_000)]
     pub cron_tick_ms: u64,

@@ -182,6 +182,8 @@ pub async fn start_with_store(
         lease,
         max_inflight: args.max_inflight,
         event_queue: args.event_queue,
+        journal_max_bytes: args.journal_max_bytes,
+        waiting_runs_per_app: args.waiting_runs_per_app,
     })
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the run service: {e}"))?;

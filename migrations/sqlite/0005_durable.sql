@@ -92,3 +92,6 @@ CREATE INDEX run_waits_wake_idx ON run_waits (wake_at) WHERE wake_at IS NOT NULL
 
 -- A failure streak of a webhook endpoint restarts after a day without failures.
 ALTER TABLE webhook_endpoints ADD COLUMN last_failed_at INTEGER;
+
+-- Counting an app's waiting runs (the per-app cap), and finding them.
+CREATE INDEX runs_waiting_idx ON runs (app_id) WHERE status = 'waiting';

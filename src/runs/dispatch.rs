@@ -265,7 +265,13 @@ async fn prepare(
         .await?;
     let journal = match &inner.cfg.sandbox {
         Sandbox::Processes(_) => Some(Arc::new(
-            StoredJournal::load(store.clone(), row, package.manifest.durable).await?,
+            StoredJournal::load(
+                store.clone(),
+                row,
+                package.manifest.durable,
+                inner.cfg.journal_max_bytes,
+            )
+            .await?,
         )),
         Sandbox::InProcess(_) => None,
     };

@@ -20,12 +20,10 @@ use super::Inner;
 use crate::host::{HostError, JournalRecord, RunJournal, WaitDecision, WaitRequest};
 use crate::ids::now_ms;
 use crate::sandbox::{EventKind, RunCanceller, RunEvent};
-use crate::store::{JournalEntry, RunRow, RunWait, Store};
+use crate::store::{JournalEntry, RunRow, RunStatus, RunWait, Store};
 
 /// Sleeps shorter than this are slept in place, not parked.
 const PARK_AFTER_MS: u64 = 1_000;
-/// Journal bytes a run may have by default.
-pub const DEFAULT_JOURNAL_BYTES: u64 = 16 << 20;
 
 enum Halt {
     Parked(RunWait),
@@ -55,6 +53,7 @@ impl StoredJournal {
         store: Arc<dyn Store>,
         row: &RunRow,
         durable: bool,
+        limit_bytes: u64,
     ) -> Result<StoredJournal, crate::store::StoreError> {
         let replay = store.journal(&row.id).await?;
         // A run that parked on its very first call has an empty journal: the wait row
@@ -65,7 +64,7 @@ impl StoredJournal {
             run_id: row.id.clone(),
             store,
             durable,
-            limit_bytes: DEFAULT_JOURNAL_BYTES,
+            limit_bytes,
             replay,
             parked_on,
             unsaved: Mutex::new(Vec::new()),
@@ -313,6 +312,25 @@ async fn publish(inner: &Arc<Inner>, run_id: &str, kind: EventKind, data: Value)
 /// back, and a signal that came meanwhile resumes it at once.
 pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms: u64) {
     let store = &inner.cfg.store;
+    let limit = inner.cfg.waiting_runs_per_app;
+    if store
+        .count_waiting(&row.app_id)
+        .await
+        .is_ok_and(|n| n as u64 >= limit)
+    {
+        let error = json!({
+            "code": "waiting_limit",
+            "message": format!("the app already has {limit} waiting runs (ATOLL_WAITING_RUNS_PER_APP)"),
+        });
+        let finish =
+            super::dispatch::finish_record(row, RunStatus::Failed, None, Some(error), None);
+        if let Ok(true) = store.finish_run(&row.id, &finish).await {
+            super::dispatch::after_finish(inner, row, &finish).await;
+        }
+        inner.sink.release_end(&row.id);
+        super::dispatch::leave_active(inner, &row.id);
+        return;
+    }
     let parked = store.suspend_run(&row.id, row.attempt, &wait).await;
     super::dispatch::release_permit(inner, row, cpu_ms).await;
     inner.sink.release_end(&row.id);

@@ -60,6 +60,9 @@ pub struct RunServiceConfig {
     pub max_inflight: usize,
     /// Droppable events queued in the event pipeline before they are dropped.
     pub event_queue: usize,
+    /// Durable runs: journal bytes per run, and runs per app that may be parked.
+    pub journal_max_bytes: u64,
+    pub waiting_runs_per_app: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -72,6 +72,8 @@ pub trait DurableStore: Send + Sync {
     async fn resume_run(&self, run_id: &str) -> StoreResult<bool>;
     /// Waiting runs whose wake-up time has come, as (run id, app id).
     async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>>;
+    /// Runs of an app that are `waiting` now.
+    async fn count_waiting(&self, app_id: &str) -> StoreResult<i64>;
     /// Moves a wait's wake-up time (a resume that could not start yet tries again then).
     async fn set_wake(&self, run_id: &str, wake_at: Millis) -> StoreResult<()>;
 }

@@ -219,3 +219,12 @@ pub(super) async fn set_wake(pool: &AnyPool, run_id: &str, wake_at: Millis) -> S
         .await?;
     Ok(())
 }
+
+pub(super) async fn count_waiting(pool: &AnyPool, app_id: &str) -> StoreResult<i64> {
+    let row =
+        sqlx::query("SELECT COUNT(*) AS n FROM runs WHERE app_id = $1 AND status = 'waiting'")
+            .bind(app_id)
+            .fetch_one(pool)
+            .await?;
+    col(&row, "n")
+}

@@ -169,6 +169,9 @@ impl DurableStore for SqlStore {
     async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
         durable::due_waits(&self.pool, now, limit).await
     }
+    async fn count_waiting(&self, app_id: &str) -> StoreResult<i64> {
+        durable::count_waiting(&self.pool, app_id).await
+    }
     async fn set_wake(&self, run_id: &str, wake_at: Millis) -> StoreResult<()> {
         durable::set_wake(&self.pool, run_id, wake_at).await
     }

@@ -307,3 +307,52 @@ export default async (input, ctx) => {
     );
     api.stop().await;
 }
+
+/// The journal and the number of parked runs are bounded: a run over its journal's limit
+/// fails `journal_too_large`; one that would park past the app's cap fails `waiting_limit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journals_and_waiting_runs_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = super::args_for(dir.path()).await;
+    args.journal_max_bytes = 64 * 1024;
+    args.waiting_runs_per_app = 1;
+    let api = TestApi::start_with(args, dir).await;
+    let (_org, _app, key) = api.tenant().await;
+    let big = axum::Router::new().route(
+        "/big",
+        axum::routing::get(|| async { "x".repeat(100 * 1024) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/big", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, big).await });
+    agent(
+        &api,
+        &key,
+        "hoarder",
+        json!({ "permissions": { "fetch": ["127.0.0.1"] } }),
+        r#"
+export default async (input, ctx) => (await (await fetch(input.url)).text()).length;"#,
+    )
+    .await;
+    let run = start(&api, &key, "hoarder", json!({ "url": url })).await;
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["error"]["code"], "journal_too_large", "{done}");
+
+    agent(
+        &api,
+        &key,
+        "forever",
+        json!({}),
+        r#"
+export default async (input, ctx) => ctx.waitFor("never");"#,
+    )
+    .await;
+    let first = start(&api, &key, "forever", json!({})).await;
+    wait_parked(&api, &key, &first).await;
+    let second = start(&api, &key, "forever", json!({})).await;
+    let done = wait_final(&api, &key, &second).await;
+    assert_eq!(done["error"]["code"], "waiting_limit", "{done}");
+    api.stop().await;
+}

@@ -108,6 +108,8 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         webhook_disable_after: std::time::Duration::from_secs(5 * 86_400).into(),
         webhook_poll_ms: 50,
         cron_tick_ms: 100,
+        journal_max_bytes: 16 << 20,
+        waiting_runs_per_app: 10_000,
     }
 }
 

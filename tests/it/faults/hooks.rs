@@ -178,6 +178,9 @@ impl DurableStore for FaultyStore {
     async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
         self.inner.due_waits(now, limit).await
     }
+    async fn count_waiting(&self, app_id: &str) -> StoreResult<i64> {
+        self.inner.count_waiting(app_id).await
+    }
     async fn set_wake(&self, run_id: &str, wake_at: Millis) -> StoreResult<()> {
         self.inner.set_wake(run_id, wake_at).await
     }
