@@ -50,6 +50,7 @@ pub fn services(tools: Arc<dyn ToolInvoker>) -> HostServices {
         fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
         events: Arc::new(DiscardEvents),
         waits: Arc::new(atoll::host::memory::LocalWaits),
+        clock: None,
     }
 }
 

@@ -98,6 +98,7 @@ async fn pool_bench(secs: f64, lanes: usize) -> (f64, f64, f64) {
         fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
         events: Arc::new(DiscardEvents),
         waits: Arc::new(atoll::host::memory::LocalWaits),
+        clock: None,
     };
     let request = move |n: u64| RunRequest {
         run_id: format!("run_{n}"),

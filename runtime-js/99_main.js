@@ -10,6 +10,7 @@ import {
 } from "ext:core/ops";
 import { makeContext } from "ext:atoll/10_ctx.js";
 import { installWebGlobals } from "ext:atoll/08_web_globals.js";
+import { installClock } from "ext:atoll/09_clock.js";
 
 const { JSONParse, JSONStringify, String, TypeError } = primordials;
 const unrefOpPromise = (promise) => core.unrefOpPromise(promise);
@@ -78,6 +79,7 @@ async function runAgent() {
 }
 
 installWebGlobals(globalThis);
+installClock(globalThis);
 
 // Per-isolate last step, run by the host right after creation (and after restoring a
 // startup snapshot, whose OpState is fresh): hand the runner to the host, then remove

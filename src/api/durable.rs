@@ -87,7 +87,9 @@ async fn journal(
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
     visible_run(&state, &caller, &app_id, &id).await?;
-    let entries = state.store.journal(&id).await?;
+    // Position -1 holds the run's seed and start, not a call.
+    let mut entries = state.store.journal(&id).await?;
+    entries.retain(|e| e.seq >= 0);
     let total = entries.len();
     let data: Vec<EntryView> = entries
         .into_iter()

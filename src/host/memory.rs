@@ -184,5 +184,6 @@ pub fn in_memory_services(
         fetcher,
         events,
         waits: Arc::new(LocalWaits),
+        clock: None,
     }
 }

@@ -163,6 +163,8 @@ pub struct JournalRecord {
     pub op: String,
     pub digest: String,
     pub answer: Vec<u8>,
+    /// When it was answered (the run's clock moves to it).
+    pub at: i64,
 }
 
 /// What a live wait comes to.
@@ -191,6 +193,9 @@ pub trait RunJournal: Send + Sync {
     fn mismatch(&self, seq: u64, journaled: &str, asked: &str);
     /// Set once the run stops taking host calls (it parks, or it is failing).
     fn halted(&self) -> Option<HostError>;
+    /// Whether a resumed run is still replaying, having asked `asked` calls so far: its
+    /// events (logs, emits) were sent by an earlier execution already.
+    fn replaying(&self, asked: u64) -> bool;
 }
 
 /// Says whether a host (of the first URL or a redirect hop) may be fetched.
@@ -216,6 +221,56 @@ pub trait EventSink: Send + Sync {
     fn publish(&self, event: RunEvent);
 }
 
+/// The time and randomness a journaled run sees, both decided by the server so that a
+/// replay sees them again: the clock starts at the run's journaled start and moves only
+/// to the time each host call was answered (recorded with the answer); random bytes come
+/// from a ChaCha20 stream seeded by the run's journaled seed. Between two host calls the
+/// clock stands still, as in Cloudflare Workers.
+pub struct RunClock {
+    seed: [u8; 32],
+    start_ms: i64,
+    now: std::sync::atomic::AtomicI64,
+    rng: std::sync::Mutex<rand_chacha::ChaCha20Rng>,
+}
+
+impl RunClock {
+    pub fn new(seed: [u8; 32], start_ms: i64) -> RunClock {
+        use rand_chacha::rand_core::SeedableRng;
+        RunClock {
+            seed,
+            start_ms,
+            now: std::sync::atomic::AtomicI64::new(start_ms),
+            rng: std::sync::Mutex::new(rand_chacha::ChaCha20Rng::from_seed(seed)),
+        }
+    }
+
+    /// The seed and the start, for the sandbox process that runs the isolate.
+    pub fn spec(&self) -> ([u8; 32], i64) {
+        (self.seed, self.start_ms)
+    }
+
+    pub fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A host call was answered at `at`.
+    pub fn advance(&self, at: i64) {
+        self.now.fetch_max(at, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    pub fn fill(&self, buf: &mut [u8]) {
+        use rand_chacha::rand_core::RngCore;
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fill_bytes(buf);
+    }
+}
+
 /// The services one run may use. Cheap to clone.
 #[derive(Clone)]
 pub struct HostServices {
@@ -225,4 +280,7 @@ pub struct HostServices {
     pub fetcher: Arc<dyn Fetcher>,
     pub events: Arc<dyn EventSink>,
     pub waits: Arc<dyn Waiter>,
+    /// Replayable time and randomness (a journaled run in a sandbox process); None: the
+    /// real clock and the operating system's randomness.
+    pub clock: Option<Arc<RunClock>>,
 }

@@ -211,7 +211,8 @@ impl ChildHost {
                 call,
                 answer,
                 over_budget,
-            } => self.link.answer(call, answer, over_budget),
+                at,
+            } => self.link.answer(call, answer, over_budget, at),
             ToChild::Delta { call, text } => self.link.delta(call, &text),
             ToChild::Drain => self.draining = true,
             ToChild::Hello { .. } => {}
@@ -232,10 +233,12 @@ impl ChildHost {
             grant,
             trigger,
             attempt,
+            clock,
             ..
         } = *spec;
+        let clock = clock.map(|(seed, start)| Arc::new(crate::host::RunClock::new(seed, start)));
         let request = RunRequest {
-            services: self.link.services(&run_id),
+            services: self.link.services(&run_id, clock),
             run_id: run_id.clone(),
             package,
             tenant,

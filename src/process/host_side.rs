@@ -23,13 +23,14 @@ const MAX_OP_SPANS: u32 = 256;
 const MAX_KEY_BYTES: usize = 512;
 const MAX_LIST: u32 = 1000;
 
-/// Serves one call; answers whether the host went over the run's memory budget too.
+/// Serves one call; answers whether the host went over the run's memory budget too, and
+/// when the answer was given (journaled with it).
 pub(crate) async fn serve(
     run: &RemoteRun,
     seq: u64,
     request: HostRequest,
     deltas: DeltaSink,
-) -> (Answer, bool) {
+) -> (Answer, bool, i64) {
     // The first calls of a run get a span each; past the cap they go untraced.
     let span = if run.op_spans.fetch_add(1, Ordering::Relaxed) < MAX_OP_SPANS {
         tracing::info_span!(parent: &run.span, "run.op", op = request.kind())
@@ -37,10 +38,10 @@ pub(crate) async fn serve(
         tracing::Span::none()
     };
     let answered = super::journaled::answer(run, seq, request, deltas);
-    let answer = budget::charged_to(run.memory.clone(), answered)
+    let (answer, at) = budget::charged_to(run.memory.clone(), answered)
         .instrument(span)
         .await;
-    (answer, run.memory.exceeded())
+    (answer, run.memory.exceeded(), at)
 }
 
 /// Serves a call live (the journal, if any, was consulted by the caller).

@@ -97,7 +97,7 @@ async fn calls_outside_the_grant_are_refused_on_the_server() {
     ];
     for request in cases {
         let what = format!("{request:?}");
-        let (answer, over) = serve(&run, 0, request, no_deltas()).await;
+        let (answer, over, _) = serve(&run, 0, request, no_deltas()).await;
         assert!(!over);
         let code = refused_code(&answer);
         assert!(
@@ -117,7 +117,7 @@ async fn a_connection_and_a_fetch_count_the_grant_lacks_are_refused() {
         headers: vec![],
         body: None,
     };
-    let (answer, _) = serve(&run, 0, fetch(Some("someone-elses-crm")), no_deltas()).await;
+    let (answer, _, _) = serve(&run, 0, fetch(Some("someone-elses-crm")), no_deltas()).await;
     assert_eq!(
         refused_code(&answer),
         Some("permission_denied"),
@@ -127,7 +127,7 @@ async fn a_connection_and_a_fetch_count_the_grant_lacks_are_refused() {
     let limit = run.grant.limits.max_fetches;
     run.fetches
         .store(limit, std::sync::atomic::Ordering::SeqCst);
-    let (answer, _) = serve(&run, 0, fetch(None), no_deltas()).await;
+    let (answer, _, _) = serve(&run, 0, fetch(None), no_deltas()).await;
     assert_eq!(refused_code(&answer), Some("fetch_limit"), "{answer:?}");
 }
 
@@ -135,7 +135,7 @@ async fn a_connection_and_a_fetch_count_the_grant_lacks_are_refused() {
 async fn memory_lands_in_the_runs_own_namespace() {
     // The child names only a scope; the tenant and end-user come from the server's record.
     let a = run(json!({ "memory": ["end_user"] }), Some("alice"));
-    let (answer, _) = serve(
+    let (answer, _, _) = serve(
         &a,
         0,
         memory(
@@ -147,7 +147,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     )
     .await;
     assert!(matches!(answer, Answer::Value(_)), "{answer:?}");
-    let (answer, _) = serve(
+    let (answer, _, _) = serve(
         &a,
         0,
         memory(MemoryAction::Get, MemoryScope::EndUser, None),
@@ -160,7 +160,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     }
     // A run with no end-user cannot reach end-user memory at all.
     let nobody = run(json!({ "memory": ["end_user"] }), None);
-    let (answer, _) = serve(
+    let (answer, _, _) = serve(
         &nobody,
         0,
         memory(MemoryAction::Get, MemoryScope::EndUser, None),
@@ -170,7 +170,7 @@ async fn memory_lands_in_the_runs_own_namespace() {
     assert_eq!(refused_code(&answer), Some("no_end_user"), "{answer:?}");
     // Oversized values are refused before they reach the store.
     let big = "x".repeat(a.grant.limits.max_state_bytes as usize + 10);
-    let (answer, _) = serve(
+    let (answer, _, _) = serve(
         &a,
         0,
         memory(MemoryAction::Set, MemoryScope::EndUser, Some(json!(big))),

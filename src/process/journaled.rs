@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use super::host_side::dispatch;
 use super::protocol::{self, Answer, HostRequest, Json};
 use super::remote::RemoteRun;
-use crate::host::{DeltaSink, HostError, JournalRecord, WaitDecision, WaitRequest};
+use crate::host::{DeltaSink, HostError, JournalRecord, RunJournal, WaitDecision, WaitRequest};
+use crate::ids::now_ms;
 
 fn refused(e: HostError) -> Answer {
     Answer::Refused {
@@ -24,55 +25,81 @@ fn digest(request: &HostRequest) -> String {
     hex::encode(Sha256::digest(&bytes))
 }
 
+/// The answer to a call and when it was given: replayed calls keep their journaled time.
 pub(super) async fn answer(
     run: &RemoteRun,
     seq: u64,
-    mut request: HostRequest,
+    request: HostRequest,
     deltas: DeltaSink,
-) -> Answer {
+) -> (Answer, i64) {
     let Some(journal) = run.journal.clone() else {
-        return dispatch(run, request, deltas).await;
+        return (dispatch(run, request, deltas).await, now_ms());
     };
+    if let Some(recorded) = journal.recorded(seq) {
+        let at = recorded.at;
+        return (replayed(journal.as_ref(), seq, &request, recorded), at);
+    }
+    live(run, journal.as_ref(), seq, request, deltas).await
+}
+
+fn replayed(
+    journal: &dyn RunJournal,
+    seq: u64,
+    request: &HostRequest,
+    recorded: JournalRecord,
+) -> Answer {
     if let Some(halt) = journal.halted() {
         return refused(halt);
     }
     let op = request.kind();
-    let asked = digest(&request);
-    if let Some(recorded) = journal.recorded(seq) {
-        if recorded.op != op || recorded.digest != asked {
-            journal.mismatch(seq, &recorded.op, op);
-            return refused(HostError::new(
-                "replay_mismatch",
-                format!(
-                    "position {seq} of the journal holds {}, the run asked {op}",
-                    recorded.op
-                ),
-            ));
-        }
-        return protocol::decode::<Answer>(&recorded.answer).unwrap_or_else(|_| {
-            refused(HostError::new(
-                "internal",
-                "a journal entry does not decode",
-            ))
-        });
+    if recorded.op != op || recorded.digest != digest(request) {
+        journal.mismatch(seq, &recorded.op, op);
+        return refused(HostError::new(
+            "replay_mismatch",
+            format!(
+                "position {seq} of the journal holds {}, the run asked {op}",
+                recorded.op
+            ),
+        ));
     }
+    protocol::decode::<Answer>(&recorded.answer).unwrap_or_else(|_| {
+        refused(HostError::new(
+            "internal",
+            "a journal entry does not decode",
+        ))
+    })
+}
+
+/// A call past the journal's end: served, then recorded (with the time the run's clock
+/// moves to) before it is answered.
+async fn live(
+    run: &RemoteRun,
+    journal: &dyn RunJournal,
+    seq: u64,
+    mut request: HostRequest,
+    deltas: DeltaSink,
+) -> (Answer, i64) {
+    if let Some(halt) = journal.halted() {
+        return (refused(halt), now_ms());
+    }
+    let op = request.kind();
+    let asked = digest(&request);
     let answer = match &mut request {
         HostRequest::Wait { request } => {
             let wait = match request.parse::<WaitRequest>() {
                 Ok(wait) => wait,
                 Err(e) => {
-                    return refused(HostError::new(
-                        "bad_request",
-                        format!("a wait is not valid: {e}"),
-                    ))
+                    let e = HostError::new("bad_request", format!("a wait is not valid: {e}"));
+                    return (refused(e), now_ms());
                 }
             };
             match journal.wait(seq, &wait).await {
                 WaitDecision::Suspend => {
-                    return refused(HostError::new(
+                    let e = HostError::new(
                         "suspended",
                         "the run waits without an isolate; it resumes by replay",
-                    ))
+                    );
+                    return (refused(e), now_ms());
                 }
                 WaitDecision::Resolved(Ok(value)) => Answer::Value(Json::of(&value)),
                 WaitDecision::Resolved(Err(e)) => refused(e),
@@ -94,17 +121,22 @@ pub(super) async fn answer(
         }
         _ => dispatch(run, request, deltas).await,
     };
+    let at = now_ms();
     let encoded = match protocol::encode(&answer) {
         Ok(bytes) => bytes.to_vec(),
-        Err(_) => return refused(HostError::new("internal", "an answer does not encode")),
+        Err(_) => {
+            let e = HostError::new("internal", "an answer does not encode");
+            return (refused(e), at);
+        }
     };
     let record = JournalRecord {
         op: op.to_owned(),
         digest: asked,
         answer: encoded,
+        at,
     };
     match journal.record(seq, record).await {
-        Ok(()) => answer,
-        Err(e) => refused(e),
+        Ok(()) => (answer, at),
+        Err(e) => (refused(e), at),
     }
 }

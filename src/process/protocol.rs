@@ -74,6 +74,8 @@ pub enum ToChild {
         answer: Answer,
         /// The host went over the run's memory budget serving the call.
         over_budget: bool,
+        /// When it was answered (journaled with it): the run's clock moves to it.
+        at: i64,
     },
     /// A token delta of an LLM call still in flight.
     Delta {
@@ -95,6 +97,8 @@ pub struct RunSpec {
     pub grant: RunGrant,
     pub trigger: String,
     pub attempt: u32,
+    /// A journaled run's seed and start (its replayable randomness and clock).
+    pub clock: Option<([u8; 32], i64)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

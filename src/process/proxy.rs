@@ -15,13 +15,13 @@ use crate::broker::budget::{self, OverBudget};
 use crate::broker::{FetchError, FetchLimits, FetchRequest, FetchResponse};
 use crate::host::{
     ChatRequest, ChatResponse, DeltaSink, EventSink, Fetcher, HostCheck, HostError, HostServices,
-    LlmClient, MemoryNamespace, MemoryStore, Tenant, ToolInvoker, WaitRequest, Waiter,
+    LlmClient, MemoryNamespace, MemoryStore, RunClock, Tenant, ToolInvoker, WaitRequest, Waiter,
 };
 use crate::sandbox::shared::lock;
 use crate::sandbox::RunEvent;
 
 struct Pending {
-    reply: oneshot::Sender<(Answer, bool)>,
+    reply: oneshot::Sender<(Answer, bool, i64)>,
     deltas: Option<DeltaSink>,
 }
 
@@ -55,9 +55,9 @@ impl Link {
     }
 
     /// A reply from the server.
-    pub fn answer(&self, call: u64, answer: Answer, over_budget: bool) {
+    pub fn answer(&self, call: u64, answer: Answer, over_budget: bool, at: i64) {
         if let Some(pending) = lock(&self.pending).remove(&call) {
-            let _ = pending.reply.send((answer, over_budget));
+            let _ = pending.reply.send((answer, over_budget, at));
         }
     }
 
@@ -76,7 +76,7 @@ impl Link {
         run: &str,
         request: HostRequest,
         deltas: Option<DeltaSink>,
-    ) -> Result<Answer, HostError> {
+    ) -> Result<(Answer, i64), HostError> {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         lock(&self.pending).insert(call, Pending { reply, deltas });
@@ -95,7 +95,7 @@ impl Link {
         if !sent {
             return Err(gone());
         }
-        let (answer, over_budget) = answer.await.map_err(|_| gone())?;
+        let (answer, over_budget, at) = answer.await.map_err(|_| gone())?;
         if over_budget {
             // The server's buffers for this call went over the run's budget: the run
             // ends `memory_limit`, as if the bytes had been held here.
@@ -103,14 +103,15 @@ impl Link {
                 memory.mark_exceeded();
             }
         }
-        Ok(answer)
+        Ok((answer, at))
     }
 
-    /// The host services of one run.
-    pub fn services(self: &Arc<Self>, run: &str) -> HostServices {
+    /// The host services of one run; with a clock, its time follows the answers' times.
+    pub fn services(self: &Arc<Self>, run: &str, clock: Option<Arc<RunClock>>) -> HostServices {
         let proxy = Arc::new(Proxy {
             link: self.clone(),
             run: run.to_owned(),
+            clock: clock.clone(),
         });
         HostServices {
             memory: proxy.clone(),
@@ -119,6 +120,7 @@ impl Link {
             fetcher: proxy.clone(),
             events: proxy.clone(),
             waits: proxy,
+            clock,
         }
     }
 }
@@ -139,15 +141,29 @@ pub fn intern(code: &str) -> &'static str {
 struct Proxy {
     link: Arc<Link>,
     run: String,
+    clock: Option<Arc<RunClock>>,
 }
 
 impl Proxy {
+    /// A call's answer, the run's clock moved to when it was given.
+    async fn answered(
+        &self,
+        request: HostRequest,
+        deltas: Option<DeltaSink>,
+    ) -> Result<Answer, HostError> {
+        let (answer, at) = self.link.call(&self.run, request, deltas).await?;
+        if let Some(clock) = &self.clock {
+            clock.advance(at);
+        }
+        Ok(answer)
+    }
+
     async fn value(
         &self,
         request: HostRequest,
         deltas: Option<DeltaSink>,
     ) -> Result<Value, HostError> {
-        match self.link.call(&self.run, request, deltas).await? {
+        match self.answered(request, deltas).await? {
             Answer::Value(json) => json
                 .parse()
                 .map_err(|_| HostError::new("internal", "the server's answer is not JSON")),
@@ -262,8 +278,7 @@ impl Fetcher for Proxy {
             body: request.body.map(|b| b.to_vec()),
         };
         let answer = self
-            .link
-            .call(&self.run, call, None)
+            .answered(call, None)
             .await
             .map_err(|e| FetchError::Network(e.message))?;
         match answer {

@@ -242,6 +242,7 @@ impl Child {
             grant: req.grant.clone(),
             trigger: req.trigger.clone(),
             attempt: req.attempt,
+            clock: req.services.clock.as_ref().map(|c| c.spec()),
         };
         let run_id = req.run_id.clone();
         let run = Arc::new(RemoteRun::new(req, shared.clone()));
@@ -369,6 +370,11 @@ impl Child {
             }
             ToServer::Event { run, kind, data } => {
                 let Some(run) = self.run(&run) else { return };
+                // A replay's events repeat the earlier execution's: not sent twice.
+                let asked = run.next_op.load(Ordering::Acquire);
+                if run.journal.as_ref().is_some_and(|j| j.replaying(asked)) {
+                    return;
+                }
                 let value = data.value();
                 let spent = run
                     .event_bytes
@@ -390,6 +396,7 @@ impl Child {
                         call,
                         answer,
                         over_budget: false,
+                        at: crate::ids::now_ms(),
                     });
                     return;
                 };
@@ -408,12 +415,13 @@ impl Child {
                             text: text.to_owned(),
                         });
                     });
-                    let (answer, over_budget) =
+                    let (answer, over_budget, at) =
                         super::host_side::serve(&run, seq, request, deltas).await;
                     let _ = out.send(ToChild::Reply {
                         call,
                         answer,
                         over_budget,
+                        at,
                     });
                     drop(permit);
                 });

@@ -276,6 +276,7 @@ async fn prepare(
         Sandbox::InProcess(_) => None,
     };
     let resumes = journal.as_ref().is_some_and(|j| j.resumes());
+    let clock = journal.as_ref().map(|j| j.clock());
     if resumes {
         durable::announce_resumed(inner, &row.id).await;
         inner.sink.flush().await;
@@ -306,6 +307,7 @@ async fn prepare(
             events: inner.sink.clone(),
             // Inline isolates only: sandbox processes' waits are served by the journal.
             waits: Arc::new(crate::host::memory::LocalWaits),
+            clock,
         },
         trigger: row.trigger.clone(),
         attempt: row.attempt.max(1) as u32,

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::admission::Permit;
 use super::Inner;
-use crate::host::{HostError, JournalRecord, RunJournal, WaitDecision, WaitRequest};
+use crate::host::{HostError, JournalRecord, RunClock, RunJournal, WaitDecision, WaitRequest};
 use crate::ids::now_ms;
 use crate::sandbox::{EventKind, RunCanceller, RunEvent};
 use crate::store::{JournalEntry, RunRow, RunStatus, RunWait, Store};
@@ -46,7 +46,12 @@ pub(crate) struct StoredJournal {
     bytes: AtomicU64,
     halt: Mutex<Option<Halt>>,
     canceller: OnceLock<RunCanceller>,
+    /// The run's replayable clock and randomness, from its journaled seed and start.
+    clock: Arc<RunClock>,
 }
+
+/// The journal position that holds a run's seed and start (before every call's).
+const CLOCK_SEQ: i64 = -1;
 
 impl StoredJournal {
     pub async fn load(
@@ -55,12 +60,16 @@ impl StoredJournal {
         durable: bool,
         limit_bytes: u64,
     ) -> Result<StoredJournal, crate::store::StoreError> {
-        let replay = store.journal(&row.id).await?;
+        let mut replay = store.journal(&row.id).await?;
         // A run that parked on its very first call has an empty journal: the wait row
         // is what says it resumes.
         let parked_on = store.run_wait(&row.id).await?;
+        let stored_clock = match replay.first() {
+            Some(first) if first.seq == CLOCK_SEQ => Some(replay.remove(0)),
+            _ => None,
+        };
         let bytes = replay.iter().map(|e| e.answer.len() as u64).sum();
-        Ok(StoredJournal {
+        let journal = StoredJournal {
             run_id: row.id.clone(),
             store,
             durable,
@@ -71,7 +80,50 @@ impl StoredJournal {
             bytes: AtomicU64::new(bytes),
             halt: Mutex::new(None),
             canceller: OnceLock::new(),
+            clock: Arc::new(RunClock::new([0; 32], 0)),
+        };
+        let (seed, start) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
+            Some(clock) => clock,
+            None => {
+                let mut seed = [0u8; 32];
+                getrandom::getrandom(&mut seed).map_err(|e| {
+                    crate::store::StoreError::Database(format!("no randomness for a seed: {e}"))
+                })?;
+                let start = now_ms();
+                let mut answer = seed.to_vec();
+                answer.extend_from_slice(&start.to_le_bytes());
+                let entry = JournalEntry {
+                    run_id: row.id.clone(),
+                    seq: CLOCK_SEQ,
+                    op: "clock".into(),
+                    digest: String::new(),
+                    answer,
+                    created_at: start,
+                };
+                if durable {
+                    journal
+                        .store
+                        .append_journal(std::slice::from_ref(&entry))
+                        .await?;
+                } else {
+                    journal
+                        .unsaved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(entry);
+                }
+                (seed, start)
+            }
+        };
+        Ok(StoredJournal {
+            clock: Arc::new(RunClock::new(seed, start)),
+            ..journal
         })
+    }
+
+    /// The replayable clock and randomness this run's isolate gets.
+    pub fn clock(&self) -> Arc<RunClock> {
+        self.clock.clone()
     }
 
     /// Whether this execution resumes a run that ran before.
@@ -100,8 +152,11 @@ impl StoredJournal {
         }
     }
 
-    /// Stops the run: no further host call is served, and its isolate ends.
+    /// Stops the run: no further host call is served. A failing run's isolate is ended
+    /// at once; a parked one ends by itself (its wait answered `suspended`, every later
+    /// call refused, its wall clock the bound).
     fn halt(&self, halt: Halt) {
+        let failing = matches!(halt, Halt::Failed(_));
         {
             let mut current = self.halt.lock().unwrap_or_else(|p| p.into_inner());
             if current.is_some() {
@@ -109,8 +164,10 @@ impl StoredJournal {
             }
             *current = Some(halt);
         }
-        if let Some(canceller) = self.canceller.get() {
-            canceller.cancel();
+        if failing {
+            if let Some(canceller) = self.canceller.get() {
+                canceller.cancel();
+            }
         }
     }
 
@@ -151,6 +208,7 @@ impl RunJournal for StoredJournal {
             op: entry.op.clone(),
             digest: entry.digest.clone(),
             answer: entry.answer.clone(),
+            at: entry.created_at,
         })
     }
 
@@ -174,7 +232,7 @@ impl RunJournal for StoredJournal {
             op: record.op,
             digest: record.digest,
             answer: record.answer,
-            created_at: now_ms(),
+            created_at: record.at,
         };
         if self.durable {
             self.store
@@ -259,6 +317,10 @@ impl RunJournal for StoredJournal {
         );
     }
 
+    fn replaying(&self, asked: u64) -> bool {
+        self.resumes() && asked as usize <= self.replay.len()
+    }
+
     fn halted(&self) -> Option<HostError> {
         match &*self.halt.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(Halt::Parked(_)) => Some(HostError::new(
@@ -289,6 +351,13 @@ impl StoredJournal {
             created_at: now,
         }
     }
+}
+
+/// The seed and start a clock entry holds.
+fn clock_of(answer: &[u8]) -> Option<([u8; 32], i64)> {
+    let seed: [u8; 32] = answer.get(..32)?.try_into().ok()?;
+    let start = i64::from_le_bytes(answer.get(32..40)?.try_into().ok()?);
+    Some((seed, start))
 }
 
 /// Publishes a lifecycle event of a run outside its isolate, numbered after the last one

@@ -43,6 +43,7 @@ fn services() -> HostServices {
         fetcher: Arc::new(HttpFetcher::new(policy).expect("fetcher")),
         events: Arc::new(DiscardEvents),
         waits: Arc::new(crate::host::memory::LocalWaits),
+        clock: None,
     }
 }
 

@@ -87,6 +87,7 @@ impl Harness {
             fetcher: Arc::new(HttpFetcher::new(policy).expect("fetcher")),
             events: events.clone(),
             waits: Arc::new(atoll::host::memory::LocalWaits),
+            clock: None,
         };
         Harness {
             pool,

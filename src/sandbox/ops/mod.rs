@@ -62,6 +62,10 @@ const RUNTIME_JS: &[(&str, &str)] = &[
         include_str!("../../../runtime-js/08_web_globals.js"),
     ),
     (
+        "ext:atoll/09_clock.js",
+        include_str!("../../../runtime-js/09_clock.js"),
+    ),
+    (
         "ext:atoll/10_ctx.js",
         include_str!("../../../runtime-js/10_ctx.js"),
     ),
@@ -91,6 +95,8 @@ deno_core::extension!(
         web::op_atoll_url_parse,
         web::op_atoll_url_set,
         web::op_atoll_random_fill,
+        web::op_atoll_now,
+        web::op_atoll_elapsed,
     ],
 );
 

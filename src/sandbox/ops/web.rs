@@ -1,7 +1,7 @@
 //! Ops behind the web globals runtime-js provides: WHATWG URL parsing (the `url` crate)
 //! and a CSPRNG for `crypto`.
 
-use deno_core::op2;
+use deno_core::{op2, OpState};
 use deno_error::JsErrorBox;
 use serde_json::json;
 use url::Url;
@@ -88,7 +88,36 @@ pub fn op_atoll_url_set(
     Ok(parts(&url))
 }
 
+/// The run's replayable clock, when it has one (a journaled run in a sandbox process).
+fn run_clock(state: &OpState) -> Option<std::sync::Arc<crate::host::RunClock>> {
+    state
+        .try_borrow::<std::rc::Rc<crate::sandbox::scope::RunScope>>()
+        .and_then(|scope| scope.services.clock.clone())
+}
+
+/// `crypto.getRandomValues` and `Math.random`: the run's seeded stream when it is
+/// journaled (a replay draws the same bytes), the operating system's CSPRNG otherwise.
 #[op2(fast)]
-pub fn op_atoll_random_fill(#[buffer] buf: &mut [u8]) -> Result<(), JsErrorBox> {
+pub fn op_atoll_random_fill(
+    state: &mut OpState,
+    #[buffer] buf: &mut [u8],
+) -> Result<(), JsErrorBox> {
+    if let Some(clock) = run_clock(state) {
+        clock.fill(buf);
+        return Ok(());
+    }
     getrandom::getrandom(buf).map_err(|e| JsErrorBox::generic(format!("no randomness: {e}")))
+}
+
+/// `Date.now()` of a journaled run: the time of its last host answer (NaN: use the real
+/// clock).
+#[op2(fast)]
+pub fn op_atoll_now(state: &mut OpState) -> f64 {
+    run_clock(state).map_or(f64::NAN, |clock| clock.now_ms() as f64)
+}
+
+/// `performance.now()` of a journaled run: ms since its journaled start (NaN: real).
+#[op2(fast)]
+pub fn op_atoll_elapsed(state: &mut OpState) -> f64 {
+    run_clock(state).map_or(f64::NAN, |clock| (clock.now_ms() - clock.start_ms()) as f64)
 }

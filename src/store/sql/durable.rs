@@ -60,7 +60,7 @@ pub(super) async fn journal(pool: &AnyPool, run_id: &str) -> StoreResult<Vec<Jou
 }
 
 pub(super) async fn journal_length(pool: &AnyPool, run_id: &str) -> StoreResult<i64> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM run_journal WHERE run_id = $1")
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM run_journal WHERE run_id = $1 AND seq >= 0")
         .bind(run_id)
         .fetch_one(pool)
         .await?;

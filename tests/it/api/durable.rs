@@ -266,8 +266,9 @@ export default async (input, ctx) => ctx.waitFor("never");"#,
     api.stop().await;
 }
 
-/// The code path after a resume depends on the clock, which the journal does not hold:
-/// the replay asks for another call than the journal has and the run fails.
+/// The code path after a resume depends on the agent's state, which a resumed run reads
+/// afresh (another run changed it meanwhile) and the journal does not hold: the replay
+/// asks for another call than the journal has, and the run fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_that_asks_for_something_else_fails_with_replay_mismatch() {
     let api = TestApi::start().await;
@@ -279,22 +280,28 @@ async fn a_replay_that_asks_for_something_else_fails_with_replay_mismatch() {
         json!({ "permissions": { "memory": ["app"] } }),
         r#"
 export default async (input, ctx) => {
-  if (Date.now() < input.until) {
-    await ctx.memory.get("a", { scope: "app" });
-  } else {
+  if (input.set) { ctx.setState({ flip: true }); return "set"; }
+  if (ctx.state && ctx.state.flip) {
     await ctx.memory.set("b", 1, { scope: "app" });
+  } else {
+    await ctx.memory.get("a", { scope: "app" });
   }
-  await ctx.sleep(1500);
+  await ctx.waitFor("go");
   return "unreachable";
 };"#,
     )
     .await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let until = now_ms + 800;
-    let run = start(&api, &key, "drift", json!({ "until": until })).await;
+    let run = start(&api, &key, "drift", json!({})).await;
+    wait_parked(&api, &key, &run).await;
+    let setter = start(&api, &key, "drift", json!({ "set": true })).await;
+    assert_eq!(wait_final(&api, &key, &setter).await["status"], "succeeded");
+    api.call(
+        Method::POST,
+        &format!("/v1/runs/{run}/signals/go"),
+        &key,
+        Some(json!({})),
+    )
+    .await;
     let done = wait_final(&api, &key, &run).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "replay_mismatch", "{done}");
@@ -304,6 +311,63 @@ export default async (input, ctx) => {
             && message.contains("memory.get")
             && message.contains("memory.set"),
         "{message}"
+    );
+    api.stop().await;
+}
+
+/// The clock and the randomness a run saw before it parked are what its replay sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_and_randomness_replay_unchanged() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    agent(
+        &api,
+        &key,
+        "dice",
+        json!({}),
+        r#"
+export default async (input, ctx) => {
+  const seen = {
+    now: Date.now(), date: new Date().getTime(), random: Math.random(),
+    uuid: crypto.randomUUID(), bytes: Array.from(crypto.getRandomValues(new Uint8Array(8))),
+  };
+  ctx.emit("seen", seen);
+  await ctx.waitFor("go");
+  return { seen, after: Date.now() };
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "dice", json!({})).await;
+    wait_parked(&api, &key, &run).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    api.call(
+        Method::POST,
+        &format!("/v1/runs/{run}/signals/go"),
+        &key,
+        Some(json!({})),
+    )
+    .await;
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let events = events_text(&api, &key, &run).await;
+    let first = events
+        .lines()
+        .skip_while(|l| *l != "event: emit")
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("the emit of the first execution");
+    let first: Value = serde_json::from_str(first).expect("json");
+    assert_eq!(
+        first["data"], done["output"]["seen"],
+        "the replay saw what the first execution saw"
+    );
+    let seen = &done["output"]["seen"];
+    assert_eq!(seen["now"], seen["date"]);
+    assert!(seen["random"]
+        .as_f64()
+        .is_some_and(|r| (0.0..1.0).contains(&r)));
+    assert!(
+        done["output"]["after"].as_i64() > seen["now"].as_i64(),
+        "the clock moved on with the signal"
     );
     api.stop().await;
 }
