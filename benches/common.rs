@@ -49,7 +49,7 @@ pub fn services(tools: Arc<dyn ToolInvoker>) -> HostServices {
         llm: Arc::new(NoLlm),
         fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
         events: Arc::new(DiscardEvents),
-        waits: Arc::new(atoll::host::memory::LocalWaits),
+        waits: Arc::new(atoll::host::memory::LocalWaits::default()),
         clock: None,
     }
 }

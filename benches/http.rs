@@ -97,7 +97,7 @@ async fn pool_bench(secs: f64, lanes: usize) -> (f64, f64, f64) {
         llm: Arc::new(NoLlm),
         fetcher: Arc::new(HttpFetcher::new(AddressPolicy::default()).expect("fetcher")),
         events: Arc::new(DiscardEvents),
-        waits: Arc::new(atoll::host::memory::LocalWaits),
+        waits: Arc::new(atoll::host::memory::LocalWaits::default()),
         clock: None,
     };
     let request = move |n: u64| RunRequest {

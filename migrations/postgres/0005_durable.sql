@@ -10,6 +10,9 @@ CREATE TABLE run_journal (
     seq         BIGINT NOT NULL,
     op          TEXT NOT NULL,
     digest      TEXT NOT NULL,
+    -- The order in which the answers came (concurrent calls complete out of order; a
+    -- replay answers them in this order).
+    rank        BIGINT NOT NULL,
     answer      TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (run_id, seq)

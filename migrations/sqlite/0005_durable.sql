@@ -61,6 +61,9 @@ CREATE TABLE run_journal (
     seq         INTEGER NOT NULL,
     op          TEXT NOT NULL,
     digest      TEXT NOT NULL,
+    -- The order in which the answers came (concurrent calls complete out of order; a
+    -- replay answers them in this order).
+    rank        INTEGER NOT NULL,
     answer      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (run_id, seq)

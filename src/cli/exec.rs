@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::broker::{AddressPolicy, HttpFetcher};
-use crate::host::memory::{in_memory_services, CollectingEvents};
+use crate::host::memory::{in_memory_services, CollectingEvents, LocalWaits};
 use crate::host::Tenant;
 use crate::package::{AgentPackage, PackageLimits};
 use crate::sandbox::{
@@ -34,6 +34,25 @@ pub struct ExecArgs {
     /// Also print every event of the run, one JSON line each, before the record.
     #[arg(long)]
     events: bool,
+    /// A signal for `ctx.waitFor(NAME)`, as NAME=JSON (repeatable; taken in order).
+    /// `ctx.sleep` sleeps in place.
+    #[arg(long = "signal", value_name = "NAME=JSON")]
+    signals: Vec<String>,
+}
+
+/// `--signal NAME=JSON` values, parsed.
+fn signals(given: &[String]) -> Result<Vec<(String, Value)>, String> {
+    given
+        .iter()
+        .map(|s| {
+            let (name, json) = s.split_once('=').ok_or_else(|| {
+                format!("--signal {s:?}: write NAME=JSON, e.g. approve='{{\"ok\":true}}'")
+            })?;
+            let payload = serde_json::from_str(json)
+                .map_err(|e| format!("--signal {name}: the payload is not JSON: {e}"))?;
+            Ok((name.to_owned(), payload))
+        })
+        .collect()
 }
 
 pub fn run(args: ExecArgs) -> ExitCode {
@@ -96,8 +115,15 @@ fn execute(args: &ExecArgs) -> RunOutcome {
             )
         }
     };
+    let signals = match signals(&args.signals) {
+        Ok(s) => s,
+        Err(e) => return failed(ErrorCode::InputInvalid, e),
+    };
     let events = Arc::new(CollectingEvents::default());
-    let services = in_memory_services(fetcher, events.clone());
+    let services = crate::host::HostServices {
+        waits: Arc::new(LocalWaits::with_signals(signals)),
+        ..in_memory_services(fetcher, events.clone())
+    };
     let config = PoolConfig {
         min_threads: 1,
         max_threads: 1,

@@ -150,9 +150,21 @@ impl LlmClient for NoLlm {
     }
 }
 
-/// Waits without a server: a sleep sleeps (within the run's wall clock), and a signal
-/// cannot arrive, so `ctx.waitFor` is refused.
-pub struct LocalWaits;
+/// Waits without a server: a sleep sleeps (within the run's wall clock), and a signal is
+/// one of those given up front (`atoll exec --signal NAME=JSON`), taken once, first
+/// given first taken; a wait for any other is refused, since nothing could send it.
+#[derive(Default)]
+pub struct LocalWaits {
+    signals: std::sync::Mutex<Vec<(String, Value)>>,
+}
+
+impl LocalWaits {
+    pub fn with_signals(signals: Vec<(String, Value)>) -> LocalWaits {
+        LocalWaits {
+            signals: std::sync::Mutex::new(signals),
+        }
+    }
+}
 
 #[async_trait]
 impl super::Waiter for LocalWaits {
@@ -161,14 +173,36 @@ impl super::Waiter for LocalWaits {
         _tenant: &super::Tenant,
         request: super::WaitRequest,
     ) -> Result<Value, HostError> {
-        if request.name.is_some() {
-            return Err(HostError::new(
+        let Some(name) = request.name else {
+            tokio::time::sleep(std::time::Duration::from_millis(request.ms)).await;
+            return Ok(Value::Null);
+        };
+        let taken = {
+            let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+            signals
+                .iter()
+                .position(|(n, _)| *n == name)
+                .map(|i| signals.remove(i).1)
+        };
+        match taken {
+            Some(payload) => {
+                if let Some(schema) = &request.schema {
+                    crate::package::check_against_schema(schema, &payload).map_err(|why| {
+                        HostError::new(
+                            "signal_invalid",
+                            format!("the signal {name} does not match the wait's schema: {why}"),
+                        )
+                    })?;
+                }
+                Ok(payload)
+            }
+            None => Err(HostError::new(
                 "capability_unavailable",
-                "ctx.waitFor needs atoll serve: signals arrive through POST /v1/runs/{id}/signals/{name}",
-            ));
+                format!(
+                    "no signal {name} can arrive here: give it to atoll exec with --signal {name}=JSON, or run on atoll serve (POST /v1/runs/{{id}}/signals/{name})"
+                ),
+            )),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(request.ms)).await;
-        Ok(Value::Null)
     }
 }
 
@@ -183,7 +217,7 @@ pub fn in_memory_services(
         llm: Arc::new(NoLlm),
         fetcher,
         events,
-        waits: Arc::new(LocalWaits),
+        waits: Arc::new(LocalWaits::default()),
         clock: None,
     }
 }

@@ -184,6 +184,9 @@ pub enum WaitDecision {
 pub trait RunJournal: Send + Sync {
     /// What position `seq` holds, while the replay has not passed the journal's end.
     fn recorded(&self, seq: u64) -> Option<JournalRecord>;
+    /// Waits until the replayed answer at `seq` may be given: after every answer that came
+    /// before it in the journaled run (concurrent calls complete in their journaled order).
+    async fn turn(&self, seq: u64) -> Result<(), HostError>;
     /// Records the live answer at `seq`; an error fails the run with its code.
     async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError>;
     /// A live `ctx.sleep` / `ctx.waitFor` at `seq`.

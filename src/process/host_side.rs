@@ -67,7 +67,7 @@ pub(super) async fn dispatch(run: &RemoteRun, request: HostRequest, deltas: Delt
         HostRequest::Wait { request } => match request.parse::<WaitRequest>() {
             Ok(wait) => {
                 use crate::host::Waiter;
-                crate::host::memory::LocalWaits
+                crate::host::memory::LocalWaits::default()
                     .wait(&run.tenant, wait)
                     .await
             }

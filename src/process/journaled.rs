@@ -37,7 +37,12 @@ pub(super) async fn answer(
     };
     if let Some(recorded) = journal.recorded(seq) {
         let at = recorded.at;
-        return (replayed(journal.as_ref(), seq, &request, recorded), at);
+        let answer = replayed(journal.as_ref(), seq, &request, recorded);
+        // Answered in the order the journaled run got its answers.
+        if let Err(e) = journal.turn(seq).await {
+            return (refused(e), at);
+        }
+        return (answer, at);
     }
     live(run, journal.as_ref(), seq, request, deltas).await
 }

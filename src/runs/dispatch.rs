@@ -306,7 +306,7 @@ async fn prepare(
             fetcher: inner.cfg.fetcher.clone(),
             events: inner.sink.clone(),
             // Inline isolates only: sandbox processes' waits are served by the journal.
-            waits: Arc::new(crate::host::memory::LocalWaits),
+            waits: Arc::new(crate::host::memory::LocalWaits::default()),
             clock,
         },
         trigger: row.trigger.clone(),

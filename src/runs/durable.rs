@@ -22,6 +22,8 @@ use crate::ids::now_ms;
 use crate::sandbox::{EventKind, RunCanceller, RunEvent};
 use crate::store::{JournalEntry, RunRow, RunStatus, RunWait, Store};
 
+/// How long a replayed answer waits for the answers journaled before it to be asked.
+const REPLAY_ORDER_WAIT: Duration = Duration::from_secs(5);
 /// Sleeps shorter than this are slept in place, not parked.
 const PARK_AFTER_MS: u64 = 1_000;
 
@@ -46,6 +48,11 @@ pub(crate) struct StoredJournal {
     bytes: AtomicU64,
     halt: Mutex<Option<Halt>>,
     canceller: OnceLock<RunCanceller>,
+    /// The rank of the next replayed answer to give, and who waits for it.
+    next_rank: AtomicU64,
+    ranked: tokio::sync::Notify,
+    /// The rank the next live answer gets (after every replayed one).
+    live_rank: AtomicU64,
     /// The run's replayable clock and randomness, from its journaled seed and start.
     clock: Arc<RunClock>,
 }
@@ -80,8 +87,15 @@ impl StoredJournal {
             bytes: AtomicU64::new(bytes),
             halt: Mutex::new(None),
             canceller: OnceLock::new(),
+            next_rank: AtomicU64::new(0),
+            ranked: tokio::sync::Notify::new(),
+            live_rank: AtomicU64::new(0),
             clock: Arc::new(RunClock::new([0; 32], 0)),
         };
+        let live_rank = journal.replay.iter().map(|e| e.rank + 1).max().unwrap_or(0);
+        journal
+            .live_rank
+            .store(live_rank.max(0) as u64, Ordering::Release);
         let (seed, start) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
             Some(clock) => clock,
             None => {
@@ -97,6 +111,7 @@ impl StoredJournal {
                     seq: CLOCK_SEQ,
                     op: "clock".into(),
                     digest: String::new(),
+                    rank: -1,
                     answer,
                     created_at: start,
                 };
@@ -212,6 +227,37 @@ impl RunJournal for StoredJournal {
         })
     }
 
+    async fn turn(&self, seq: u64) -> Result<(), HostError> {
+        let Some(rank) = self.replay.get(seq as usize).map(|e| e.rank.max(0) as u64) else {
+            return Ok(());
+        };
+        let waited = tokio::time::timeout(REPLAY_ORDER_WAIT, async {
+            loop {
+                let notified = self.ranked.notified();
+                if self.next_rank.load(Ordering::Acquire) >= rank {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            let missing = self.next_rank.load(Ordering::Acquire);
+            let position = self
+                .replay
+                .iter()
+                .find(|e| e.rank as u64 == missing)
+                .map_or(-1, |e| e.seq);
+            return Err(self.fail(
+                "replay_mismatch",
+                format!("on resume the run never asked for journal position {position}, which the journaled run had answered before position {seq}"),
+            ));
+        }
+        self.next_rank.fetch_max(rank + 1, Ordering::AcqRel);
+        self.ranked.notify_waiters();
+        Ok(())
+    }
+
     async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError> {
         let total = self
             .bytes
@@ -231,6 +277,7 @@ impl RunJournal for StoredJournal {
             seq: seq as i64,
             op: record.op,
             digest: record.digest,
+            rank: self.live_rank.fetch_add(1, Ordering::AcqRel) as i64,
             answer: record.answer,
             created_at: record.at,
         };

@@ -42,7 +42,7 @@ fn services() -> HostServices {
         llm: Arc::new(NoLlm),
         fetcher: Arc::new(HttpFetcher::new(policy).expect("fetcher")),
         events: Arc::new(DiscardEvents),
-        waits: Arc::new(crate::host::memory::LocalWaits),
+        waits: Arc::new(crate::host::memory::LocalWaits::default()),
         clock: None,
     }
 }

@@ -17,6 +17,9 @@ pub struct JournalEntry {
     pub op: String,
     /// SHA-256 of the call as asked: a replay that asks something else is a mismatch.
     pub digest: String,
+    /// The order the answer came in among the run's calls (concurrent calls complete out
+    /// of the order they were asked).
+    pub rank: i64,
     pub answer: Vec<u8>,
     pub created_at: Millis,
 }

@@ -86,7 +86,7 @@ impl Harness {
             llm,
             fetcher: Arc::new(HttpFetcher::new(policy).expect("fetcher")),
             events: events.clone(),
-            waits: Arc::new(atoll::host::memory::LocalWaits),
+            waits: Arc::new(atoll::host::memory::LocalWaits::default()),
             clock: None,
         };
         Harness {

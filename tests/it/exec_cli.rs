@@ -117,3 +117,53 @@ async fn exec_allow_host_opens_loopback_for_fetch_and_only_then() {
     assert_eq!(allowed["output"]["body"], "pong");
     assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// `atoll exec` runs waits locally: a sleep sleeps, and `--signal NAME=JSON` answers
+/// `ctx.waitFor(NAME)`; a wait for a signal not given fails with what to do.
+#[test]
+fn exec_takes_signals_and_sleeps_locally() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("agent.json"),
+        r#"{ "name": "@t/waiter", "version": "1.0.0" }"#,
+    )
+    .expect("manifest");
+    std::fs::write(
+        dir.path().join("main.js"),
+        r#"export default async (input, ctx) => {
+  await ctx.sleep(20);
+  const a = await ctx.waitFor("go");
+  const b = await ctx.waitFor("go");
+  return a.n + b.n;
+};"#,
+    )
+    .expect("source");
+    let run = |signals: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_atoll"))
+            .arg("exec")
+            .arg(dir.path())
+            .args(signals.iter().flat_map(|s| ["--signal", s]))
+            .output()
+            .expect("run atoll");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let record: Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json");
+        (out.status.code().unwrap_or(-1), record)
+    };
+    let (code, record) = run(&[r#"go={"n":2}"#, r#"go={"n":3}"#]);
+    assert_eq!(
+        (code, &record["output"]),
+        (0, &serde_json::json!(5)),
+        "{record}"
+    );
+    let (code, record) = run(&[r#"go={"n":2}"#]);
+    assert_eq!(code, 1, "{record}");
+    let message = record["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--signal go=JSON"), "{record}");
+    let (code, record) = run(&["go"]);
+    assert_eq!(
+        (code, record["error"]["code"].as_str()),
+        (1, Some("input_invalid")),
+        "{record}"
+    );
+}

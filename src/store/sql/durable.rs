@@ -16,13 +16,14 @@ pub(super) async fn append_journal(pool: &AnyPool, entries: &[JournalEntry]) -> 
     let mut tx = pool.begin().await?;
     for e in entries {
         sqlx::query(
-            "INSERT INTO run_journal (run_id, seq, op, digest, answer, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, seq) DO NOTHING",
+            "INSERT INTO run_journal (run_id, seq, op, digest, rank, answer, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, seq) DO NOTHING",
         )
         .bind(&e.run_id)
         .bind(e.seq)
         .bind(&e.op)
         .bind(&e.digest)
+        .bind(e.rank)
         .bind(B64.encode(&e.answer))
         .bind(e.created_at)
         .execute(&mut *tx)
@@ -39,6 +40,7 @@ fn entry_of(r: &AnyRow) -> StoreResult<JournalEntry> {
         seq: col(r, "seq")?,
         op: col(r, "op")?,
         digest: col(r, "digest")?,
+        rank: col(r, "rank")?,
         answer: B64
             .decode(answer)
             .map_err(|e| StoreError::Corrupt(format!("journal answer: {e}")))?,
@@ -48,7 +50,7 @@ fn entry_of(r: &AnyRow) -> StoreResult<JournalEntry> {
 
 pub(super) async fn journal(pool: &AnyPool, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
     sqlx::query(
-        "SELECT run_id, seq, op, digest, answer, created_at FROM run_journal
+        "SELECT run_id, seq, op, digest, rank, answer, created_at FROM run_journal
          WHERE run_id = $1 ORDER BY seq",
     )
     .bind(run_id)

@@ -420,3 +420,42 @@ export default async (input, ctx) => ctx.waitFor("never");"#,
     assert_eq!(done["error"]["code"], "waiting_limit", "{done}");
     api.stop().await;
 }
+
+/// Concurrent host calls complete on replay in the order they completed before: the
+/// sleep was asked first and answered last, and the replay keeps it so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_complete_in_their_journaled_order() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    agent(
+        &api,
+        &key,
+        "race",
+        json!({ "permissions": { "memory": ["app"] } }),
+        r#"
+export default async (input, ctx) => {
+  const order = [];
+  await Promise.all([
+    ctx.sleep(300).then(() => order.push("sleep")),
+    ctx.memory.get("k", { scope: "app" }).then(() => order.push("memory")),
+  ]);
+  ctx.emit("order", order);
+  await ctx.waitFor("go");
+  return order;
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "race", json!({})).await;
+    wait_parked(&api, &key, &run).await;
+    api.call(
+        Method::POST,
+        &format!("/v1/runs/{run}/signals/go"),
+        &key,
+        Some(json!({})),
+    )
+    .await;
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!(["memory", "sleep"]), "{done}");
+    api.stop().await;
+}
