@@ -9,7 +9,8 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::adapters::StoreMemory;
 use super::admission::Permit;
-use super::durable::{self, StoredJournal};
+use super::durable;
+use super::journal::StoredJournal;
 use super::{package_of, version_key, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::ids::now_ms;

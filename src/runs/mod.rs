@@ -8,12 +8,14 @@
 //! - `events`: the bounded event pipeline (persisted in order, then fanned out).
 //! - `dispatch`: claiming, executing and finishing runs on this node.
 //! - `recovery`: lease renewal and the reaper of expired leases.
+//! - `durable`: parking waiting runs, signals, resuming; `journal`: each run's journal.
 
 pub mod adapters;
 pub mod admission;
 mod dispatch;
 mod durable;
 pub mod events;
+mod journal;
 pub mod metrics;
 mod recovery;
 mod view;

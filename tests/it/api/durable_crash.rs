@@ -2,67 +2,24 @@
 //! killed with SIGKILL between two fetches, and the other node resumes the run by replay
 //! without repeating the fetch the journal already holds.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
+
+use super::real_server::{call, free_port, kill, serve};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "atl_durable_crash_admin_key_0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-async fn serve(data: &std::path::Path, port: u16, node: &str) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_atoll"));
-    command
-        .arg("serve")
-        .env("ATOLL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ATOLL_DATA_DIR", data)
-        .env("ATOLL_ADMIN_KEY", ADMIN)
-        .env("ATOLL_NODE_ID", node)
-        .env("ATOLL_ALLOW_NET", "127.0.0.1/32")
-        .env("ATOLL_LEASE_MS", "1500")
-        // Both nodes on one embedded database (one file, two processes).
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = command.spawn().expect("start atoll serve");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: Method,
-    url: String,
-    key: &str,
-    body: Value,
-) -> Value {
-    let mut request = http.request(method, url).bearer_auth(key);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("send");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.expect("json")
+/// Both nodes on one embedded database (one file, two processes), short leases.
+fn env(node: &str) -> [(&str, &str); 3] {
+    [
+        ("ATOLL_ADMIN_KEY", ADMIN),
+        ("ATOLL_NODE_ID", node),
+        ("ATOLL_LEASE_MS", "1500"),
+    ]
 }
 
 /// `/count` answers how many times it was asked; `/slow` holds its first request until
@@ -113,8 +70,8 @@ async fn a_durable_run_resumes_on_another_node_after_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (base, counted, slowed) = services().await;
     let (port_a, port_b) = (free_port(), free_port());
-    let mut a = serve(dir.path(), port_a, "node_a").await;
-    let mut b = serve(dir.path(), port_b, "node_b").await;
+    let mut a = serve(dir.path(), port_a, &env("node_a")).await;
+    let mut b = serve(dir.path(), port_b, &env("node_b")).await;
     let http = reqwest::Client::new();
     let url_a = format!("http://127.0.0.1:{port_a}");
     let url_b = format!("http://127.0.0.1:{port_b}");
@@ -175,9 +132,7 @@ async fn a_durable_run_resumes_on_another_node_after_sigkill() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(counted.load(Ordering::SeqCst), 1);
-    // SAFETY: kill(2) on the child we started.
-    unsafe { libc::kill(a.id() as i32, libc::SIGKILL) };
-    a.wait().expect("reaped");
+    kill(&mut a, libc::SIGKILL);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let done = loop {
@@ -211,7 +166,5 @@ async fn a_durable_run_resumes_on_another_node_after_sigkill() {
     );
     // The fetch in flight when node a died was made again: at least once.
     assert_eq!(slowed.load(Ordering::SeqCst), 2);
-    // SAFETY: kill(2) on the child we started.
-    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
-    b.wait().expect("reaped");
+    kill(&mut b, libc::SIGTERM);
 }

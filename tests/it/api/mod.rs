@@ -18,6 +18,7 @@ mod impersonation;
 mod lifecycle;
 mod org_reads;
 mod quotas;
+mod real_server;
 mod recovery;
 mod sandbox_processes;
 mod tenancy;

@@ -1,69 +1,22 @@
 //! A real `atoll serve` killed with SIGKILL while a delivery waits for its retry: the
 //! restarted server sends it, with the same `webhook-id`, and it verifies.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::hook_kit::{node_verify, receiver};
+use super::real_server::{call, free_port, kill, serve};
 use super::{agent_dir, package_json};
 
 const ADMIN: &str = "atl_webhook_crash_admin_key_0123456789";
 const MASTER: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-async fn serve(data: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_atoll"))
-        .arg("serve")
-        .env("ATOLL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ATOLL_DATA_DIR", data)
-        .env("ATOLL_ADMIN_KEY", ADMIN)
-        .env("ATOLL_MASTER_KEY", MASTER)
-        .env("ATOLL_ALLOW_NET", "127.0.0.1/32")
-        .env("ATOLL_WEBHOOK_RETRY_DELAYS", "2s,2s")
-        .env("ATOLL_WEBHOOK_POLL_MS", "50")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start atoll serve");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    key: &str,
-    body: Value,
-) -> Value {
-    let mut request = http.request(method, url).bearer_auth(key);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("send");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.expect("json")
-}
+const ENV: [(&str, &str); 4] = [
+    ("ATOLL_ADMIN_KEY", ADMIN),
+    ("ATOLL_MASTER_KEY", MASTER),
+    ("ATOLL_WEBHOOK_RETRY_DELAYS", "2s,2s"),
+    ("ATOLL_WEBHOOK_POLL_MS", "50"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_delivery_survives_sigkill() {
@@ -71,7 +24,7 @@ async fn a_pending_delivery_survives_sigkill() {
     let hook = receiver().await;
     hook.answer(&[503]);
     let port = free_port();
-    let mut server = serve(dir.path(), port).await;
+    let mut server = serve(dir.path(), port, &ENV).await;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     use reqwest::Method;
@@ -130,14 +83,12 @@ async fn a_pending_delivery_survives_sigkill() {
     assert_eq!(run["status"], "succeeded", "{run}");
     let first = hook.wait_for(1, Duration::from_secs(20)).await;
     // The retry is due in 2 s: the node dies before it.
-    // SAFETY: kill(2) on the child we started.
-    unsafe { libc::kill(server.id() as i32, libc::SIGKILL) };
-    server.wait().expect("reaped");
+    kill(&mut server, libc::SIGKILL);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(hook.seen().len(), 1, "nothing sends while no node is up");
 
     let port = free_port();
-    let mut restarted = serve(dir.path(), port).await;
+    let mut restarted = serve(dir.path(), port, &ENV).await;
     let seen = hook.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(seen[1].header("webhook-id"), first[0].header("webhook-id"));
     let payload = node_verify(&secret, &seen[1]).expect("verifies after the restart");
@@ -167,7 +118,5 @@ async fn a_pending_delivery_survives_sigkill() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(codes, vec![json!(503), json!(200)]);
-    // SAFETY: kill(2) on the child we started.
-    unsafe { libc::kill(restarted.id() as i32, libc::SIGTERM) };
-    restarted.wait().expect("reaped");
+    kill(&mut restarted, libc::SIGTERM);
 }

@@ -1,0 +1,401 @@
+//! One run's journal on the server (the [`RunJournal`] a sandbox process's host calls go
+//! through): what the replay answers from, what live answers are recorded in, the
+//! run's replayable clock and seed, and the decision a live wait comes to.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tracing::warn;
+
+use crate::host::{HostError, JournalRecord, RunClock, RunJournal, WaitDecision, WaitRequest};
+use crate::ids::now_ms;
+use crate::sandbox::RunCanceller;
+use crate::store::{JournalEntry, RunRow, RunWait, Store};
+
+/// How long a replayed answer waits for the answers journaled before it to be asked.
+const REPLAY_ORDER_WAIT: Duration = Duration::from_secs(5);
+/// Sleeps shorter than this are slept in place, not parked.
+const PARK_AFTER_MS: u64 = 1_000;
+
+enum Halt {
+    Parked(RunWait),
+    Failed(HostError),
+}
+
+/// One run's journal on the server.
+pub(crate) struct StoredJournal {
+    run_id: String,
+    store: Arc<dyn Store>,
+    /// Every entry is stored before it is answered (a durable agent's run resumes after
+    /// its node died); otherwise entries are kept here until the run parks.
+    durable: bool,
+    limit_bytes: u64,
+    /// What the journal held when this execution started, by position.
+    replay: Vec<JournalEntry>,
+    /// The wait this run was parked on when it resumed.
+    parked_on: Option<RunWait>,
+    unsaved: Mutex<Vec<JournalEntry>>,
+    bytes: AtomicU64,
+    halt: Mutex<Option<Halt>>,
+    canceller: OnceLock<RunCanceller>,
+    /// The rank of the next replayed answer to give, and who waits for it.
+    next_rank: AtomicU64,
+    ranked: tokio::sync::Notify,
+    /// The rank the next live answer gets (after every replayed one).
+    live_rank: AtomicU64,
+    /// The run's replayable clock and randomness, from its journaled seed and start.
+    clock: Arc<RunClock>,
+}
+
+/// The journal position that holds a run's seed and start (before every call's).
+const CLOCK_SEQ: i64 = -1;
+
+impl StoredJournal {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        row: &RunRow,
+        durable: bool,
+        limit_bytes: u64,
+    ) -> Result<StoredJournal, crate::store::StoreError> {
+        let mut replay = store.journal(&row.id).await?;
+        // A run that parked on its very first call has an empty journal: the wait row
+        // is what says it resumes.
+        let parked_on = store.run_wait(&row.id).await?;
+        let stored_clock = match replay.first() {
+            Some(first) if first.seq == CLOCK_SEQ => Some(replay.remove(0)),
+            _ => None,
+        };
+        let bytes = replay.iter().map(|e| e.answer.len() as u64).sum();
+        let journal = StoredJournal {
+            run_id: row.id.clone(),
+            store,
+            durable,
+            limit_bytes,
+            replay,
+            parked_on,
+            unsaved: Mutex::new(Vec::new()),
+            bytes: AtomicU64::new(bytes),
+            halt: Mutex::new(None),
+            canceller: OnceLock::new(),
+            next_rank: AtomicU64::new(0),
+            ranked: tokio::sync::Notify::new(),
+            live_rank: AtomicU64::new(0),
+            clock: Arc::new(RunClock::new([0; 32], 0)),
+        };
+        let live_rank = journal.replay.iter().map(|e| e.rank + 1).max().unwrap_or(0);
+        journal
+            .live_rank
+            .store(live_rank.max(0) as u64, Ordering::Release);
+        let (seed, start) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
+            Some(clock) => clock,
+            None => {
+                let mut seed = [0u8; 32];
+                getrandom::getrandom(&mut seed).map_err(|e| {
+                    crate::store::StoreError::Database(format!("no randomness for a seed: {e}"))
+                })?;
+                let start = now_ms();
+                let mut answer = seed.to_vec();
+                answer.extend_from_slice(&start.to_le_bytes());
+                let entry = JournalEntry {
+                    run_id: row.id.clone(),
+                    seq: CLOCK_SEQ,
+                    op: "clock".into(),
+                    digest: String::new(),
+                    rank: -1,
+                    answer,
+                    created_at: start,
+                };
+                if durable {
+                    journal
+                        .store
+                        .append_journal(std::slice::from_ref(&entry))
+                        .await?;
+                } else {
+                    journal
+                        .unsaved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(entry);
+                }
+                (seed, start)
+            }
+        };
+        Ok(StoredJournal {
+            clock: Arc::new(RunClock::new(seed, start)),
+            ..journal
+        })
+    }
+
+    /// The replayable clock and randomness this run's isolate gets.
+    pub fn clock(&self) -> Arc<RunClock> {
+        self.clock.clone()
+    }
+
+    /// Whether this execution resumes a run that ran before.
+    pub fn resumes(&self) -> bool {
+        !self.replay.is_empty() || self.parked_on.is_some()
+    }
+
+    pub fn set_canceller(&self, canceller: RunCanceller) {
+        let _ = self.canceller.set(canceller);
+    }
+
+    /// The wait the run parked on, once it has.
+    pub fn parked(&self) -> Option<RunWait> {
+        match &*self.halt.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Halt::Parked(wait)) => Some(wait.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stores what this execution journaled, once it ended, for a run that had parked
+    /// before (its journal is the record `GET /v1/runs/{id}/journal` shows); a run that
+    /// never parked has nothing to replay and keeps its journal in memory only.
+    pub async fn keep(&self) {
+        if self.resumes() && !self.durable {
+            let _ = self.save().await;
+        }
+    }
+
+    /// Stops the run: no further host call is served. A failing run's isolate is ended
+    /// at once; a parked one ends by itself (its wait answered `suspended`, every later
+    /// call refused, its wall clock the bound).
+    fn halt(&self, halt: Halt) {
+        let failing = matches!(halt, Halt::Failed(_));
+        {
+            let mut current = self.halt.lock().unwrap_or_else(|p| p.into_inner());
+            if current.is_some() {
+                return;
+            }
+            *current = Some(halt);
+        }
+        if failing {
+            if let Some(canceller) = self.canceller.get() {
+                canceller.cancel();
+            }
+        }
+    }
+
+    fn fail(&self, code: &'static str, message: String) -> HostError {
+        let e = HostError::new(code, message);
+        self.halt(Halt::Failed(e.clone()));
+        e
+    }
+
+    /// Stores the entries kept in memory (before the run parks).
+    async fn save(&self) -> Result<(), HostError> {
+        let unsaved = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+        self.store.append_journal(&unsaved).await.map_err(|e| {
+            warn!(run = %self.run_id, error = %e, "could not store a run's journal");
+            HostError::new("internal", "the run's journal could not be stored")
+        })
+    }
+
+    async fn park(&self, wait: RunWait) -> WaitDecision {
+        if let Err(e) = self.save().await {
+            return WaitDecision::Resolved(Err(e));
+        }
+        self.halt(Halt::Parked(wait));
+        WaitDecision::Suspend
+    }
+
+    /// The wait this run was parked on, if it is the one at `seq`.
+    fn earlier_wait(&self, seq: u64) -> Option<&RunWait> {
+        self.parked_on.as_ref().filter(|w| w.seq == seq as i64)
+    }
+}
+
+#[async_trait]
+impl RunJournal for StoredJournal {
+    fn recorded(&self, seq: u64) -> Option<JournalRecord> {
+        let entry = self.replay.get(usize::try_from(seq).ok()?)?;
+        (entry.seq == seq as i64).then(|| JournalRecord {
+            op: entry.op.clone(),
+            digest: entry.digest.clone(),
+            answer: entry.answer.clone(),
+            at: entry.created_at,
+        })
+    }
+
+    async fn turn(&self, seq: u64) -> Result<(), HostError> {
+        let Some(rank) = self.replay.get(seq as usize).map(|e| e.rank.max(0) as u64) else {
+            return Ok(());
+        };
+        let waited = tokio::time::timeout(REPLAY_ORDER_WAIT, async {
+            loop {
+                let notified = self.ranked.notified();
+                if self.next_rank.load(Ordering::Acquire) >= rank {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            let missing = self.next_rank.load(Ordering::Acquire);
+            let position = self
+                .replay
+                .iter()
+                .find(|e| e.rank as u64 == missing)
+                .map_or(-1, |e| e.seq);
+            return Err(self.fail(
+                "replay_mismatch",
+                format!("on resume the run never asked for journal position {position}, which the journaled run had answered before position {seq}"),
+            ));
+        }
+        self.next_rank.fetch_max(rank + 1, Ordering::AcqRel);
+        self.ranked.notify_waiters();
+        Ok(())
+    }
+
+    async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError> {
+        let total = self
+            .bytes
+            .fetch_add(record.answer.len() as u64, Ordering::AcqRel)
+            + record.answer.len() as u64;
+        if total > self.limit_bytes {
+            return Err(self.fail(
+                "journal_too_large",
+                format!(
+                    "the run's journal is over its {} MiB limit",
+                    self.limit_bytes >> 20
+                ),
+            ));
+        }
+        let entry = JournalEntry {
+            run_id: self.run_id.clone(),
+            seq: seq as i64,
+            op: record.op,
+            digest: record.digest,
+            rank: self.live_rank.fetch_add(1, Ordering::AcqRel) as i64,
+            answer: record.answer,
+            created_at: record.at,
+        };
+        if self.durable {
+            self.store
+                .append_journal(std::slice::from_ref(&entry))
+                .await
+                .map_err(|e| {
+                    warn!(run = %self.run_id, error = %e, "could not journal a host call");
+                    self.fail("internal", "the run's journal could not be stored".into())
+                })?;
+        } else {
+            self.unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(entry);
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, seq: u64, request: &WaitRequest) -> WaitDecision {
+        let now = now_ms();
+        let earlier = self.earlier_wait(seq);
+        let Some(name) = &request.name else {
+            if request.ms < PARK_AFTER_MS && earlier.is_none() {
+                tokio::time::sleep(Duration::from_millis(request.ms)).await;
+                return WaitDecision::Resolved(Ok(Value::Null));
+            }
+            let wake_at = earlier
+                .and_then(|w| w.wake_at)
+                .unwrap_or(now + request.ms as i64);
+            if wake_at <= now {
+                return WaitDecision::Resolved(Ok(Value::Null));
+            }
+            return self
+                .park(self.wait_row(seq, None, None, Some(wake_at), now))
+                .await;
+        };
+        match self.store.take_signal(&self.run_id, name, seq as i64).await {
+            Ok(Some(payload)) => {
+                if let Some(schema) = &request.schema {
+                    if let Err(why) = crate::package::check_against_schema(schema, &payload) {
+                        return WaitDecision::Resolved(Err(HostError::new(
+                            "signal_invalid",
+                            format!("the signal {name} does not match the wait's schema: {why}"),
+                        )));
+                    }
+                }
+                return WaitDecision::Resolved(Ok(payload));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(run = %self.run_id, error = %e, "could not read a run's signals");
+                return WaitDecision::Resolved(Err(
+                    self.fail("internal", "the run's signals could not be read".into())
+                ));
+            }
+        }
+        let deadline = earlier
+            .map(|w| w.wake_at)
+            .unwrap_or_else(|| (request.ms > 0).then(|| now + request.ms as i64));
+        if deadline.is_some_and(|at| at <= now) {
+            return WaitDecision::Resolved(Err(HostError::new(
+                "wait_timeout",
+                format!("no signal {name} came within {} ms", request.ms),
+            )));
+        }
+        let wait = self.wait_row(
+            seq,
+            Some(name.clone()),
+            request.schema.clone(),
+            deadline,
+            now,
+        );
+        self.park(wait).await
+    }
+
+    fn mismatch(&self, seq: u64, journaled: &str, asked: &str) {
+        self.fail(
+            "replay_mismatch",
+            format!(
+                "on resume the run asked for {asked} at journal position {seq}, where the journal holds {journaled}; the agent's code path must not depend on anything the journal does not cover"
+            ),
+        );
+    }
+
+    fn replaying(&self, asked: u64) -> bool {
+        self.resumes() && asked as usize <= self.replay.len()
+    }
+
+    fn halted(&self) -> Option<HostError> {
+        match &*self.halt.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Halt::Parked(_)) => Some(HostError::new(
+                "suspended",
+                "the run waits without an isolate; it resumes by replay",
+            )),
+            Some(Halt::Failed(e)) => Some(e.clone()),
+            None => None,
+        }
+    }
+}
+
+impl StoredJournal {
+    fn wait_row(
+        &self,
+        seq: u64,
+        name: Option<String>,
+        schema: Option<Value>,
+        wake_at: Option<i64>,
+        now: i64,
+    ) -> RunWait {
+        RunWait {
+            run_id: self.run_id.clone(),
+            seq: seq as i64,
+            name,
+            schema,
+            wake_at,
+            created_at: now,
+        }
+    }
+}
+
+/// The seed and start a clock entry holds.
+fn clock_of(answer: &[u8]) -> Option<([u8; 32], i64)> {
+    let seed: [u8; 32] = answer.get(..32)?.try_into().ok()?;
+    let start = i64::from_le_bytes(answer.get(32..40)?.try_into().ok()?);
+    Some((seed, start))
+}
