@@ -61,9 +61,6 @@ CREATE TABLE run_journal (
     seq         INTEGER NOT NULL,
     op          TEXT NOT NULL,
     digest      TEXT NOT NULL,
-    -- The order in which the answers came (concurrent calls complete out of order; a
-    -- replay answers them in this order).
-    rank        INTEGER NOT NULL,
     answer      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (run_id, seq)
@@ -95,6 +92,3 @@ CREATE INDEX run_waits_wake_idx ON run_waits (wake_at) WHERE wake_at IS NOT NULL
 
 -- A failure streak of a webhook endpoint restarts after a day without failures.
 ALTER TABLE webhook_endpoints ADD COLUMN last_failed_at INTEGER;
-
--- Counting an app's waiting runs (the per-app cap), and finding them.
-CREATE INDEX runs_waiting_idx ON runs (app_id) WHERE status = 'waiting';

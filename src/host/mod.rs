@@ -148,6 +148,46 @@ pub struct WaitRequest {
     pub schema: Option<Value>,
 }
 
+impl WaitRequest {
+    /// Longest signal name, as the API takes it.
+    pub const MAX_NAME_BYTES: usize = 128;
+    /// Longest sleep or wait timeout: a year.
+    pub const MAX_MS: u64 = 365 * 24 * 3_600_000;
+    /// Largest schema, as JSON.
+    pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+
+    /// What a wait may ask, checked in the sandbox and again on the server (which trusts
+    /// no sandbox process).
+    pub fn check(&self) -> Result<(), HostError> {
+        let bad = |why: String| Err(HostError::new("bad_request", why));
+        if let Some(name) = &self.name {
+            if name.is_empty()
+                || name.len() > Self::MAX_NAME_BYTES
+                || name.chars().any(char::is_control)
+            {
+                return bad(format!(
+                    "a signal name is 1 to {} printable bytes",
+                    Self::MAX_NAME_BYTES
+                ));
+            }
+        }
+        if self.ms > Self::MAX_MS {
+            return bad("a wait is at most a year".into());
+        }
+        if self
+            .schema
+            .as_ref()
+            .is_some_and(|s| s.to_string().len() > Self::MAX_SCHEMA_BYTES)
+        {
+            return bad(format!(
+                "a wait's schema is at most {} KiB",
+                Self::MAX_SCHEMA_BYTES >> 10
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Sleeps and signal waits. On a server they park the run (its isolate ends and it
 /// resumes by replay); elsewhere a sleep sleeps and a signal cannot arrive.
 #[async_trait]

@@ -93,7 +93,21 @@ const FIELDS: &[&str] = &[
 const PERMISSION_FIELDS: &[&str] = &["fetch", "connections", "tools", "llm", "memory"];
 const LIMIT_FIELDS: &[&str] = &["timeout_ms", "cpu_ms", "memory_mb"];
 
+/// Attempts a durable run gets when the nodes (or sandbox processes) under it keep dying.
+const DURABLE_ATTEMPTS: u32 = 5;
+
 impl Manifest {
+    /// Whether a run of this agent whose node or sandbox process died on `attempt` is
+    /// tried again: a durable one resumes by replay (a few times, so that a run which
+    /// kills every host it meets ends), one with `retry_on_node_lost` restarts once.
+    pub fn tries_again_after_loss(&self, attempt: u32) -> bool {
+        if self.durable {
+            attempt < DURABLE_ATTEMPTS
+        } else {
+            self.retry_on_node_lost && attempt < 2
+        }
+    }
+
     /// Parses and validates `agent.json`; errors name `agent.json` and the field at fault.
     /// Schemas are only compiled later, with the package.
     pub fn from_json(json: &Value) -> Result<Manifest, PackageError> {

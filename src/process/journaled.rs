@@ -98,6 +98,10 @@ async fn live(
                     return (refused(e), now_ms());
                 }
             };
+            // The child checked it too, but a child is not trusted.
+            if let Err(e) = wait.check() {
+                return (refused(e), now_ms());
+            }
             match journal.wait(seq, &wait).await {
                 WaitDecision::Suspend => {
                     let e = HostError::new(

@@ -60,7 +60,7 @@ pub(crate) struct RemoteRun {
 impl RemoteRun {
     pub fn new(req: RunRequest, shared: Arc<RunShared>) -> RemoteRun {
         RemoteRun {
-            retry_on_crash: req.package.manifest.retry_on_node_lost && req.attempt < 2,
+            retry_on_crash: req.package.manifest.tries_again_after_loss(req.attempt),
             shared,
             memory: HostMemory::new(req.grant.limits.heap_bytes() as u64),
             services: req.services,

@@ -164,7 +164,10 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
     let error = match prepared {
         Ok((request, journal)) => {
             // Must match the sandbox's own decision (`RemoteRun::retry_on_crash`).
-            let retry_on_crash = request.package.manifest.retry_on_node_lost && request.attempt < 2;
+            let retry_on_crash = request
+                .package
+                .manifest
+                .tries_again_after_loss(request.attempt);
             let submitted = span.in_scope(|| inner.cfg.sandbox.submit(request));
             match submitted {
                 Ok(handle) => {
@@ -188,6 +191,9 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
                         // Parked on a wait: not an ending (whatever the isolate did after).
                         if let Some(journal) = &journal {
                             if let Some(wait) = journal.parked() {
+                                // Answers that came after the wait are kept too: their
+                                // calls were made, and a replay must not make them again.
+                                journal.keep_late().await;
                                 let cpu = outcome.usage.cpu_ms.ceil() as u64;
                                 durable::park(&inner, &row, wait, cpu)
                                     .instrument(finish)

@@ -13,11 +13,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::admission::Permit;
 use super::Inner;
 use crate::ids::now_ms;
 use crate::sandbox::{EventKind, RunEvent};
 use crate::store::{RunRow, RunStatus, RunWait};
+
+/// Largest signal payload, and signals a run may hold untaken.
+const MAX_SIGNAL_BYTES: usize = 256 * 1024;
+const MAX_OPEN_SIGNALS: i64 = 1_000;
 
 /// Publishes a lifecycle event of a run outside its isolate, numbered after the last one
 /// stored.
@@ -93,26 +96,32 @@ pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms
 /// app's concurrency tries again a second later.
 pub(crate) async fn resume(inner: &Arc<Inner>, row: &RunRow) {
     let store = &inner.cfg.store;
+    // The one node whose update wins resumes it (two wakers, or a signal and a waker,
+    // may try at once); only the winner takes the slots.
+    match store.resume_run(&row.id).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            warn!(run = %row.id, error = %e, "could not resume a waiting run");
+            return;
+        }
+    }
     let tenant = super::admission::RunTenant {
         org_id: &row.org_id,
         app_id: &row.app_id,
         end_user: row.end_user.as_deref(),
     };
-    if let Err(refused) = inner.cfg.admission.take_slots(&tenant, &row.id).await {
-        info!(run = %row.id, %refused, "a waiting run waits for a slot to resume");
-        let _ = store.set_wake(&row.id, now_ms() + 1_000).await;
-        return;
-    }
-    match store.resume_run(&row.id).await {
-        Ok(true) => {
+    match inner.cfg.admission.take_slots(&tenant, &row.id).await {
+        Ok(_) => {
             info!(run = %row.id, "run resumes");
             inner.wake.notify_one();
         }
-        // Someone else resumed or ended it: the slots go back.
-        Ok(false) => inner.cfg.admission.release(Permit::of(row), 0).await,
-        Err(e) => {
-            warn!(run = %row.id, error = %e, "could not resume a waiting run");
-            inner.cfg.admission.release(Permit::of(row), 0).await;
+        Err(refused) => {
+            info!(run = %row.id, %refused, "a waiting run waits for a slot to resume");
+            // Back to waiting before a claimer takes it, to try again in a second.
+            if let Ok(true) = store.unresume_run(&row.id).await {
+                let _ = store.set_wake(&row.id, now_ms() + 1_000).await;
+            }
         }
     }
 }
@@ -163,10 +172,26 @@ impl super::RunService {
         if row.status.is_final() {
             return Err(super::RunError::Ended(row.status));
         }
+        let size = payload.to_string().len();
+        if size > MAX_SIGNAL_BYTES {
+            return Err(super::RunError::InputInvalid(format!(
+                "a signal's payload is at most {} KiB of JSON (this one is {size} bytes)",
+                MAX_SIGNAL_BYTES >> 10
+            )));
+        }
+        if store.open_signals(run_id).await? >= MAX_OPEN_SIGNALS {
+            return Err(super::RunError::InputInvalid(format!(
+                "the run already holds {MAX_OPEN_SIGNALS} signals it has not taken"
+            )));
+        }
+        // Checked against the wait the run parks on now; a signal that comes before the
+        // wait is checked when the wait takes it.
         let wait = store.run_wait(run_id).await?;
-        let waits_for_it = row.status == crate::store::RunStatus::Waiting
-            && wait.as_ref().and_then(|w| w.name.as_deref()) == Some(name);
-        if waits_for_it {
+        let parked_on_it = |row: &RunRow, wait: &Option<RunWait>| {
+            row.status == RunStatus::Waiting
+                && wait.as_ref().and_then(|w| w.name.as_deref()) == Some(name)
+        };
+        if parked_on_it(&row, &wait) {
             if let Some(schema) = wait.as_ref().and_then(|w| w.schema.as_ref()) {
                 crate::package::check_against_schema(schema, &payload).map_err(|why| {
                     super::RunError::InputInvalid(format!(
@@ -184,8 +209,12 @@ impl super::RunService {
                 created_at: now_ms(),
             })
             .await?;
-        if waits_for_it {
-            resume(&self.inner, &row).await;
+        // Read again after the signal is stored: a run that parked meanwhile (its own
+        // check found nothing) is resumed here, so no wake-up is lost either way.
+        if let Some(row) = store.get_run(app_id, run_id).await? {
+            if parked_on_it(&row, &store.run_wait(run_id).await?) {
+                resume(&self.inner, &row).await;
+            }
         }
         Ok(store.get_run(app_id, run_id).await?)
     }

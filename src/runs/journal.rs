@@ -34,7 +34,10 @@ pub(crate) struct StoredJournal {
     durable: bool,
     limit_bytes: u64,
     /// What the journal held when this execution started, by position.
-    replay: Vec<JournalEntry>,
+    replay: std::collections::HashMap<u64, JournalEntry>,
+    /// One past the highest position the journal holds (positions may have holes: a call
+    /// that never got its answer recorded is asked live again).
+    replay_end: u64,
     /// The wait this run was parked on when it resumed.
     parked_on: Option<RunWait>,
     unsaved: Mutex<Vec<JournalEntry>>,
@@ -48,6 +51,12 @@ pub(crate) struct StoredJournal {
     live_rank: AtomicU64,
     /// The run's replayable clock and randomness, from its journaled seed and start.
     clock: Arc<RunClock>,
+}
+
+/// What an entry costs against the journal's limit: its answer and a fixed share for
+/// the row around it (so a flood of tiny answers is bounded too).
+fn entry_cost(answer_bytes: usize) -> u64 {
+    answer_bytes as u64 + 256
 }
 
 /// The journal position that holds a run's seed and start (before every call's).
@@ -68,13 +77,19 @@ impl StoredJournal {
             Some(first) if first.seq == CLOCK_SEQ => Some(replay.remove(0)),
             _ => None,
         };
-        let bytes = replay.iter().map(|e| e.answer.len() as u64).sum();
+        let bytes = replay.iter().map(|e| entry_cost(e.answer.len())).sum();
+        let replay_end = replay.iter().map(|e| e.seq + 1).max().unwrap_or(0).max(0) as u64;
+        let replay: std::collections::HashMap<u64, JournalEntry> = replay
+            .into_iter()
+            .map(|e| (e.seq.max(0) as u64, e))
+            .collect();
         let journal = StoredJournal {
             run_id: row.id.clone(),
             store,
             durable,
             limit_bytes,
             replay,
+            replay_end,
             parked_on,
             unsaved: Mutex::new(Vec::new()),
             bytes: AtomicU64::new(bytes),
@@ -85,7 +100,12 @@ impl StoredJournal {
             live_rank: AtomicU64::new(0),
             clock: Arc::new(RunClock::new([0; 32], 0)),
         };
-        let live_rank = journal.replay.iter().map(|e| e.rank + 1).max().unwrap_or(0);
+        let live_rank = journal
+            .replay
+            .values()
+            .map(|e| e.rank + 1)
+            .max()
+            .unwrap_or(0);
         journal
             .live_rank
             .store(live_rank.max(0) as u64, Ordering::Release);
@@ -136,7 +156,7 @@ impl StoredJournal {
 
     /// Whether this execution resumes a run that ran before.
     pub fn resumes(&self) -> bool {
-        !self.replay.is_empty() || self.parked_on.is_some()
+        self.replay_end > 0 || self.parked_on.is_some()
     }
 
     pub fn set_canceller(&self, canceller: RunCanceller) {
@@ -158,6 +178,12 @@ impl StoredJournal {
         if self.resumes() && !self.durable {
             let _ = self.save().await;
         }
+    }
+
+    /// Stores the answers that came after the run parked (calls made before its wait
+    /// that finished later): a replay must not make those calls again.
+    pub async fn keep_late(&self) {
+        let _ = self.save().await;
     }
 
     /// Stops the run: no further host call is served. A failing run's isolate is ended
@@ -211,7 +237,7 @@ impl StoredJournal {
 #[async_trait]
 impl RunJournal for StoredJournal {
     fn recorded(&self, seq: u64) -> Option<JournalRecord> {
-        let entry = self.replay.get(usize::try_from(seq).ok()?)?;
+        let entry = self.replay.get(&seq)?;
         (entry.seq == seq as i64).then(|| JournalRecord {
             op: entry.op.clone(),
             digest: entry.digest.clone(),
@@ -221,7 +247,7 @@ impl RunJournal for StoredJournal {
     }
 
     async fn turn(&self, seq: u64) -> Result<(), HostError> {
-        let Some(rank) = self.replay.get(seq as usize).map(|e| e.rank.max(0) as u64) else {
+        let Some(rank) = self.replay.get(&seq).map(|e| e.rank.max(0) as u64) else {
             return Ok(());
         };
         let waited = tokio::time::timeout(REPLAY_ORDER_WAIT, async {
@@ -238,7 +264,7 @@ impl RunJournal for StoredJournal {
             let missing = self.next_rank.load(Ordering::Acquire);
             let position = self
                 .replay
-                .iter()
+                .values()
                 .find(|e| e.rank as u64 == missing)
                 .map_or(-1, |e| e.seq);
             return Err(self.fail(
@@ -252,10 +278,8 @@ impl RunJournal for StoredJournal {
     }
 
     async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError> {
-        let total = self
-            .bytes
-            .fetch_add(record.answer.len() as u64, Ordering::AcqRel)
-            + record.answer.len() as u64;
+        let cost = entry_cost(record.answer.len());
+        let total = self.bytes.fetch_add(cost, Ordering::AcqRel) + cost;
         if total > self.limit_bytes {
             return Err(self.fail(
                 "journal_too_large",
@@ -274,7 +298,9 @@ impl RunJournal for StoredJournal {
             answer: record.answer,
             created_at: record.at,
         };
-        if self.durable {
+        // Stored now for a durable agent, and for a run that parked already (a call made
+        // before its wait, answered after it: nothing else would store it).
+        if self.durable || self.parked().is_some() {
             self.store
                 .append_journal(std::slice::from_ref(&entry))
                 .await
@@ -301,7 +327,7 @@ impl RunJournal for StoredJournal {
             }
             let wake_at = earlier
                 .and_then(|w| w.wake_at)
-                .unwrap_or(now + request.ms as i64);
+                .unwrap_or(now.saturating_add(request.ms as i64));
             if wake_at <= now {
                 return WaitDecision::Resolved(Ok(Value::Null));
             }
@@ -331,7 +357,7 @@ impl RunJournal for StoredJournal {
         }
         let deadline = earlier
             .map(|w| w.wake_at)
-            .unwrap_or_else(|| (request.ms > 0).then(|| now + request.ms as i64));
+            .unwrap_or_else(|| (request.ms > 0).then(|| now.saturating_add(request.ms as i64)));
         if deadline.is_some_and(|at| at <= now) {
             return WaitDecision::Resolved(Err(HostError::new(
                 "wait_timeout",
@@ -358,7 +384,7 @@ impl RunJournal for StoredJournal {
     }
 
     fn replaying(&self, asked: u64) -> bool {
-        self.resumes() && asked as usize <= self.replay.len()
+        self.resumes() && asked <= self.replay_end
     }
 
     fn halted(&self) -> Option<HostError> {

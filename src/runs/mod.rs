@@ -361,8 +361,13 @@ impl RunService {
                     ),
                     None,
                 );
-                if store.finish_run(run_id, &finish).await? {
+                if store.finish_waiting_run(run_id, &finish).await? {
                     dispatch::after_finish(&self.inner, &row, &finish).await;
+                } else if let Some(row) = store.get_run(app_id, run_id).await? {
+                    // It resumed meanwhile: cancel it where it runs.
+                    if row.status == RunStatus::Running {
+                        self.cancel_running(&row).await;
+                    }
                 }
             }
             _ => {}

@@ -61,9 +61,6 @@ pub(crate) async fn reaper(inner: Arc<Inner>) {
     }
 }
 
-/// Attempts a durable run gets when its nodes keep dying under it.
-const MAX_DURABLE_ATTEMPTS: i32 = 5;
-
 /// Runs this node held in a previous life (a stable `ATOLL_NODE_ID` restarted) are
 /// recovered at once instead of waiting for their leases to expire.
 pub(crate) async fn adopt_own_leftovers(inner: &Arc<Inner>) -> Result<(), RunError> {
@@ -87,27 +84,20 @@ async fn recover(inner: &Arc<Inner>, row: RunRow) {
     }
     let store = &inner.cfg.store;
     let owner = row.lease_owner.clone().unwrap_or_default();
-    let manifest = match store
+    let again = match store
         .get_agent_version(&row.app_id, &row.agent, &row.version)
         .await
     {
-        Ok(Some(version)) => super::package_of(inner, &version)
-            .ok()
-            .map(|p| (p.manifest.durable, p.manifest.retry_on_node_lost)),
-        _ => None,
-    };
-    let (durable, retry) = manifest.unwrap_or((false, false));
-    // A durable run resumes by replaying its journal (stored call by call), however many
-    // nodes it outlives, up to a bound that stops a run which kills every node it meets.
-    let again = if durable {
-        row.attempt < MAX_DURABLE_ATTEMPTS
-    } else {
-        retry && row.attempt < 2
+        Ok(Some(version)) => super::package_of(inner, &version).is_ok_and(|p| {
+            p.manifest
+                .tries_again_after_loss(u32::try_from(row.attempt).unwrap_or(u32::MAX))
+        }),
+        _ => false,
     };
     if again {
         match store.requeue_run(&row.id, &owner, row.attempt + 1).await {
             Ok(true) => {
-                info!(run = %row.id, lost_node = %owner, durable, "node lost: run requeued");
+                info!(run = %row.id, lost_node = %owner, "node lost: run requeued");
                 inner.wake.notify_one();
             }
             Ok(false) => {}

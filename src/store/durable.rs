@@ -73,6 +73,11 @@ pub trait DurableStore: Send + Sync {
     /// Puts a waiting run back in the queue, to resume by replay; false if it is not
     /// waiting (another node resumed it, or it was cancelled).
     async fn resume_run(&self, run_id: &str) -> StoreResult<bool>;
+    /// Puts a run that was just resumed back to waiting (its slots could not be taken);
+    /// false if a node claimed it meanwhile.
+    async fn unresume_run(&self, run_id: &str) -> StoreResult<bool>;
+    /// Signals kept for a run and not taken yet.
+    async fn open_signals(&self, run_id: &str) -> StoreResult<i64>;
     /// Waiting runs whose wake-up time has come, as (run id, app id).
     async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>>;
     /// Runs of an app that are `waiting` now.

@@ -369,6 +369,9 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
     /// Finishes a run only while it is still queued (a cancel that must not race a
     /// claim); false if a node claimed it or it ended.
     async fn finish_queued_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool>;
+    /// Finishes a run only while it is still waiting (a cancel that must not race a
+    /// resume); false if it resumed or ended.
+    async fn finish_waiting_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool>;
     /// Runs queued or running on `node` (used at shutdown).
     async fn runs_of_node(&self, node: &str) -> StoreResult<Vec<RunRow>>;
     /// Number of queued runs, for metrics.

@@ -290,6 +290,10 @@ impl Store for FaultyStore {
         }
         self.inner.finish_queued_run(id, finish).await
     }
+    async fn finish_waiting_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool> {
+        self.check("finish_run")?;
+        self.inner.finish_waiting_run(id, finish).await
+    }
     async fn runs_of_node(&self, node: &str) -> StoreResult<Vec<RunRow>> {
         self.check("runs_of_node")?;
         self.inner.runs_of_node(node).await

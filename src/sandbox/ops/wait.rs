@@ -10,12 +10,8 @@ use deno_error::JsErrorBox;
 use super::{parse_bounded, refusal, run_scope};
 use crate::host::{HostError, WaitRequest};
 
-/// Longest signal name, as the API takes it.
-const MAX_NAME_BYTES: usize = 128;
-/// Longest sleep or wait timeout: a year.
-const MAX_WAIT_MS: u64 = 365 * 24 * 3_600_000;
 /// Largest wait request (the schema is most of it).
-const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+const MAX_REQUEST_BYTES: u64 = 2 * WaitRequest::MAX_SCHEMA_BYTES as u64;
 
 #[op2]
 #[string]
@@ -25,18 +21,7 @@ pub async fn op_atoll_wait(
 ) -> Result<String, JsErrorBox> {
     let scope = run_scope(&state.borrow())?;
     let request: WaitRequest = parse_bounded(&request, MAX_REQUEST_BYTES, "a wait")?;
-    if let Some(name) = &request.name {
-        let printable = name.chars().all(|c| !c.is_control());
-        if name.is_empty() || name.len() > MAX_NAME_BYTES || !printable {
-            return Err(refusal(
-                "bad_request",
-                format!("a signal name is 1 to {MAX_NAME_BYTES} printable bytes"),
-            ));
-        }
-    }
-    if request.ms > MAX_WAIT_MS {
-        return Err(refusal("bad_request", "a wait is at most a year"));
-    }
+    request.check().map_err(|e| refusal(e.code, e.message))?;
     let waits = scope.services.waits.clone();
     let answered = scope.host_call(waits.wait(scope.tenant(), request)).await;
     match answered {

@@ -97,6 +97,7 @@ pub(super) async fn take_signal(
          WHERE id = (SELECT id FROM run_signals
                      WHERE run_id = $1 AND name = $2 AND consumed_seq IS NULL
                      ORDER BY created_at, id LIMIT 1)
+           AND consumed_seq IS NULL
            AND NOT EXISTS (SELECT 1 FROM run_signals WHERE run_id = $1 AND consumed_seq = $3)",
     )
     .bind(run_id)
@@ -228,5 +229,24 @@ pub(super) async fn count_waiting(pool: &AnyPool, app_id: &str) -> StoreResult<i
             .bind(app_id)
             .fetch_one(pool)
             .await?;
+    col(&row, "n")
+}
+
+pub(super) async fn unresume_run(pool: &AnyPool, run_id: &str) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE runs SET status = 'waiting' WHERE id = $1 AND status = 'queued'")
+            .bind(run_id)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn open_signals(pool: &AnyPool, run_id: &str) -> StoreResult<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM run_signals WHERE run_id = $1 AND consumed_seq IS NULL",
+    )
+    .bind(run_id)
+    .fetch_one(pool)
+    .await?;
     col(&row, "n")
 }

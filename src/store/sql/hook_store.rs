@@ -166,6 +166,12 @@ impl DurableStore for SqlStore {
     async fn resume_run(&self, run_id: &str) -> StoreResult<bool> {
         durable::resume_run(&self.pool, run_id).await
     }
+    async fn unresume_run(&self, run_id: &str) -> StoreResult<bool> {
+        durable::unresume_run(&self.pool, run_id).await
+    }
+    async fn open_signals(&self, run_id: &str) -> StoreResult<i64> {
+        durable::open_signals(&self.pool, run_id).await
+    }
     async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
         durable::due_waits(&self.pool, now, limit).await
     }

@@ -326,6 +326,9 @@ impl Store for SqlStore {
     async fn finish_queued_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool> {
         runs::finish_run(&self.pool, id, finish, runs::Unfinished::Queued).await
     }
+    async fn finish_waiting_run(&self, id: &str, finish: &RunFinish) -> StoreResult<bool> {
+        runs::finish_run(&self.pool, id, finish, runs::Unfinished::Waiting).await
+    }
     async fn runs_of_node(&self, node: &str) -> StoreResult<Vec<RunRow>> {
         runs::runs_of_node(&self.pool, node).await
     }

@@ -456,6 +456,7 @@ pub(super) async fn requeue_run(
 pub(super) enum Unfinished {
     QueuedOrRunning,
     Queued,
+    Waiting,
 }
 
 pub(super) async fn finish_run(
@@ -476,6 +477,7 @@ pub(super) async fn finish_run(
     let from = match from {
         Unfinished::QueuedOrRunning => "'queued', 'running', 'waiting'",
         Unfinished::Queued => "'queued'",
+        Unfinished::Waiting => "'waiting'",
     };
     let sql = format!(
         "UPDATE runs
@@ -504,6 +506,11 @@ pub(super) async fn finish_run(
         return Ok(false);
     };
     super::webhooks::announce(&mut tx, std::slice::from_ref(&run), f.finished_at).await?;
+    // An ended run waits for nothing: its wait row leaves the waker's index.
+    sqlx::query("DELETE FROM run_waits WHERE run_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

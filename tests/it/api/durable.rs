@@ -459,3 +459,75 @@ export default async (input, ctx) => {
     assert_eq!(done["output"], json!(["memory", "sleep"]), "{done}");
     api.stop().await;
 }
+
+/// A call made before the wait whose answer came after the run parked is journaled late,
+/// and the replay does not make it again (positions are keyed, holes and all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_answered_after_the_run_parked_is_not_repeated() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    agent(
+        &api,
+        &key,
+        "both",
+        json!({ "permissions": { "fetch": ["127.0.0.1"] } }),
+        r#"
+export default async (input, ctx) => {
+  const late = fetch(input.url).then((r) => r.text());
+  const go = await ctx.waitFor("go");
+  return { go, hits: await late };
+};"#,
+    )
+    .await;
+    // Counts its requests and answers the count 300 ms later.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let slow = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                n.to_string()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/slow", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let run = start(&api, &key, "both", json!({ "url": url })).await;
+    wait_parked(&api, &key, &run).await;
+    // The fetch was asked before the wait and is answered after the run parked.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let signalled = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/signals/go"),
+            &key,
+            Some(json!({ "payload": 1 })),
+        )
+        .await;
+    assert_eq!(signalled.0, StatusCode::ACCEPTED);
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!({ "go": 1, "hits": "1" }), "{done}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the late fetch was not made again"
+    );
+    // Payloads are bounded.
+    let big = "x".repeat(300 * 1024);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/signals/go"),
+            &key,
+            Some(json!({ "payload": big })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the run has ended");
+    api.stop().await;
+}

@@ -175,6 +175,12 @@ impl DurableStore for FaultyStore {
     async fn resume_run(&self, run_id: &str) -> StoreResult<bool> {
         self.inner.resume_run(run_id).await
     }
+    async fn unresume_run(&self, run_id: &str) -> StoreResult<bool> {
+        self.inner.unresume_run(run_id).await
+    }
+    async fn open_signals(&self, run_id: &str) -> StoreResult<i64> {
+        self.inner.open_signals(run_id).await
+    }
     async fn due_waits(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
         self.inner.due_waits(now, limit).await
     }
