@@ -50,6 +50,7 @@ pub fn args(dir: &std::path::Path, database_url: Option<String>) -> ServeArgs {
         cron_tick_ms: 1_000,
         journal_max_bytes: 16 << 20,
         waiting_runs_per_app: 10_000,
+        log_requests: false,
     }
 }
 

@@ -129,6 +129,9 @@ pub struct ServeArgs {
     /// would park fails `waiting_limit`.
     #[arg(long, env = "ATOLL_WAITING_RUNS_PER_APP", default_value_t = 10_000)]
     pub waiting_runs_per_app: u64,
+    /// Log one line per HTTP request (method, path, status, time); `atoll dev` sets it.
+    #[arg(long, env = "ATOLL_LOG_REQUESTS")]
+    pub log_requests: bool,
     /// How often a node looks for due cron triggers, ms.
     #[arg(long, env = "ATOLL_CRON_TICK_MS", default_value_t = 1_000)]
     pub cron_tick_ms: u64,

@@ -207,6 +207,7 @@ pub async fn start_with_store(
         limits: ApiLimits {
             max_body_bytes: args.max_body_bytes,
             hook_max_body_bytes: args.hook_max_body_bytes,
+            log_requests: args.log_requests,
         },
         destinations: PolicyResolver::new(Arc::new(webhook_policy), Arc::new(SystemLookup)),
     });

@@ -47,6 +47,8 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Largest body `POST /v1/hooks/{id}` takes (what is signed is the raw body).
     pub hook_max_body_bytes: usize,
+    /// One log line per request.
+    pub log_requests: bool,
 }
 
 pub struct Inner {

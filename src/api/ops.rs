@@ -35,7 +35,24 @@ pub fn router() -> Router<AppState> {
 
 /// Counts requests by outcome class.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let logged = state.limits.log_requests.then(|| {
+        (
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            std::time::Instant::now(),
+        )
+    });
     let response = next.run(request).await;
+    if let Some((method, path, started)) = logged {
+        tracing::info!(
+            target: "atoll::request",
+            %method,
+            path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     let m = &state.metrics;
     m.requests.fetch_add(1, Ordering::Relaxed);
     if response.status().is_client_error() {

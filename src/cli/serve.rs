@@ -47,14 +47,17 @@ struct DevTenant {
     org_id: String,
     app_id: String,
     app_key: String,
+    /// Creates apps and keys of the dev org (tenants made before it existed get one).
+    #[serde(default)]
+    org_key: Option<String>,
 }
 
 pub fn dev(mut args: DevArgs) -> ExitCode {
     run_async(async move {
         let stop = server::shutdown_signal();
-        // Embedded storage and in-process quotas, always.
-        args.serve.database_url = None;
-        args.serve.redis_url = None;
+        // Embedded storage and in-process quotas unless --database-url/--redis-url say
+        // otherwise; every request is logged.
+        args.serve.log_requests = true;
         std::fs::create_dir_all(&args.serve.data_dir)
             .with_context(|| format!("cannot create {}", args.serve.data_dir.display()))?;
         let tenant_file = args.serve.data_dir.join("dev-tenant.json");
@@ -73,16 +76,29 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
         args.serve.master_key = Some(master_key.clone());
         let server = server::start(args.serve.clone()).await?;
         let store = server.state.store.clone();
-        let tenant = match existing {
+        let mut tenant = match existing {
             Some(t) => t,
             None => {
                 let mut t = create_tenant(store.as_ref(), admin_key).await?;
                 t.master_key = Some(master_key);
-                write_private(&tenant_file, &serde_json::to_string_pretty(&t)?)
-                    .with_context(|| format!("cannot write {}", tenant_file.display()))?;
                 t
             }
         };
+        if tenant.org_key.is_none() {
+            let (_, secret) = issue_key(
+                store.as_ref(),
+                &tenant.org_id,
+                None,
+                KeyKind::Org,
+                "dev org key",
+                vec!["*".into()],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tenant.org_key = Some(secret);
+        }
+        write_private(&tenant_file, &serde_json::to_string_pretty(&tenant)?)
+            .with_context(|| format!("cannot write {}", tenant_file.display()))?;
         let deployed = deploy_agents(store.as_ref(), &tenant.app_id, &args.agents).await;
         let base = format!("http://{}", server.addr);
         println!(
@@ -90,6 +106,7 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
             args.serve.data_dir.display()
         );
         println!("  app key:   {}", tenant.app_key);
+        println!("  org key:   {}", tenant.org_key.as_deref().unwrap_or(""));
         println!("  admin key: {}", tenant.admin_key);
         println!("  agents:    {}", deployed.join(", "));
         println!();
@@ -136,6 +153,7 @@ async fn create_tenant(store: &dyn Store, admin_key: String) -> anyhow::Result<D
         org_id: org.id,
         app_id: app.id,
         app_key: secret,
+        org_key: None,
     })
 }
 
@@ -149,6 +167,12 @@ async fn deploy_agents(store: &dyn Store, app_id: &str, dir: &Path) -> Vec<Strin
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("agent.json").is_file())
+        // The hostile agents are the test suite's attacks, not samples for users.
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("hostile-"))
+        })
         .collect();
     paths.sort();
     for path in paths {

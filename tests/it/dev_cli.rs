@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// Starts `atoll dev` on a free port with its data in `data`; returns it with the app key
-/// it printed.
-fn start_dev(data: &std::path::Path) -> (Child, String, u16) {
+/// and the org key it printed.
+fn start_dev(data: &std::path::Path) -> (Child, String, String, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -31,13 +31,21 @@ fn start_dev(data: &std::path::Path) -> (Child, String, u16) {
     let (found, key) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(k) = line.trim().strip_prefix("app key:") {
-                let _ = found.send(k.trim().to_owned());
+            for label in ["app key:", "org key:"] {
+                if let Some(k) = line.trim().strip_prefix(label) {
+                    let _ = found.send(k.trim().to_owned());
+                }
             }
         }
     });
-    let key = key.recv_timeout(Duration::from_secs(60)).ok();
-    (child, key.expect("atoll dev printed an app key"), port)
+    let app_key = key.recv_timeout(Duration::from_secs(60)).ok();
+    let org_key = key.recv_timeout(Duration::from_secs(10)).ok();
+    (
+        child,
+        app_key.expect("atoll dev printed an app key"),
+        org_key.expect("atoll dev printed an org key"),
+        port,
+    )
 }
 
 fn stop(mut child: Child) {
@@ -51,7 +59,7 @@ fn stop(mut child: Child) {
 async fn dev_creates_a_tenant_deploys_agents_and_runs_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (child, key, port) = start_dev(&data);
+    let (child, key, org_key, port) = start_dev(&data);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -83,6 +91,46 @@ async fn dev_creates_a_tenant_deploys_agents_and_runs_them() {
     assert_eq!(listed["kind"], "app", "{keys}");
     assert_eq!(listed["name"], "dev app key", "{keys}");
     assert_eq!(listed["prefix"].as_str(), Some(&key[..12]), "{keys}");
+    // Only the samples meant for users are deployed: the hostile agents are test fixtures.
+    let agents: Value = http
+        .get(format!("{base}/v1/agents?limit=200"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("agents")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = agents["data"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert!(names.contains(&"@atoll/hello"), "{names:?}");
+    assert!(names.iter().all(|n| !n.contains("hostile")), "{names:?}");
+    // The app's last key cannot be revoked (the dev tenant would be lost); with another
+    // key made by the org key, it can.
+    let key_id = listed["id"].as_str().expect("key id").to_owned();
+    let revoke = |k: &str| {
+        http.delete(format!("{base}/v1/api-keys/{key_id}"))
+            .bearer_auth(k.to_owned())
+            .send()
+    };
+    assert_eq!(revoke(&key).await.expect("revoke").status(), 409);
+    let app_id = listed["app_id"].as_str().expect("app id").to_owned();
+    let second: Value = http
+        .post(format!("{base}/v1/api-keys"))
+        .bearer_auth(&org_key)
+        .json(&json!({ "name": "second", "app_id": app_id }))
+        .send()
+        .await
+        .expect("second key")
+        .json()
+        .await
+        .expect("json");
+    let second_key = second["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(revoke(&second_key).await.expect("revoke").status(), 204);
     stop(child);
     // It holds keys: only its owner may read it.
     use std::os::unix::fs::PermissionsExt;
@@ -92,8 +140,8 @@ async fn dev_creates_a_tenant_deploys_agents_and_runs_them() {
         .mode();
     assert_eq!(mode & 0o077, 0, "dev-tenant.json mode {mode:o}");
 
-    // The second start keeps the tenant: the same key still works.
-    let (child, again, _) = start_dev(&data);
-    assert_eq!(again, key);
+    // The second start keeps the tenant and its org key.
+    let (child, _, org_again, _) = start_dev(&data);
+    assert_eq!(org_again, org_key);
     stop(child);
 }

@@ -111,6 +111,7 @@ pub async fn args_for(dir: &Path) -> ServeArgs {
         cron_tick_ms: 100,
         journal_max_bytes: 16 << 20,
         waiting_runs_per_app: 10_000,
+        log_requests: false,
     }
 }
 
