@@ -150,12 +150,19 @@ async fn upload(
     Ok((status, Json(version_summary(&record))))
 }
 
+/// The manifest's description, read through the typed manifest (validated at upload).
+fn description_of(v: &AgentVersion) -> Option<String> {
+    crate::package::Manifest::from_json(&v.manifest)
+        .ok()
+        .and_then(|m| m.description)
+}
+
 fn version_summary(v: &AgentVersion) -> Value {
     json!({
         "name": v.name,
         "version": v.version,
         "digest": v.digest,
-        "description": v.manifest.get("description"),
+        "description": description_of(v),
         "created_at": v.created_at,
     })
 }
@@ -215,7 +222,7 @@ async fn get_agent(
         "name": agent.name,
         "created_at": agent.created_at,
         "latest_version": latest.as_ref().map(|v| v.version.clone()),
-        "description": latest.as_ref().and_then(|v| v.manifest.get("description").cloned()),
+        "description": latest.as_ref().and_then(description_of),
     })))
 }
 

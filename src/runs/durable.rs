@@ -62,6 +62,16 @@ pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms
         super::dispatch::leave_active(inner, &row.id);
         return;
     }
+    // The `waiting` event is numbered and stored before the run is `waiting`: until then
+    // no node can resume it, so nobody else numbers an event of this run meanwhile.
+    publish(
+        inner,
+        &row.id,
+        EventKind::Waiting,
+        json!({ "signal": wait.name, "wake_at": wait.wake_at }),
+    )
+    .await;
+    inner.sink.flush().await;
     let parked = store.suspend_run(&row.id, row.attempt, &wait).await;
     super::dispatch::release_permit(inner, row, cpu_ms).await;
     inner.sink.release_end(&row.id);
@@ -76,13 +86,6 @@ pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms
         }
     }
     info!(run = %row.id, signal = ?wait.name, wake_at = ?wait.wake_at, "run parked");
-    publish(
-        inner,
-        &row.id,
-        EventKind::Waiting,
-        json!({ "signal": wait.name, "wake_at": wait.wake_at }),
-    )
-    .await;
     // A signal sent while the run was still on its way to parking found it running and
     // woke nobody: it is taken here, for the wait it answers.
     if let Some(name) = &wait.name {
