@@ -31,6 +31,9 @@ use crate::sandbox::{
 /// Host calls one child may have in flight; past that the server stops reading its
 /// channel until some finish (back-pressure on a child that floods).
 const MAX_CALLS_IN_FLIGHT: usize = 8192;
+/// Host calls one run may have in flight: past that its calls are refused at once, so
+/// that one run cannot hold the child's permits (and stall its neighbours' calls).
+const MAX_CALLS_PER_RUN: u32 = 256;
 
 /// A run hosted by a child: what the server needs to serve its host calls and end it.
 pub(crate) struct RemoteRun {
@@ -55,6 +58,8 @@ pub(crate) struct RemoteRun {
     pub journal: Option<Arc<dyn crate::host::RunJournal>>,
     /// The journal position of the next host call, in the order the child asked them.
     pub next_op: AtomicU64,
+    /// Its host calls being served now.
+    calls_in_flight: AtomicU32,
 }
 
 impl RemoteRun {
@@ -73,6 +78,7 @@ impl RemoteRun {
             op_spans: AtomicU32::new(0),
             journal: req.journal,
             next_op: AtomicU64::new(0),
+            calls_in_flight: AtomicU32::new(0),
         }
     }
 }
@@ -400,7 +406,24 @@ impl Child {
                     });
                     return;
                 };
+                if run.calls_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_CALLS_PER_RUN {
+                    run.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+                    let answer = protocol::Answer::Refused {
+                        code: "too_many_calls".into(),
+                        message: format!(
+                            "a run has at most {MAX_CALLS_PER_RUN} host calls in flight; await some first"
+                        ),
+                    };
+                    let _ = self.out.send(ToChild::Reply {
+                        call,
+                        answer,
+                        over_budget: false,
+                        at: crate::ids::now_ms(),
+                    });
+                    return;
+                }
                 let Ok(permit) = calls.clone().acquire_owned().await else {
+                    run.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
                     return;
                 };
                 // Positions follow the order the child asked (its channel is ordered),
@@ -417,6 +440,7 @@ impl Child {
                     });
                     let (answer, over_budget, at) =
                         super::host_side::serve(&run, seq, request, deltas).await;
+                    run.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
                     let _ = out.send(ToChild::Reply {
                         call,
                         answer,

@@ -531,3 +531,50 @@ export default async (input, ctx) => {
     assert_eq!(status, StatusCode::CONFLICT, "the run has ended");
     api.stop().await;
 }
+
+/// One run cannot take every host-call slot of its sandbox process: past 256 calls in
+/// flight its calls are refused at once, and a neighbour's run goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_host_calls_is_refused_past_its_share() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    api.deploy(&key, "hello").await;
+    agent(
+        &api,
+        &key,
+        "flood",
+        json!({}),
+        r#"
+export default async (input, ctx) => {
+  const all = await Promise.allSettled(Array.from({ length: 1000 }, () => ctx.sleep(700)));
+  return all.filter((r) => r.status === "rejected" && r.reason.code === "too_many_calls").length;
+};"#,
+    )
+    .await;
+    let flood = start(&api, &key, "flood", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, hello) = api
+        .call(
+            Method::POST,
+            "/v1/agents/atoll/hello/runs?wait=20",
+            &key,
+            Some(json!({ "input": { "name": "n" } })),
+        )
+        .await;
+    assert_eq!(
+        (status, &hello["status"]),
+        (StatusCode::OK, &json!("succeeded")),
+        "{hello}"
+    );
+    let (_, still) = api
+        .call(Method::GET, &format!("/v1/runs/{flood}"), &key, None)
+        .await;
+    assert_eq!(
+        still["status"], "running",
+        "the neighbour finished while the flood was held"
+    );
+    let done = wait_final(&api, &key, &flood).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!(1000 - 256), "{done}");
+    api.stop().await;
+}
