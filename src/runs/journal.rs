@@ -28,6 +28,8 @@ enum Halt {
 /// One run's journal on the server.
 pub(crate) struct StoredJournal {
     run_id: String,
+    /// The attempt this execution belongs to: its appends are refused once it is over.
+    attempt: i32,
     store: Arc<dyn Store>,
     /// Every entry is stored before it is answered (a durable agent's run resumes after
     /// its node died); otherwise entries are kept here until the run parks.
@@ -85,6 +87,7 @@ impl StoredJournal {
             .collect();
         let journal = StoredJournal {
             run_id: row.id.clone(),
+            attempt: row.attempt,
             store,
             durable,
             limit_bytes,
@@ -131,7 +134,7 @@ impl StoredJournal {
                 if durable {
                     journal
                         .store
-                        .append_journal(std::slice::from_ref(&entry))
+                        .append_journal(std::slice::from_ref(&entry), row.attempt)
                         .await?;
                 } else {
                     journal
@@ -214,10 +217,13 @@ impl StoredJournal {
     /// Stores the entries kept in memory (before the run parks).
     async fn save(&self) -> Result<(), HostError> {
         let unsaved = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
-        self.store.append_journal(&unsaved).await.map_err(|e| {
-            warn!(run = %self.run_id, error = %e, "could not store a run's journal");
-            HostError::new("internal", "the run's journal could not be stored")
-        })
+        self.store
+            .append_journal(&unsaved, self.attempt)
+            .await
+            .map_err(|e| {
+                warn!(run = %self.run_id, error = %e, "could not store a run's journal");
+                HostError::new("internal", "the run's journal could not be stored")
+            })
     }
 
     async fn park(&self, wait: RunWait) -> WaitDecision {
@@ -302,7 +308,7 @@ impl RunJournal for StoredJournal {
         // before its wait, answered after it: nothing else would store it).
         if self.durable || self.parked().is_some() {
             self.store
-                .append_journal(std::slice::from_ref(&entry))
+                .append_journal(std::slice::from_ref(&entry), self.attempt)
                 .await
                 .map_err(|e| {
                     warn!(run = %self.run_id, error = %e, "could not journal a host call");

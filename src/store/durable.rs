@@ -51,8 +51,10 @@ pub struct Signal {
 
 #[async_trait]
 pub trait DurableStore: Send + Sync {
-    /// Appends journal entries; positions already stored are left as they are.
-    async fn append_journal(&self, entries: &[JournalEntry]) -> StoreResult<()>;
+    /// Appends journal entries of the run's `attempt`; positions already stored are left
+    /// as they are, and an execution whose attempt is over (it outlived its lease and the
+    /// run was requeued) appends nothing.
+    async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()>;
     /// A run's journal, in order.
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>>;
     /// How many entries a run's journal has.

@@ -9,7 +9,11 @@ use sqlx::AnyPool;
 use super::util::{col, limit, opt_json_col};
 use crate::store::{JournalEntry, Millis, RunStatus, RunWait, Signal, StoreError, StoreResult};
 
-pub(super) async fn append_journal(pool: &AnyPool, entries: &[JournalEntry]) -> StoreResult<()> {
+pub(super) async fn append_journal(
+    pool: &AnyPool,
+    entries: &[JournalEntry],
+    attempt: i32,
+) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -17,7 +21,9 @@ pub(super) async fn append_journal(pool: &AnyPool, entries: &[JournalEntry]) -> 
     for e in entries {
         sqlx::query(
             "INSERT INTO run_journal (run_id, seq, op, digest, rank, answer, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, seq) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $8)
+             ON CONFLICT (run_id, seq) DO NOTHING",
         )
         .bind(&e.run_id)
         .bind(e.seq)
@@ -26,6 +32,7 @@ pub(super) async fn append_journal(pool: &AnyPool, entries: &[JournalEntry]) -> 
         .bind(e.rank)
         .bind(B64.encode(&e.answer))
         .bind(e.created_at)
+        .bind(i64::from(attempt))
         .execute(&mut *tx)
         .await?;
     }

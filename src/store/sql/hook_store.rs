@@ -137,8 +137,8 @@ impl HookStore for SqlStore {
 
 #[async_trait]
 impl DurableStore for SqlStore {
-    async fn append_journal(&self, entries: &[JournalEntry]) -> StoreResult<()> {
-        durable::append_journal(&self.pool, entries).await
+    async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()> {
+        durable::append_journal(&self.pool, entries, attempt).await
     }
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         durable::journal(&self.pool, run_id).await

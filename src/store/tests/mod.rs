@@ -10,9 +10,11 @@
 //! - `events`: run events, usage totals.
 //! - `data`: agents and versions, state, memory, idempotency, corrupt rows.
 //! - `hooks`: webhook endpoints, deliveries and attempts; triggers and firings.
+//! - `durable`: journals, signals and waits.
 
 mod broker;
 mod data;
+mod durable;
 mod events;
 mod fairness;
 mod hooks;
@@ -177,6 +179,7 @@ suite!(
     hooks::deliveries_are_leased_retried_and_disabled,
     hooks::rotation_keeps_the_previous_secret,
     hooks::triggers_and_firings,
+    durable::journals_signals_and_waits,
 );
 
 /// Two stores on one database (two nodes) claiming the same queue.

@@ -146,8 +146,8 @@ impl HookStore for FaultyStore {
 
 #[async_trait]
 impl DurableStore for FaultyStore {
-    async fn append_journal(&self, entries: &[JournalEntry]) -> StoreResult<()> {
-        self.inner.append_journal(entries).await
+    async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()> {
+        self.inner.append_journal(entries, attempt).await
     }
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         self.inner.journal(run_id).await
