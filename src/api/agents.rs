@@ -122,6 +122,19 @@ async fn upload(
             ),
         ));
     }
+    // Every module parses and links (in a sandbox process), or the upload is refused.
+    match state.runs.sandbox().check_package(&package).await {
+        Ok(None) => {}
+        Ok(Some(error)) => {
+            return Err(ApiError::unprocessable("Invalid agent package", error));
+        }
+        Err(why) => {
+            tracing::warn!(%why, "a package could not be checked");
+            return Err(ApiError::Unavailable(
+                "the package could not be checked right now; upload it again".into(),
+            ));
+        }
+    }
     let record =
         version_record(&app_id, &package).map_err(|e| ApiError::Internal(e.to_string()))?;
     let status = match state.store.put_agent_version(&record).await? {

@@ -215,6 +215,36 @@ impl ChildHost {
             } => self.link.answer(call, answer, over_budget, at),
             ToChild::Delta { call, text } => self.link.delta(call, &text),
             ToChild::Drain => self.draining = true,
+            ToChild::Check {
+                check,
+                manifest,
+                files,
+            } => {
+                // A thread of its own (with room for the parser's recursion): the
+                // channel and the runs go on meanwhile.
+                let link = self.link.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("atoll-check".into())
+                    .stack_size(64 << 20)
+                    .spawn(move || {
+                        let package = crate::package::AgentPackage::from_files(
+                            manifest.value(),
+                            files.into_iter().collect(),
+                            &crate::package::PackageLimits::default(),
+                        );
+                        let error = match package {
+                            Ok(package) => crate::sandbox::check::check_modules(Arc::new(package)),
+                            Err(e) => Some(e.to_string()),
+                        };
+                        link.send(ToServer::Checked { check, error });
+                    });
+                if spawned.is_err() {
+                    self.link.send(ToServer::Checked {
+                        check,
+                        error: Some("the package could not be checked: no thread".into()),
+                    });
+                }
+            }
             ToChild::Hello { .. } => {}
         }
     }

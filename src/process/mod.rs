@@ -39,6 +39,19 @@ pub enum Sandbox {
 }
 
 impl Sandbox {
+    /// Parses and links a package's modules where tenant code is parsed: in a sandbox
+    /// process. In-process sandboxes (inline, debugging only) skip it: the server does
+    /// not parse tenant code itself, and a bad module fails its runs `package_invalid`.
+    pub async fn check_package(
+        &self,
+        package: &crate::package::AgentPackage,
+    ) -> Result<Option<String>, String> {
+        match self {
+            Sandbox::Processes(supervisor) => supervisor.check_package(package).await,
+            Sandbox::InProcess(_) => Ok(None),
+        }
+    }
+
     pub fn submit(&self, req: RunRequest) -> Result<RunHandle, PoolError> {
         match self {
             Sandbox::InProcess(pool) => pool.submit(req),

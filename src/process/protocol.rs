@@ -84,6 +84,12 @@ pub enum ToChild {
     },
     /// Take no more runs; exit once the ones in flight are done.
     Drain,
+    /// Parse and link a package's modules (an upload), without running them.
+    Check {
+        check: u64,
+        manifest: Json,
+        files: Vec<(String, String)>,
+    },
 }
 
 /// A run as the child needs it: no services, no secrets; the package by digest.
@@ -138,6 +144,11 @@ pub enum ToServer {
     Log {
         level: u8,
         line: String,
+    },
+    /// How a `Check` went: the first module that does not parse or link, if any.
+    Checked {
+        check: u64,
+        error: Option<String>,
     },
 }
 

@@ -104,6 +104,9 @@ pub(crate) struct Child {
     pub lockdown: Mutex<Option<LockdownReport>>,
     pub stats: Mutex<ChildStats>,
     cancel_grace: Duration,
+    /// Package checks waiting for their answer.
+    checks: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    next_check: AtomicU64,
 }
 
 /// Why and how a child ended, for the supervisor.
@@ -187,6 +190,8 @@ impl Child {
             lockdown: Mutex::new(None),
             stats: Mutex::new(ChildStats::default()),
             cancel_grace: spawn.pool.cancel_grace,
+            checks: Mutex::new(HashMap::new()),
+            next_check: AtomicU64::new(1),
         });
         let _ = child.out.send(ToChild::Hello {
             pool: spawn.pool.clone(),
@@ -264,6 +269,35 @@ impl Child {
         });
         let canceller = RunCanceller::relayed(shared, self.cancel_grace, relay);
         Ok(RunHandle::new(run_id, canceller, outcome))
+    }
+
+    /// Parses and links a package's modules in this child (never in the server): the
+    /// first error, or None. Err when the child could not answer.
+    pub async fn check(
+        &self,
+        manifest: Json,
+        files: Vec<(String, String)>,
+    ) -> Result<Option<String>, String> {
+        let check = self.next_check.fetch_add(1, Ordering::AcqRel);
+        let (told, answer) = oneshot::channel();
+        lock(&self.checks).insert(check, told);
+        let message = ToChild::Check {
+            check,
+            manifest,
+            files,
+        };
+        if self.out.send(message).is_err() {
+            lock(&self.checks).remove(&check);
+            return Err("the sandbox process is gone".into());
+        }
+        match tokio::time::timeout(Duration::from_secs(15), answer).await {
+            Ok(Ok(error)) => Ok(error),
+            Ok(Err(_)) => Err("the sandbox process ended during the check".into()),
+            Err(_) => {
+                lock(&self.checks).remove(&check);
+                Err("the check took longer than 15 s".into())
+            }
+        }
     }
 
     /// Ends the runs that are past their deadline by more than `slack` (the child
@@ -485,6 +519,11 @@ impl Child {
                 }
             }
             ToServer::Stats(stats) => *lock(&self.stats) = stats,
+            ToServer::Checked { check, error } => {
+                if let Some(told) = lock(&self.checks).remove(&check) {
+                    let _ = told.send(error);
+                }
+            }
             ToServer::Log { level, line } => {
                 let (child, pid) = (self.id, self.pid);
                 match level {

@@ -306,6 +306,31 @@ impl Supervisor {
         total
     }
 
+    /// Parses and links a package's modules in the active sandbox process.
+    pub async fn check_package(
+        &self,
+        package: &crate::package::AgentPackage,
+    ) -> Result<Option<String>, String> {
+        let manifest = super::protocol::Json::of(&package.manifest);
+        let files = package
+            .files
+            .iter()
+            .map(|(path, text)| (path.clone(), text.to_string()))
+            .collect();
+        let active = {
+            let mut children = lock(&self.inner.children);
+            let usable = children.active.as_ref().is_some_and(|c| c.is_ready());
+            if !usable && children.spare.as_ref().is_some_and(|c| c.is_ready()) {
+                promote(&mut children);
+            }
+            children.active.clone()
+        };
+        match active.filter(|c| c.is_ready()) {
+            Some(child) => child.check(manifest, files).await,
+            None => Err("no sandbox process is ready".into()),
+        }
+    }
+
     pub fn process_stats(&self) -> ProcessStats {
         let children = lock(&self.inner.children);
         let all = all_children(&children);

@@ -52,8 +52,13 @@ impl PackageLoader {
     }
 
     pub fn entry_url(package: &AgentPackage) -> String {
-        let entry = percent_encoding::utf8_percent_encode(&package.manifest.entry, PATH_ENCODE);
-        format!("{PACKAGE_URL_PREFIX}{entry}")
+        Self::module_url(&package.manifest.entry)
+    }
+
+    /// The URL a package file is loaded under.
+    pub fn module_url(path: &str) -> String {
+        let path = percent_encoding::utf8_percent_encode(path, PATH_ENCODE);
+        format!("{PACKAGE_URL_PREFIX}{path}")
     }
 
     fn fail(&self, message: String) -> JsErrorBox {

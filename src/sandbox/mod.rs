@@ -15,6 +15,7 @@
 //! - `ops`: the `atoll` extension (ops by capability + runtime-js).
 //! - [`record`]: outcomes, error codes and events.
 
+pub mod check;
 mod cpu;
 pub mod grant;
 pub mod isolate;

@@ -23,6 +23,7 @@ mod recovery;
 mod sandbox_processes;
 mod tenancy;
 mod triggers;
+mod upload_check;
 mod webhook_crash;
 mod webhooks;
 
