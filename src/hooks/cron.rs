@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
 use super::trigger::{fire, FireError, TriggerConfig};
-use crate::ids::{new_id, now_ms};
+use crate::ids::now_ms;
 use crate::runs::{RunError, RunService};
 use crate::store::{AuditEvent, Millis, StoreResult, TriggerRow};
 
@@ -104,16 +104,14 @@ async fn fire_one(runs: &RunService, trigger: &TriggerRow, now: Millis) -> Store
         Err(e) => {
             tracing::warn!(trigger = %trigger.id, scheduled, error = %e, "cron: firing skipped");
             store
-                .append_audit(&AuditEvent {
-                    id: new_id("aud"),
-                    org_id: trigger.org_id.clone(),
-                    app_id: Some(trigger.app_id.clone()),
-                    key_id: None,
-                    action: "trigger.skipped".into(),
-                    target: trigger.id.clone(),
-                    detail: json!({ "scheduled_at": scheduled, "error": e.to_string() }),
-                    created_at: now,
-                })
+                .append_audit(&AuditEvent::by_system(
+                    &trigger.org_id,
+                    &trigger.app_id,
+                    "trigger.skipped",
+                    &trigger.id,
+                    json!({ "scheduled_at": scheduled, "error": e.to_string() }),
+                    now,
+                ))
                 .await?;
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::signature::Verify;
-use crate::ids::{new_id, now_ms};
+use crate::ids::now_ms;
 use crate::quota::Decision;
 use crate::runs::{NewRun, RunError, RunService};
 use crate::store::{AuditEvent, Firing, RunRow, StoreError, TriggerKind, TriggerRow};
@@ -114,16 +114,14 @@ pub async fn fire(
     let version =
         found.ok_or_else(|| FireError::NoVersion(version.unwrap_or("(any)").to_owned()))?;
     let source = format!("{}:{}", trigger.kind.as_str(), trigger.id);
-    let audit = AuditEvent {
-        id: new_id("aud"),
-        org_id: trigger.org_id.clone(),
-        app_id: Some(trigger.app_id.clone()),
-        key_id: None,
-        action: "run.create".into(),
-        target: String::new(),
-        detail: json!({ "agent": trigger.agent, "version": version.version, "trigger": source }),
-        created_at: now_ms(),
-    };
+    let audit = AuditEvent::by_system(
+        &trigger.org_id,
+        &trigger.app_id,
+        "run.create",
+        "",
+        json!({ "agent": trigger.agent, "version": version.version, "trigger": source }),
+        now_ms(),
+    );
     Ok(runs
         .create(NewRun {
             org_id: trigger.org_id.clone(),

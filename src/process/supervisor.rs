@@ -159,15 +159,7 @@ impl Supervisor {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        let active = {
-            let mut children = lock(&self.inner.children);
-            let usable = children.active.as_ref().is_some_and(|c| c.is_ready());
-            if !usable && children.spare.as_ref().is_some_and(|c| c.is_ready()) {
-                promote(&mut children);
-            }
-            children.active.clone()
-        };
-        let Some(child) = active.filter(|c| c.is_ready()) else {
+        let Some(child) = self.ready_child() else {
             return Err(PoolError::Saturated(0));
         };
         let handle = child.submit(req)?;
@@ -306,6 +298,20 @@ impl Supervisor {
         total
     }
 
+    /// The child work goes to: the active one, or the spare promoted when the active one
+    /// is not ready.
+    fn ready_child(&self) -> Option<Arc<Child>> {
+        let active = {
+            let mut children = lock(&self.inner.children);
+            let usable = children.active.as_ref().is_some_and(|c| c.is_ready());
+            if !usable && children.spare.as_ref().is_some_and(|c| c.is_ready()) {
+                promote(&mut children);
+            }
+            children.active.clone()
+        };
+        active.filter(|c| c.is_ready())
+    }
+
     /// Parses and links a package's modules in the active sandbox process.
     pub async fn check_package(
         &self,
@@ -317,15 +323,7 @@ impl Supervisor {
             .iter()
             .map(|(path, text)| (path.clone(), text.to_string()))
             .collect();
-        let active = {
-            let mut children = lock(&self.inner.children);
-            let usable = children.active.as_ref().is_some_and(|c| c.is_ready());
-            if !usable && children.spare.as_ref().is_some_and(|c| c.is_ready()) {
-                promote(&mut children);
-            }
-            children.active.clone()
-        };
-        match active.filter(|c| c.is_ready()) {
+        match self.ready_child() {
             Some(child) => child.check(manifest, files).await,
             None => Err("no sandbox process is ready".into()),
         }

@@ -85,33 +85,14 @@ impl StoredJournal {
             .into_iter()
             .map(|e| (e.seq.max(0) as u64, e))
             .collect();
-        let journal = StoredJournal {
-            run_id: row.id.clone(),
-            attempt: row.attempt,
-            store,
-            durable,
-            limit_bytes,
-            replay,
-            replay_end,
-            parked_on,
-            unsaved: Mutex::new(Vec::new()),
-            bytes: AtomicU64::new(bytes),
-            halt: Mutex::new(None),
-            canceller: OnceLock::new(),
-            next_rank: AtomicU64::new(0),
-            ranked: tokio::sync::Notify::new(),
-            live_rank: AtomicU64::new(0),
-            clock: Arc::new(RunClock::new([0; 32], 0)),
-        };
-        let live_rank = journal
-            .replay
+        let live_rank = replay
             .values()
             .map(|e| e.rank + 1)
             .max()
-            .unwrap_or(0);
-        journal
-            .live_rank
-            .store(live_rank.max(0) as u64, Ordering::Release);
+            .unwrap_or(0)
+            .max(0) as u64;
+        // The run's seed and start: journaled at its first execution, read back after.
+        let mut unsaved = Vec::new();
         let (seed, start) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
             Some(clock) => clock,
             None => {
@@ -132,23 +113,32 @@ impl StoredJournal {
                     created_at: start,
                 };
                 if durable {
-                    journal
-                        .store
+                    store
                         .append_journal(std::slice::from_ref(&entry), row.attempt)
                         .await?;
                 } else {
-                    journal
-                        .unsaved
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(entry);
+                    unsaved.push(entry);
                 }
                 (seed, start)
             }
         };
         Ok(StoredJournal {
+            run_id: row.id.clone(),
+            attempt: row.attempt,
+            store,
+            durable,
+            limit_bytes,
+            replay,
+            replay_end,
+            parked_on,
+            unsaved: Mutex::new(unsaved),
+            bytes: AtomicU64::new(bytes),
+            halt: Mutex::new(None),
+            canceller: OnceLock::new(),
+            next_rank: AtomicU64::new(0),
+            ranked: tokio::sync::Notify::new(),
+            live_rank: AtomicU64::new(live_rank),
             clock: Arc::new(RunClock::new(seed, start)),
-            ..journal
         })
     }
 

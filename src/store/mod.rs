@@ -200,6 +200,29 @@ pub struct AuditEvent {
     pub created_at: Millis,
 }
 
+impl AuditEvent {
+    /// An event of the system itself (a trigger firing, an endpoint disabled): no key.
+    pub fn by_system(
+        org_id: &str,
+        app_id: &str,
+        action: &str,
+        target: &str,
+        detail: Value,
+        at: Millis,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: crate::ids::new_id("aud"),
+            org_id: org_id.to_owned(),
+            app_id: Some(app_id.to_owned()),
+            key_id: None,
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+            created_at: at,
+        }
+    }
+}
+
 /// What a POST with an `Idempotency-Key` finds when it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyBegin {

@@ -15,7 +15,6 @@ use super::webhooks::{
     delivery_of, endpoint_of, get_webhook, placeholders, DELIVERY_COLUMNS, ENDPOINT_COLUMNS,
 };
 use super::Backend;
-use crate::ids::new_id;
 use crate::store::{
     AttemptOutcome, AuditEvent, ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryClaim,
     DeliveryStatus, Millis, Page, RetryDelivery, StoreResult, WebhookEndpoint,
@@ -262,16 +261,14 @@ pub(super) async fn finish_attempt(
                 .bind(&d.endpoint_id)
                 .execute(&mut *tx)
                 .await?;
-                let audit = AuditEvent {
-                    id: new_id("aud"),
-                    org_id: claimed.endpoint.org_id.clone(),
-                    app_id: Some(claimed.endpoint.app_id.clone()),
-                    key_id: None,
-                    action: "webhook.disabled".into(),
-                    target: d.endpoint_id.clone(),
-                    detail: json!({ "reason": reason, "url": claimed.endpoint.url }),
-                    created_at: attempt.at,
-                };
+                let audit = AuditEvent::by_system(
+                    &claimed.endpoint.org_id,
+                    &claimed.endpoint.app_id,
+                    "webhook.disabled",
+                    &d.endpoint_id,
+                    json!({ "reason": reason, "url": claimed.endpoint.url }),
+                    attempt.at,
+                );
                 super::tenants::append_audit(&mut *tx, &audit).await?;
                 Some(reason)
             } else {

@@ -9,24 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{events_text, wait_final, TestApi};
-
-/// Uploads an inline agent `@t/<name>` with `main.js` = `code`.
-async fn agent(api: &TestApi, key: &str, name: &str, extra: Value, code: &str) {
-    let mut manifest = json!({ "name": format!("@t/{name}"), "version": "1.0.0" });
-    if let (Some(m), Some(e)) = (manifest.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
-    }
-    let (status, body) = api
-        .call(
-            Method::PUT,
-            &format!("/v1/agents/t/{name}/versions/1.0.0"),
-            key,
-            Some(json!({ "manifest": manifest, "files": { "main.js": code } })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
+use super::{events_text, upload_inline, wait_final, TestApi};
 
 async fn start(api: &TestApi, key: &str, name: &str, input: Value) -> String {
     let (status, run) = api
@@ -98,7 +81,7 @@ export default async (input, ctx) => {
 async fn an_approval_parks_the_run_and_a_signal_resumes_it_without_repeating_effects() {
     let api = TestApi::start().await;
     let (org_key, _app, key) = api.tenant().await;
-    agent(
+    upload_inline(
         &api,
         &key,
         "approve",
@@ -139,6 +122,38 @@ async fn an_approval_parks_the_run_and_a_signal_resumes_it_without_repeating_eff
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Another tenant sees no journal either; a payload over 256 KiB, a name over 128
+    // characters and unknown body fields are refused; none of these resumed the run.
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/v1/runs/{run}/journal"),
+            &other_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let big = json!({ "payload": { "ok": true, "pad": "x".repeat(300 * 1024) } });
+    let (status, body) = api.call(Method::POST, &path, &key, Some(big)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let long = format!("/v1/runs/{run}/signals/{}", "n".repeat(129));
+    let (status, body) = api
+        .call(Method::POST, &long, &key, Some(json!({ "payload": 1 })))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &path,
+            &key,
+            Some(json!({ "payload": {}, "extra": 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, still) = api
+        .call(Method::GET, &format!("/v1/runs/{run}"), &key, None)
+        .await;
+    assert_eq!(still["status"], "waiting", "{still}");
 
     let (status, body) = api
         .call(
@@ -189,7 +204,7 @@ async fn signals_sleeps_and_timeouts() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
     // A signal sent before the run waits is kept for it.
-    agent(
+    upload_inline(
         &api,
         &key,
         "early",
@@ -219,7 +234,7 @@ export default async (input, ctx) => {
     );
 
     // A durable sleep parks and wakes up by itself; a timed-out wait throws wait_timeout.
-    agent(
+    upload_inline(
         &api,
         &key,
         "sleepy",
@@ -244,7 +259,7 @@ export default async (input, ctx) => {
     assert_eq!(done["output"], json!({ "timed_out": true }), "{done}");
 
     // Cancelling a waiting run ends it.
-    agent(
+    upload_inline(
         &api,
         &key,
         "forever",
@@ -273,7 +288,7 @@ export default async (input, ctx) => ctx.waitFor("never");"#,
 async fn a_replay_that_asks_for_something_else_fails_with_replay_mismatch() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
-    agent(
+    upload_inline(
         &api,
         &key,
         "drift",
@@ -320,7 +335,7 @@ export default async (input, ctx) => {
 async fn time_and_randomness_replay_unchanged() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
-    agent(
+    upload_inline(
         &api,
         &key,
         "dice",
@@ -391,7 +406,7 @@ async fn journals_and_waiting_runs_are_bounded() {
         .expect("bind");
     let url = format!("http://{}/big", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, big).await });
-    agent(
+    upload_inline(
         &api,
         &key,
         "hoarder",
@@ -404,7 +419,7 @@ export default async (input, ctx) => (await (await fetch(input.url)).text()).len
     let done = wait_final(&api, &key, &run).await;
     assert_eq!(done["error"]["code"], "journal_too_large", "{done}");
 
-    agent(
+    upload_inline(
         &api,
         &key,
         "forever",
@@ -427,7 +442,7 @@ export default async (input, ctx) => ctx.waitFor("never");"#,
 async fn concurrent_calls_complete_in_their_journaled_order() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
-    agent(
+    upload_inline(
         &api,
         &key,
         "race",
@@ -466,7 +481,7 @@ export default async (input, ctx) => {
 async fn a_call_answered_after_the_run_parked_is_not_repeated() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
-    agent(
+    upload_inline(
         &api,
         &key,
         "both",
@@ -539,7 +554,7 @@ async fn a_flood_of_host_calls_is_refused_past_its_share() {
     let api = TestApi::start().await;
     let (_org, _app, key) = api.tenant().await;
     api.deploy(&key, "hello").await;
-    agent(
+    upload_inline(
         &api,
         &key,
         "flood",

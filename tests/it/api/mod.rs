@@ -248,6 +248,24 @@ impl TestApi {
     }
 }
 
+/// Uploads an inline agent `@t/<name>` at 1.0.0 whose `main.js` is `main`, with `extra`
+/// manifest fields (permissions, durable, ...).
+pub async fn upload_inline(api: &TestApi, key: &str, name: &str, extra: Value, main: &str) {
+    let mut manifest = json!({ "name": format!("@t/{name}"), "version": "1.0.0" });
+    if let (Some(m), Some(e)) = (manifest.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("/v1/agents/t/{name}/versions/1.0.0"),
+            key,
+            Some(json!({ "manifest": manifest, "files": { "main.js": main } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 /// The response's `content-type`, or "" without one.
 pub fn content_type(response: &Response) -> String {
     response

@@ -10,10 +10,10 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::broker::host_of;
-use super::{args_for, wait_final, TestApi, ADMIN};
+use super::{args_for, upload_inline, wait_final, TestApi, ADMIN};
 
 const SECRET: &str = "sk_sandbox_secret_7f3a91c2e8";
 const MASTER_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -195,22 +195,6 @@ async fn sandbox_processes_are_locked_down_and_never_hold_a_secret() {
     api.stop().await;
 }
 
-async fn upload(api: &TestApi, key: &str, name: &str, extra: Value, main: &str) {
-    let mut manifest = json!({ "name": format!("@t/{name}"), "version": "1.0.0" });
-    if let (Some(m), Some(e)) = (manifest.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
-    }
-    let (status, body) = api
-        .call(
-            Method::PUT,
-            &format!("/v1/agents/t/{name}/versions/1.0.0"),
-            key,
-            Some(json!({ "manifest": manifest, "files": { "main.js": main } })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 async fn start_run(api: &TestApi, key: &str, agent: &str) -> String {
     let (status, run) = api
         .call(
@@ -232,8 +216,8 @@ async fn a_killed_sandbox_process_fails_only_its_own_runs() {
     let api = TestApi::start_with(args, dir).await;
     let (_org, _app, key) = api.tenant().await;
     let sleeper = "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 'slept'; };";
-    upload(&api, &key, "sleeper", json!({}), sleeper).await;
-    upload(
+    upload_inline(&api, &key, "sleeper", json!({}), sleeper).await;
+    upload_inline(
         &api,
         &key,
         "retrier",
