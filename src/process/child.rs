@@ -232,16 +232,16 @@ impl ChildHost {
                             files.into_iter().collect(),
                             &crate::package::PackageLimits::default(),
                         );
-                        let error = match package {
+                        let answer = match package {
                             Ok(package) => crate::sandbox::check::check_modules(Arc::new(package)),
-                            Err(e) => Some(e.to_string()),
+                            Err(e) => Ok(Some(e.to_string())),
                         };
-                        link.send(ToServer::Checked { check, error });
+                        link.send(ToServer::Checked { check, answer });
                     });
                 if spawned.is_err() {
                     self.link.send(ToServer::Checked {
                         check,
-                        error: Some("the package could not be checked: no thread".into()),
+                        answer: Err("no thread for the check".into()),
                     });
                 }
             }

@@ -148,7 +148,8 @@ pub enum ToServer {
     /// How a `Check` went: the first module that does not parse or link, if any.
     Checked {
         check: u64,
-        error: Option<String>,
+        /// The first module that fails, or why the check could not run.
+        answer: Result<Option<String>, String>,
     },
 }
 

@@ -83,6 +83,19 @@ impl RemoteRun {
     }
 }
 
+/// What a package check comes to: the first module that fails, or why it could not run.
+type CheckAnswer = Result<Option<String>, String>;
+
+/// A call counted in its run's `calls_in_flight` until it is dropped, however the call
+/// ends.
+struct CallCounted(Arc<RemoteRun>);
+
+impl Drop for CallCounted {
+    fn drop(&mut self) {
+        self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// How to start children.
 #[derive(Debug, Clone)]
 pub struct Spawn {
@@ -105,7 +118,7 @@ pub(crate) struct Child {
     pub stats: Mutex<ChildStats>,
     cancel_grace: Duration,
     /// Package checks waiting for their answer.
-    checks: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    checks: Mutex<HashMap<u64, oneshot::Sender<CheckAnswer>>>,
     next_check: AtomicU64,
 }
 
@@ -291,7 +304,7 @@ impl Child {
             return Err("the sandbox process is gone".into());
         }
         match tokio::time::timeout(Duration::from_secs(15), answer).await {
-            Ok(Ok(error)) => Ok(error),
+            Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err("the sandbox process ended during the check".into()),
             Err(_) => {
                 lock(&self.checks).remove(&check);
@@ -345,6 +358,8 @@ impl Child {
             }
         }
         self.exited.store(true, Ordering::Release);
+        // Checks still waiting learn at once that no answer will come.
+        lock(&self.checks).clear();
         self.ready_changed.notify_waiters();
         // The channel is closed: make sure the process is gone too, then learn why.
         let status = match tokio::time::timeout(Duration::from_secs(2), status).await {
@@ -456,8 +471,8 @@ impl Child {
                     });
                     return;
                 }
+                let counted = CallCounted(run.clone());
                 let Ok(permit) = calls.clone().acquire_owned().await else {
-                    run.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
                     return;
                 };
                 // Positions follow the order the child asked (its channel is ordered),
@@ -474,7 +489,7 @@ impl Child {
                     });
                     let (answer, over_budget, at) =
                         super::host_side::serve(&run, seq, request, deltas).await;
-                    run.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+                    drop(counted);
                     let _ = out.send(ToChild::Reply {
                         call,
                         answer,
@@ -519,9 +534,9 @@ impl Child {
                 }
             }
             ToServer::Stats(stats) => *lock(&self.stats) = stats,
-            ToServer::Checked { check, error } => {
+            ToServer::Checked { check, answer } => {
                 if let Some(told) = lock(&self.checks).remove(&check) {
-                    let _ = told.send(error);
+                    let _ = told.send(answer);
                 }
             }
             ToServer::Log { level, line } => {

@@ -56,6 +56,10 @@ struct Children {
     draining: Vec<Arc<Child>>,
 }
 
+/// Package checks a node runs at once: uploads are rare, and each one parses tenant code
+/// in a child that also hosts runs.
+const MAX_CHECKS: usize = 2;
+
 struct Inner {
     config: SupervisorConfig,
     snapshot: Vec<u8>,
@@ -68,6 +72,8 @@ struct Inner {
     recycled: AtomicU64,
     /// Counters of children that are gone, so totals never go backwards.
     retired: Mutex<PoolStats>,
+    /// Package checks under way at once (each parses tenant code in a child).
+    checks: tokio::sync::Semaphore,
 }
 
 #[derive(Clone)]
@@ -89,6 +95,7 @@ impl Supervisor {
                 config,
                 snapshot,
                 children: Mutex::new(Children::default()),
+                checks: tokio::sync::Semaphore::new(MAX_CHECKS),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 exits,
@@ -323,6 +330,9 @@ impl Supervisor {
             .iter()
             .map(|(path, text)| (path.clone(), text.to_string()))
             .collect();
+        let Ok(_slot) = self.inner.checks.try_acquire() else {
+            return Err(format!("{MAX_CHECKS} package checks are under way already"));
+        };
         match self.ready_child() {
             Some(child) => child.check(manifest, files).await,
             None => Err("no sandbox process is ready".into()),

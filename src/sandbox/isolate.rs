@@ -169,7 +169,7 @@ impl Drop for EntryGuard<'_> {
 /// allocator is where the engine crashed. A second call gets the same limit back, so
 /// allocation cannot race on past it (see notes/quickjs-engine.md).
 #[cfg(feature = "quickjs")]
-fn near_heap_limit_answer(current: usize, again: bool) -> usize {
+pub(crate) fn near_heap_limit_answer(current: usize, again: bool) -> usize {
     const UNWIND_HEADROOM: usize = 16 << 20;
     if again {
         current
@@ -179,6 +179,6 @@ fn near_heap_limit_answer(current: usize, again: bool) -> usize {
 }
 
 #[cfg(not(feature = "quickjs"))]
-fn near_heap_limit_answer(current: usize, _again: bool) -> usize {
+pub(crate) fn near_heap_limit_answer(current: usize, _again: bool) -> usize {
     current.saturating_mul(2)
 }

@@ -506,8 +506,13 @@ pub(super) async fn finish_run(
         return Ok(false);
     };
     super::webhooks::announce(&mut tx, std::slice::from_ref(&run), f.finished_at).await?;
-    // An ended run waits for nothing: its wait row leaves the waker's index.
+    // An ended run waits for nothing: its wait row leaves the waker's index, and signals
+    // nobody can take any more go.
     sqlx::query("DELETE FROM run_waits WHERE run_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM run_signals WHERE run_id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;

@@ -113,5 +113,10 @@ pub(super) async fn journals_signals_and_waits(s: &SqlStore) {
     };
     assert!(s.finish_waiting_run("run_1", &cancel).await.unwrap());
     assert_eq!(s.run_wait("run_1").await.unwrap(), None);
+    assert_eq!(
+        s.take_signal("run_1", "go", 3).await.unwrap(),
+        None,
+        "signals go with the run"
+    );
     assert!(!s.finish_waiting_run("run_1", &cancel).await.unwrap());
 }
