@@ -20,6 +20,7 @@ pub mod lockdown;
 pub mod protocol;
 pub mod proxy;
 mod remote;
+mod remote_run;
 pub mod supervisor;
 
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,13 +19,13 @@ use tracing::{debug, info, warn};
 use super::child::CHANNEL_FD;
 use super::lockdown::LockdownReport;
 use super::protocol::{self, ChildStats, Json, PackageSpec, RunSpec, ToChild, ToServer};
-use crate::broker::budget::HostMemory;
-use crate::host::{DeltaSink, HostServices, Tenant};
-use crate::package::AgentPackage;
+use super::remote_run::CallCounted;
+pub(crate) use super::remote_run::RemoteRun;
+use crate::host::DeltaSink;
 use crate::sandbox::shared::{lock, RunShared};
 use crate::sandbox::{
-    ErrorCode, PoolConfig, PoolError, RunCanceller, RunError, RunGrant, RunHandle, RunOutcome,
-    RunRequest, Usage,
+    ErrorCode, PoolConfig, PoolError, RunCanceller, RunError, RunHandle, RunOutcome, RunRequest,
+    Usage,
 };
 
 /// Host calls one child may have in flight; past that the server stops reading its
@@ -35,66 +35,8 @@ const MAX_CALLS_IN_FLIGHT: usize = 8192;
 /// that one run cannot hold the child's permits (and stall its neighbours' calls).
 const MAX_CALLS_PER_RUN: u32 = 256;
 
-/// A run hosted by a child: what the server needs to serve its host calls and end it.
-pub(crate) struct RemoteRun {
-    pub shared: Arc<RunShared>,
-    pub services: HostServices,
-    pub grant: RunGrant,
-    pub tenant: Tenant,
-    pub package: Arc<AgentPackage>,
-    /// What the server buffers for this run (bodies being read), bounded by its limit.
-    pub memory: HostMemory,
-    pub fetches: AtomicU32,
-    /// A crash of its child retries it (`retry_on_node_lost`, first attempt): it then
-    /// ends without terminal events, since its stream goes on with the next attempt.
-    retry_on_crash: bool,
-    /// Event bytes relayed, bounded on this side too (a child may lie about its own count).
-    event_bytes: AtomicU64,
-    /// The run's span (current where the run was submitted): host calls are its children.
-    pub span: tracing::Span,
-    /// Host-call spans made so far, capped so one run cannot flood the exporter.
-    pub op_spans: AtomicU32,
-    /// Where its host calls are journaled and replayed.
-    pub journal: Option<Arc<dyn crate::host::RunJournal>>,
-    /// The journal position of the next host call, in the order the child asked them.
-    pub next_op: AtomicU64,
-    /// Its host calls being served now.
-    calls_in_flight: AtomicU32,
-}
-
-impl RemoteRun {
-    pub fn new(req: RunRequest, shared: Arc<RunShared>) -> RemoteRun {
-        RemoteRun {
-            retry_on_crash: req.package.manifest.tries_again_after_loss(req.attempt),
-            shared,
-            memory: HostMemory::new(req.grant.limits.heap_bytes() as u64),
-            services: req.services,
-            grant: req.grant,
-            tenant: req.tenant,
-            package: req.package,
-            fetches: AtomicU32::new(0),
-            event_bytes: AtomicU64::new(0),
-            span: tracing::Span::current(),
-            op_spans: AtomicU32::new(0),
-            journal: req.journal,
-            next_op: AtomicU64::new(0),
-            calls_in_flight: AtomicU32::new(0),
-        }
-    }
-}
-
 /// What a package check comes to: the first module that fails, or why it could not run.
 type CheckAnswer = Result<Option<String>, String>;
-
-/// A call counted in its run's `calls_in_flight` until it is dropped, however the call
-/// ends.
-struct CallCounted(Arc<RemoteRun>);
-
-impl Drop for CallCounted {
-    fn drop(&mut self) {
-        self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// How to start children.
 #[derive(Debug, Clone)]

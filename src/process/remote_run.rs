@@ -1,0 +1,69 @@
+//! A run hosted by a sandbox process, as the server holds it: what serving its host
+//! calls needs (services, grant, journal, budgets) and the count of its calls in flight.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::broker::budget::HostMemory;
+use crate::host::{HostServices, Tenant};
+use crate::package::AgentPackage;
+use crate::sandbox::shared::RunShared;
+use crate::sandbox::{RunGrant, RunRequest};
+
+/// A run hosted by a child: what the server needs to serve its host calls and end it.
+pub(crate) struct RemoteRun {
+    pub shared: Arc<RunShared>,
+    pub services: HostServices,
+    pub grant: RunGrant,
+    pub tenant: Tenant,
+    pub package: Arc<AgentPackage>,
+    /// What the server buffers for this run (bodies being read), bounded by its limit.
+    pub memory: HostMemory,
+    pub fetches: AtomicU32,
+    /// A crash of its child retries it (`retry_on_node_lost`, first attempt): it then
+    /// ends without terminal events, since its stream goes on with the next attempt.
+    pub(super) retry_on_crash: bool,
+    /// Event bytes relayed, bounded on this side too (a child may lie about its own count).
+    pub(super) event_bytes: AtomicU64,
+    /// The run's span (current where the run was submitted): host calls are its children.
+    pub span: tracing::Span,
+    /// Host-call spans made so far, capped so one run cannot flood the exporter.
+    pub op_spans: AtomicU32,
+    /// Where its host calls are journaled and replayed.
+    pub journal: Option<Arc<dyn crate::host::RunJournal>>,
+    /// The journal position of the next host call, in the order the child asked them.
+    pub next_op: AtomicU64,
+    /// Its host calls being served now.
+    pub(super) calls_in_flight: AtomicU32,
+}
+
+impl RemoteRun {
+    pub fn new(req: RunRequest, shared: Arc<RunShared>) -> RemoteRun {
+        RemoteRun {
+            retry_on_crash: req.package.manifest.tries_again_after_loss(req.attempt),
+            shared,
+            memory: HostMemory::new(req.grant.limits.heap_bytes() as u64),
+            services: req.services,
+            grant: req.grant,
+            tenant: req.tenant,
+            package: req.package,
+            fetches: AtomicU32::new(0),
+            event_bytes: AtomicU64::new(0),
+            span: tracing::Span::current(),
+            op_spans: AtomicU32::new(0),
+            journal: req.journal,
+            next_op: AtomicU64::new(0),
+            calls_in_flight: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A call counted in its run's `calls_in_flight` until it is dropped, however the call
+/// ends.
+pub(super) struct CallCounted(pub(super) Arc<RemoteRun>);
+
+impl Drop for CallCounted {
+    fn drop(&mut self) {
+        self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
