@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a run is (SPEC §5 "Runs"). The string forms are part of the product contract and
 /// of the stores' `CHECK` constraints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Queued,

@@ -5,30 +5,30 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
-use axum::routing::{get, put};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::json::{is_json, parse_json, read_body};
-use super::page::{list, PageQuery};
+use super::page::{list, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::ids::now_ms;
 use crate::package::{AgentPackage, PackageError, PackageLimits};
-use crate::store::{AgentVersion, PutVersion};
+use crate::store::{Agent, AgentVersion, PutVersion};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/agents", get(list_agents))
-        .route("/agents/{scope}/{name}", get(get_agent))
-        .route("/agents/{scope}/{name}/versions", get(list_versions))
-        .route(
-            "/agents/{scope}/{name}/versions/{version}",
-            put(upload).get(get_version),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(list_versions))
+        .routes(routes!(upload, get_version))
 }
 
 /// `@scope/name` from the path segments.
@@ -49,11 +49,65 @@ pub fn package_problem(e: &PackageError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// A package as JSON: `agent.json`'s content and every other file as text.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "manifest": { "name": "@acme/hello", "version": "1.0.0", "entry": "main.js",
+        "input": { "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] } },
+    "files": { "main.js": "export default async (input, ctx) => ({ greeting: `Hello, ${input.name}!` });" }
+}))]
 struct JsonUpload {
+    /// The content of `agent.json`.
+    #[schema(value_type = Object)]
     manifest: Value,
+    /// Path → file content (UTF-8 text).
     files: BTreeMap<String, String>,
+}
+
+/// A package as a `.tar.gz` or `.zip` archive holding `agent.json` at its root.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct PackageArchive(Vec<u8>);
+
+/// A version, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({ "name": "@acme/hello", "version": "1.0.0",
+    "digest": "sha256:9f86d081884c7d65", "description": "Says hello", "created_at": 1764892800000_i64 }))]
+pub struct VersionSummary {
+    /// `@scope/name`.
+    pub name: String,
+    pub version: String,
+    /// The package's content digest: the same upload twice is the same version.
+    pub digest: String,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+/// A version with its manifest.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "name": "@acme/hello", "version": "1.0.0", "digest": "sha256:9f86d081884c7d65",
+    "description": "Says hello", "created_at": 1764892800000_i64,
+    "manifest": { "name": "@acme/hello", "version": "1.0.0", "entry": "main.js" } }))]
+pub struct VersionDetail {
+    #[serde(flatten)]
+    pub summary: VersionSummary,
+    /// The version's `agent.json`.
+    #[schema(value_type = Object)]
+    pub manifest: Value,
+}
+
+/// An agent: its name and latest version.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "name": "@acme/hello", "created_at": 1764892800000_i64,
+    "latest_version": "1.0.0", "description": "Says hello" }))]
+pub struct AgentView {
+    pub name: String,
+    pub created_at: i64,
+    /// The highest semver version that is not deprecated.
+    pub latest_version: Option<String>,
+    pub description: Option<String>,
 }
 
 /// The stored version of a package checked by [`AgentPackage`]: the one way a version
@@ -75,12 +129,34 @@ pub fn version_record(app_id: &str, package: &AgentPackage) -> serde_json::Resul
     })
 }
 
+/// Upload a package version. Every module is parsed at upload (a syntax error is a 422
+/// naming file, line and column); versions are immutable: the same content again answers
+/// 200 with the stored version, other content 409.
+#[utoipa::path(put, path = "/agents/{scope}/{name}/versions/{version}", operation_id = "upload_version", tag = "agents",
+    summary = "Upload a package version (gzip, zip or JSON files map)",
+    security(("bearer" = ["agents:write"])),
+    params(
+        ("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("version" = String, Path, description = "Semver version, as in agent.json"),
+    ),
+    request_body(content(
+        (JsonUpload = "application/json"),
+        (PackageArchive = "application/gzip"),
+        (PackageArchive = "application/zip"),
+    )),
+    responses(
+        (status = 201, description = "Created", body = VersionSummary),
+        (status = 200, description = "This content was already this version", body = VersionSummary),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name, version)): ApiPath<(String, String, String)>,
     request: Request,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<VersionSummary>)> {
     let (_org_id, app_id) = caller.app("agents:write")?;
     let content_type = request
         .headers()
@@ -170,25 +246,29 @@ fn description_of(v: &AgentVersion) -> Option<String> {
         .and_then(|m| m.description)
 }
 
-fn version_summary(v: &AgentVersion) -> Value {
-    json!({
-        "name": v.name,
-        "version": v.version,
-        "digest": v.digest,
-        "description": description_of(v),
-        "created_at": v.created_at,
-    })
+fn version_summary(v: &AgentVersion) -> VersionSummary {
+    VersionSummary {
+        name: v.name.clone(),
+        version: v.version.clone(),
+        digest: v.digest.clone(),
+        description: description_of(v),
+        created_at: v.created_at,
+    }
 }
 
+/// List the app's agents.
+#[utoipa::path(get, path = "/agents", tag = "agents", summary = "List agents",
+    security(("bearer" = ["agents:read"])), params(PageQuery),
+    responses((status = 200, body = Listed<Agent>)))]
 async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<Agent>>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let page = q.page()?;
     let agents = state.store.list_agents(&app_id, &page).await?;
-    Ok(Json(list(&agents, &page, |a| {
+    Ok(Json(list(agents, &page, |a| {
         (a.created_at, a.name.clone())
     })))
 }
@@ -218,11 +298,17 @@ async fn latest_uncached(
     Ok(state.store.latest_agent_version(app_id, name).await?)
 }
 
+/// Get an agent with its latest version.
+#[utoipa::path(get, path = "/agents/{scope}/{name}", tag = "agents", summary = "Get an agent",
+    security(("bearer" = ["agents:read"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name")),
+    responses((status = 200, body = AgentView), (status = 404, response = Problem)))]
 async fn get_agent(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AgentView>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let full_name = agent_name(&scope, &name);
     let agent = state
@@ -231,19 +317,25 @@ async fn get_agent(
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let latest = latest_version(&state, &app_id, &full_name).await?;
-    Ok(Json(json!({
-        "name": agent.name,
-        "created_at": agent.created_at,
-        "latest_version": latest.as_ref().map(|v| v.version.clone()),
-        "description": latest.as_ref().and_then(description_of),
-    })))
+    Ok(Json(AgentView {
+        name: agent.name,
+        created_at: agent.created_at,
+        latest_version: latest.as_ref().map(|v| v.version.clone()),
+        description: latest.as_ref().and_then(description_of),
+    }))
 }
 
+/// Every version of an agent (one page).
+#[utoipa::path(get, path = "/agents/{scope}/{name}/versions", tag = "agents", summary = "List versions",
+    security(("bearer" = ["agents:read"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name")),
+    responses((status = 200, body = Listed<VersionSummary>), (status = 404, response = Problem)))]
 async fn list_versions(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<VersionSummary>>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let full_name = agent_name(&scope, &name);
     state
@@ -252,22 +344,33 @@ async fn list_versions(
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let versions = state.store.list_agent_versions(&app_id, &full_name).await?;
-    let data: Vec<Value> = versions.iter().map(version_summary).collect();
-    Ok(Json(json!({ "data": data, "next_cursor": null })))
+    let data = versions.iter().map(version_summary).collect();
+    Ok(Json(Listed {
+        data,
+        next_cursor: None,
+    }))
 }
 
+/// Get a version with its manifest.
+#[utoipa::path(get, path = "/agents/{scope}/{name}/versions/{version}", tag = "agents", summary = "Get a version",
+    security(("bearer" = ["agents:read"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("version" = String, Path, description = "Semver version")),
+    responses((status = 200, body = VersionDetail), (status = 404, response = Problem)))]
 async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name, version)): ApiPath<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VersionDetail>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let v = state
         .store
         .get_agent_version(&app_id, &agent_name(&scope, &name), &version)
         .await?
         .ok_or_else(|| ApiError::not_found("agent version"))?;
-    let mut out = version_summary(&v);
-    out["manifest"] = v.manifest.clone();
-    Ok(Json(out))
+    Ok(Json(VersionDetail {
+        summary: version_summary(&v),
+        manifest: v.manifest,
+    }))
 }

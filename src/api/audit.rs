@@ -2,21 +2,22 @@
 //! `GET /v1/audit` reads it back for the caller's org or app.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Caller, Principal};
 use super::error::ApiResult;
 use super::extract::ApiQuery;
-use super::page::{list, PageQuery};
+use super::page::{list, Listed, PageQuery};
 use super::AppState;
 use crate::ids::new_id;
 use crate::ids::now_ms;
 use crate::store::AuditEvent;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(list_audit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit))
 }
 
 /// Records an audit event; a failure to record is logged, and fails the request, since
@@ -60,11 +61,15 @@ pub fn event(
     })
 }
 
+/// Audit events of the org (org key) or the caller's app (app key), newest first.
+#[utoipa::path(get, path = "/audit", tag = "audit", summary = "Audit events",
+    security(("bearer" = ["audit:read"])), params(PageQuery),
+    responses((status = 200, body = Listed<AuditEvent>)))]
 async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<AuditEvent>>> {
     let org_id = caller.org("audit:read")?;
     let app_id = match &caller.principal {
         Principal::App { app_id, .. } => Some(app_id.as_str()),
@@ -72,5 +77,5 @@ async fn list_audit(
     };
     let page = q.page()?;
     let events = state.store.list_audit(&org_id, app_id, &page).await?;
-    Ok(Json(list(&events, &page, |e| (e.created_at, e.id.clone()))))
+    Ok(Json(list(events, &page, |e| (e.created_at, e.id.clone()))))
 }

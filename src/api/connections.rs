@@ -4,12 +4,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
@@ -21,21 +24,87 @@ use crate::ids::now_ms;
 use crate::llm::Provider;
 use crate::store::ConnectionRow;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/connections", get(list_connections))
-        .route(
-            "/connections/{name}",
-            get(get_connection)
-                .put(put_connection)
-                .delete(delete_connection),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_connections))
+        .routes(routes!(get_connection, put_connection, delete_connection))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EndUserQuery {
+    /// Whose connection: an end-user's external id (or send `x-atoll-end-user`); the
+    /// app's own when left out.
     end_user: Option<String>,
+}
+
+/// The body of `PUT /v1/connections/{name}`: the credential (`type` and its fields),
+/// where it may be sent, and optionally the LLM provider it reaches. (Read field by
+/// field in [`put_connection`]: serde cannot flatten a tagged enum that refuses unknown
+/// fields.)
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({ "type": "bearer", "token": "sk-live-...", "hosts": ["api.example.com"] }))]
+#[allow(dead_code)]
+struct ConnectionBody {
+    #[serde(flatten)]
+    secret: ConnectionSecret,
+    /// Where the credential may be sent: host patterns (`api.example.com`,
+    /// `*.example.com`), each with an optional `:port`.
+    hosts: Vec<String>,
+    /// The credential may go over plain http too (a local model, a test server).
+    #[serde(default)]
+    allow_http: bool,
+    provider: Option<Provider>,
+}
+
+/// A connection as every read shows it: metadata and a fingerprint, never the secret.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({ "name": "openai", "type": "bearer", "hosts": ["api.openai.com"],
+    "fingerprint": "sha256:3b9c1f0a", "created_at": 1764892800000_i64, "updated_at": 1764892800000_i64 }))]
+struct ConnectionView {
+    name: String,
+    /// `bearer`, `header`, `basic`, `query` or `oauth2_client_credentials`.
+    #[serde(rename = "type")]
+    kind: String,
+    hosts: Vec<String>,
+    /// Identifies the secret without revealing it.
+    fingerprint: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_http: bool,
+    /// The header a `header` connection sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    /// The query parameter a `query` connection sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<Provider>,
+    /// Set for an end-user's own connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_user: Option<String>,
+    #[serde(default)]
+    created_at: i64,
+    #[serde(default)]
+    updated_at: i64,
+}
+
+/// The app's connections (one page holds them all).
+#[derive(Serialize, ToSchema)]
+struct ConnectionList {
+    data: Vec<ConnectionView>,
+    /// Always null: every connection is on the one page.
+    next_cursor: Option<String>,
 }
 
 /// The end-user whose connection this is ("" for the app's own).
@@ -62,13 +131,24 @@ pub fn check_name(name: &str) -> ApiResult<()> {
     }
 }
 
+/// Create or replace a connection. The secret is sealed before it is stored and never
+/// shown again; where it may go (hosts, the provider's endpoint, the token URL) is
+/// checked now and before every use.
+#[utoipa::path(put, path = "/connections/{name}", tag = "connections",
+    summary = "Create or replace a connection (secret write-only)",
+    security(("bearer" = ["connections:write"])),
+    params(("name" = String, Path, description = "1 to 128 of a-z, A-Z, 0-9, '-', '_', '.'"), EndUserQuery),
+    request_body = ConnectionBody,
+    responses((status = 201, description = "Created", body = ConnectionView),
+        (status = 200, description = "Replaced", body = ConnectionView),
+        (status = 422, response = Problem)))]
 async fn put_connection(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<EndUserQuery>,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
     let (_org, app_id) = caller.app("connections:write")?;
     let end_user = end_user_of(&caller, &q)?;
     check_name(&name)?;
@@ -169,7 +249,7 @@ async fn put_connection(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(view(&row))))
+    Ok((status, Json(view(&row)?)))
 }
 
 /// Where this credential will be sent is covered by the connection itself: the
@@ -190,45 +270,64 @@ fn check_destinations(c: &Connection, provider: Option<&Provider>) -> ApiResult<
     Ok(())
 }
 
-fn view(row: &ConnectionRow) -> Value {
-    let mut out = Map::new();
-    out.insert("name".into(), json!(row.name));
-    if let Value::Object(public) = &row.public {
-        for (k, v) in public {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    out.insert("created_at".into(), json!(row.created_at));
-    out.insert("updated_at".into(), json!(row.updated_at));
-    Value::Object(out)
+/// The stored public description read back as its type (it was written by
+/// `describe` with these fields).
+fn view(row: &ConnectionRow) -> ApiResult<ConnectionView> {
+    let mut view: ConnectionView = serde_json::from_value(row.public.clone())
+        .map_err(|e| ApiError::Internal(format!("connection {}: {e}", row.name)))?;
+    view.name = row.name.clone();
+    view.created_at = row.created_at;
+    view.updated_at = row.updated_at;
+    Ok(view)
 }
 
+/// Get a connection's metadata and fingerprint.
+#[utoipa::path(get, path = "/connections/{name}", tag = "connections",
+    summary = "Get a connection's metadata and fingerprint",
+    security(("bearer" = ["connections:read"])),
+    params(("name" = String, Path, description = "Connection name"), EndUserQuery),
+    responses((status = 200, body = ConnectionView), (status = 404, response = Problem)))]
 async fn get_connection(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<EndUserQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConnectionView>> {
     let (_org, app_id) = caller.app("connections:read")?;
     let row = state
         .store
         .get_connection(&app_id, &name, &end_user_of(&caller, &q)?)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(view(&row)))
+    Ok(Json(view(&row)?))
 }
 
-async fn list_connections(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+/// List the app's connections (while acting for an end-user: theirs and the app's).
+#[utoipa::path(get, path = "/connections", tag = "connections", summary = "List connections",
+    security(("bearer" = ["connections:read"])),
+    responses((status = 200, body = ConnectionList)))]
+async fn list_connections(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ConnectionList>> {
     let (_org, app_id) = caller.app("connections:read")?;
     let rows = state.store.list_connections(&app_id).await?;
-    let data: Vec<Value> = rows
+    let data = rows
         .iter()
         .filter(|row| caller.sees(Some(row.end_user.as_str())))
         .map(view)
-        .collect();
-    Ok(Json(json!({ "data": data, "next_cursor": null })))
+        .collect::<ApiResult<_>>()?;
+    Ok(Json(ConnectionList {
+        data,
+        next_cursor: None,
+    }))
 }
 
+/// Delete a connection.
+#[utoipa::path(delete, path = "/connections/{name}", tag = "connections", summary = "Delete a connection",
+    security(("bearer" = ["connections:write"])),
+    params(("name" = String, Path, description = "Connection name", example = "openai"), EndUserQuery),
+    responses((status = 204, description = "Deleted"), (status = 404, response = Problem)))]
 async fn delete_connection(
     State(state): State<AppState>,
     caller: Caller,

@@ -3,12 +3,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::idempotency::Committed;
@@ -20,19 +23,33 @@ use crate::runs::RunView;
 /// Journal entries listed at most.
 const MAX_LISTED: usize = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/runs/{id}/signals/{name}", post(signal))
-        .route("/runs/{id}/journal", get(journal))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signal))
+        .routes(routes!(journal))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "payload": { "approved": true } }))]
 struct SignalBody {
+    /// Validated against the wait's `schema` (422); at most 256 KiB.
     #[serde(default)]
     payload: Value,
 }
 
+/// Deliver a signal to `ctx.waitFor(name)`: it resumes a run waiting for it, or is kept
+/// (first come, per name) until the run waits.
+#[utoipa::path(post, path = "/runs/{id}/signals/{name}", operation_id = "signal_run", tag = "runs",
+    summary = "Deliver a signal to a run's ctx.waitFor(name)",
+    security(("bearer" = ["runs:write"])),
+    params(("id" = String, Path, description = "Run id (`run_...`)"),
+        ("name" = String, Path, description = "Signal name, 1 to 128 characters")),
+    request_body = SignalBody,
+    responses((status = 202, description = "Delivered or kept", body = RunView),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem)))]
 async fn signal(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,20 +86,40 @@ async fn signal(
 
 /// A journal entry as listed: where, what, when, how big; never the answer itself
 /// (answers hold fetched bodies and tool results, which are the run's own business).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EntryView {
+    /// Position: the n-th host call of the run.
     seq: i64,
+    /// The call's kind (e.g. `fetch`, `tool`, `llm`, `memory.get`, `sleep`, `wait`).
     op: String,
     created_at: i64,
+    /// Size of the journaled answer.
     bytes: usize,
 }
 
+/// A run's journal, first entries first.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "data": [{ "seq": 0, "op": "fetch", "created_at": 1764892800000_i64, "bytes": 412 }],
+    "length": 1, "truncated": false }))]
+struct JournalView {
+    data: Vec<EntryView>,
+    /// Entries in the journal.
+    length: usize,
+    /// More than the listed (first 1,000) entries exist.
+    truncated: bool,
+}
+
+/// The journal a resumed run replays: positions, ops, sizes; never the answers.
+#[utoipa::path(get, path = "/runs/{id}/journal", operation_id = "get_run_journal", tag = "runs", summary = "A run's journal",
+    security(("bearer" = ["runs:read"])),
+    params(("id" = String, Path, description = "Run id (`run_...`)"), AppQuery),
+    responses((status = 200, body = JournalView), (status = 404, response = Problem)))]
 async fn journal(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AppQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JournalView>> {
     let (_org, app_id) = caller
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
@@ -101,7 +138,9 @@ async fn journal(
             bytes: e.answer.len(),
         })
         .collect();
-    Ok(Json(
-        json!({ "data": data, "length": total, "truncated": total > MAX_LISTED }),
-    ))
+    Ok(Json(JournalView {
+        data,
+        length: total,
+        truncated: total > MAX_LISTED,
+    }))
 }

@@ -6,9 +6,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{rate_limit_headers, ApiError, ApiResult};
 use super::extract::ApiPath;
@@ -24,8 +27,17 @@ const MAX_DELIVERY_ID: usize = 256;
 /// Inbound webhooks one node handles at once.
 pub const HOOKS_IN_FLIGHT: usize = 256;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/hooks/{id}", post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
+}
+
+/// The run an inbound webhook started (or, for a repeated delivery, had started).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "run_id": "run_01hx", "replayed": false }))]
+struct HookAccepted {
+    run_id: String,
+    /// This delivery id was seen before: nothing new was started.
+    replayed: bool,
 }
 
 /// `trg_` and 32 hex digits, as [`crate::ids::new_id`] makes them: anything else is
@@ -35,6 +47,22 @@ fn looks_like_trigger_id(id: &str) -> bool {
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// An inbound webhook: the request must carry a valid signature for the trigger's
+/// scheme (Standard Webhooks, GitHub, Stripe or an HMAC header); the body (or the part at
+/// `input_pointer`) becomes the run's input. No API key.
+#[utoipa::path(post, path = "/hooks/{id}", operation_id = "receive_hook", tag = "triggers",
+    summary = "Inbound webhook: signature-checked, starts the trigger's agent (no API key)",
+    params(("id" = String, Path, description = "Trigger id (`trg_...`)"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks: the delivery id"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks: seconds since the epoch"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks: `v1,<base64>` signatures")),
+    request_body(content = Value, description = "The sender's JSON payload", example = json!({ "action": "opened" })),
+    responses((status = 202, body = HookAccepted),
+        (status = 401, response = super::doc::Problem),
+        (status = 404, response = super::doc::Problem),
+        (status = 409, response = super::doc::Problem),
+        (status = 413, response = super::doc::Problem),
+        (status = 422, response = super::doc::Problem)))]
 async fn receive(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -121,7 +149,10 @@ async fn receive(
 fn accepted(run_id: &str, replayed: bool) -> Response {
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({ "run_id": run_id, "replayed": replayed })),
+        Json(HookAccepted {
+            run_id: run_id.to_owned(),
+            replayed,
+        }),
     )
         .into_response();
     if replayed {

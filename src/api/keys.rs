@@ -4,26 +4,44 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{hash_secret, new_secret, Caller, Principal, SCOPES};
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
-use super::page::{list, PageQuery};
+use super::page::{list, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::ids::new_id;
 use crate::ids::now_ms;
 use crate::store::{ApiKey, KeyKind, Page, Store};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api-keys", get(list_keys).post(create_key))
-        .route("/api-keys/{id}", delete(revoke_key))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+}
+
+/// A key with its secret: the only answer that ever holds the secret.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "key_01hx", "org_id": "org_01hx", "app_id": "app_01hx", "kind": "app",
+    "name": "backend", "prefix": "atl_k3j9x2ab", "scopes": ["runs:read", "runs:write"],
+    "created_at": 1764892800000_i64, "revoked_at": null,
+    "secret": "atl_k3j9x2ab5mfq0w8e7r6t5y4u3i2o1p0a"
+}))]
+pub struct KeyWithSecret {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// Shown once: store it now.
+    pub secret: String,
 }
 
 /// Creates a key and returns it with its secret (the only time the secret exists). The
@@ -52,9 +70,11 @@ pub async fn issue_key(
     Ok((key, secret))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "name": "backend", "app_id": "app_01hx", "scopes": ["runs:read", "runs:write"] }))]
 struct NewKey {
+    /// 1 to 200 characters.
     name: String,
     /// Inferred when left out: an app key when `app_id` is given or the caller is an app
     /// key. An org key (all apps) is only made when asked for by name.
@@ -66,6 +86,14 @@ struct NewKey {
     scopes: Option<Vec<String>>,
 }
 
+/// Create an API key (its secret is shown once). With `app_id` (or from an app key) an
+/// app key; an org key needs `"kind": "org"` and an org key. Scopes default to `*` and
+/// never exceed the caller's.
+#[utoipa::path(post, path = "/api-keys", operation_id = "create_api_key", tag = "keys", summary = "Create an API key",
+    security(("bearer" = ["keys:write"])),
+    request_body = NewKey,
+    responses((status = 201, body = KeyWithSecret), (status = 404, response = Problem),
+        (status = 422, response = Problem)))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -156,16 +184,20 @@ async fn create_key(
         json!({ "kind": key.kind, "scopes": key.scopes }),
     )
     .await?;
-    let mut out = json!(key);
-    out["secret"] = json!(secret);
+    let out = KeyWithSecret { key, secret };
     Ok(CarriesSecret(&["/secret"]).mark((StatusCode::CREATED, Json(out))))
 }
 
+/// List the keys of the org (org key) or of the caller's app (app key), newest first;
+/// secrets are never listed.
+#[utoipa::path(get, path = "/api-keys", operation_id = "list_api_keys", tag = "keys", summary = "List API keys",
+    security(("bearer" = ["keys:read"])), params(PageQuery),
+    responses((status = 200, body = Listed<ApiKey>)))]
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<ApiKey>>> {
     let org_id = caller.org("keys:read")?;
     let app_id = match &caller.principal {
         Principal::App { app_id, .. } => Some(app_id.as_str()),
@@ -173,9 +205,15 @@ async fn list_keys(
     };
     let page = q.page()?;
     let keys = state.store.list_api_keys(&org_id, app_id, &page).await?;
-    Ok(Json(list(&keys, &page, |k| (k.created_at, k.id.clone()))))
+    Ok(Json(list(keys, &page, |k| (k.created_at, k.id.clone()))))
 }
 
+/// Revoke a key; an app's last key is refused (409) so the app stays reachable.
+#[utoipa::path(delete, path = "/api-keys/{id}", operation_id = "revoke_api_key", tag = "keys", summary = "Revoke an API key",
+    security(("bearer" = ["keys:write"])),
+    params(("id" = String, Path, description = "Key id (`key_...`)", example = "key_01hx")),
+    responses((status = 204, description = "Revoked"), (status = 404, response = Problem),
+        (status = 409, response = Problem)))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,

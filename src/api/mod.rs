@@ -3,6 +3,7 @@
 //! extractors and middleware.
 
 pub mod auth;
+pub mod doc;
 pub mod error;
 pub mod extract;
 mod idempotency;
@@ -33,6 +34,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::broker::resolve::PolicyResolver;
 use crate::runs::admission::Admission;
@@ -117,11 +120,18 @@ impl AppState {
     }
 }
 
-/// All routes with their documentation, in one list (the OpenAPI document is built
-/// from it, so the two cannot drift apart).
-pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    let v1 = Router::new()
+/// Every route with its documentation: each module registers its handlers through
+/// `utoipa_axum::routes!`, which takes the path and method from the handler's
+/// `#[utoipa::path]`, so the router and the OpenAPI document ([`doc::document`]) are
+/// built from the same list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .nest("/v1", v1_routes())
+        .merge(ops::router())
+}
+
+fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(orgs::router())
         .merge(apps::router())
         .merge(keys::router())
@@ -136,6 +146,13 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(triggers::router())
         .merge(hooks::router())
+}
+
+/// The API with its middleware.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let (v1, _) = v1_routes().split_for_parts();
+    let v1 = v1
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,
@@ -144,9 +161,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ops::rate_limit,
         ));
+    let (ops_routes, _) = OpenApiRouter::new().merge(ops::router()).split_for_parts();
     Router::new()
         .nest("/v1", v1)
-        .merge(ops::router())
+        .merge(ops_routes)
         .fallback(|| async { ApiError::NotFound("no such route; see /v1/openapi.json".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

@@ -7,9 +7,12 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::key_fingerprint;
 use super::error::{rate_limit_headers, ApiError};
@@ -22,15 +25,37 @@ pub struct Metrics {
     server_errors: AtomicU64,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "status": "ok" }))]
+struct Health {
+    status: &'static str,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Liveness",
+    responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// What `/readyz` reports: each dependency `ok` or why not, and the sandbox's mode and
+/// active lockdown layers.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "store": "ok", "quotas": "ok", "sandbox": {
+    "mode": "processes", "children": 2, "lockdown": ["no_new_privs", "seccomp"], "lockdown_skipped": [] } }))]
+struct Readiness {
+    store: String,
+    quotas: String,
+    #[schema(value_type = Object)]
+    sandbox: Value,
 }
 
 /// Counts requests by outcome class.
@@ -82,6 +107,10 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     }
 }
 
+/// Readiness: the store and the quota backend answer (503 otherwise).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    summary = "Readiness (store and quota backend reachable, sandbox lockdown layers)",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await;
     let quotas = state.admission.quotas().ping().await;
@@ -94,11 +123,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "lockdown_skipped": p.lockdown.as_ref().map(|l| &l.skipped),
         }),
     };
-    let body = json!({
-        "store": store.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
-        "quotas": quotas.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
-        "sandbox": sandbox,
-    });
+    let body = Readiness {
+        store: store
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |_| "ok".into()),
+        quotas: quotas
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |_| "ok".into()),
+        sandbox,
+    };
     if store.is_ok() && quotas.is_ok() {
         Json(body).into_response()
     } else {
@@ -106,6 +139,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
+    responses((status = 200, description = "Text exposition format", content_type = "text/plain",
+        body = String, example = "atoll_runs_active 0")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
@@ -145,272 +182,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Every route: method, path, scope, summary. The OpenAPI document is generated from
-/// this table, and a test checks each entry against the live router.
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    (
-        "post",
-        "/v1/orgs",
-        "admin",
-        "Create an org and its first org key",
-    ),
-    ("get", "/v1/orgs/{id}", "", "Get an org"),
-    ("post", "/v1/apps", "apps:write", "Create an app"),
-    ("get", "/v1/apps", "apps:read", "List apps"),
-    ("get", "/v1/apps/{id}", "apps:read", "Get an app"),
-    (
-        "post",
-        "/v1/api-keys",
-        "keys:write",
-        "Create an API key (secret shown once)",
-    ),
-    ("get", "/v1/api-keys", "keys:read", "List API keys"),
-    (
-        "delete",
-        "/v1/api-keys/{id}",
-        "keys:write",
-        "Revoke an API key",
-    ),
-    (
-        "put",
-        "/v1/agents/{scope}/{name}/versions/{version}",
-        "agents:write",
-        "Upload a package version (gzip, zip or JSON files map)",
-    ),
-    (
-        "get",
-        "/v1/agents/{scope}/{name}/versions/{version}",
-        "agents:read",
-        "Get a version",
-    ),
-    ("get", "/v1/agents", "agents:read", "List agents"),
-    (
-        "get",
-        "/v1/agents/{scope}/{name}",
-        "agents:read",
-        "Get an agent",
-    ),
-    (
-        "get",
-        "/v1/agents/{scope}/{name}/versions",
-        "agents:read",
-        "List versions",
-    ),
-    (
-        "post",
-        "/v1/agents/{scope}/{name}/runs",
-        "runs:write",
-        "Start a run (?wait=N for up to 60 s)",
-    ),
-    (
-        "get",
-        "/v1/runs",
-        "runs:read",
-        "List runs (?agent=&status=&end_user=)",
-    ),
-    ("get", "/v1/runs/{id}", "runs:read", "Get a run"),
-    ("post", "/v1/runs/{id}/cancel", "runs:write", "Cancel a run"),
-    (
-        "get",
-        "/v1/runs/{id}/events",
-        "runs:read",
-        "Stream run events (SSE, Last-Event-ID resumes)",
-    ),
-    (
-        "get",
-        "/v1/memory/{scope}",
-        "memory:read",
-        "List memory keys",
-    ),
-    (
-        "get",
-        "/v1/memory/{scope}/{key}",
-        "memory:read",
-        "Get a memory value",
-    ),
-    (
-        "put",
-        "/v1/memory/{scope}/{key}",
-        "memory:write",
-        "Set a memory value",
-    ),
-    (
-        "delete",
-        "/v1/memory/{scope}/{key}",
-        "memory:write",
-        "Delete a memory value",
-    ),
-    (
-        "put",
-        "/v1/connections/{name}",
-        "connections:write",
-        "Create or replace a connection (secret write-only)",
-    ),
-    (
-        "get",
-        "/v1/connections/{name}",
-        "connections:read",
-        "Get a connection's metadata and fingerprint",
-    ),
-    (
-        "delete",
-        "/v1/connections/{name}",
-        "connections:write",
-        "Delete a connection",
-    ),
-    (
-        "get",
-        "/v1/connections",
-        "connections:read",
-        "List connections",
-    ),
-    (
-        "put",
-        "/v1/tools/{name}",
-        "agents:write",
-        "Create or replace an HTTP tool",
-    ),
-    ("get", "/v1/tools/{name}", "agents:read", "Get a tool"),
-    (
-        "delete",
-        "/v1/tools/{name}",
-        "agents:write",
-        "Delete a tool",
-    ),
-    ("get", "/v1/tools", "agents:read", "List tools"),
-    (
-        "post",
-        "/v1/webhooks",
-        "webhooks:write",
-        "Create a webhook endpoint (its secret is shown once)",
-    ),
-    (
-        "get",
-        "/v1/webhooks",
-        "webhooks:read",
-        "List webhook endpoints",
-    ),
-    (
-        "get",
-        "/v1/webhooks/{id}",
-        "webhooks:read",
-        "Get a webhook endpoint",
-    ),
-    (
-        "delete",
-        "/v1/webhooks/{id}",
-        "webhooks:write",
-        "Delete a webhook endpoint and its delivery log",
-    ),
-    (
-        "post",
-        "/v1/webhooks/{id}/rotate-secret",
-        "webhooks:write",
-        "Rotate the signing secret (the old one signs for 24 h more)",
-    ),
-    (
-        "get",
-        "/v1/webhooks/{id}/deliveries",
-        "webhooks:read",
-        "The delivery log: every delivery with its attempts",
-    ),
-    (
-        "post",
-        "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
-        "webhooks:write",
-        "Send a delivery again now",
-    ),
-    (
-        "post",
-        "/v1/agents/{scope}/{name}/triggers",
-        "agents:write",
-        "Create a webhook or cron trigger",
-    ),
-    (
-        "get",
-        "/v1/agents/{scope}/{name}/triggers",
-        "agents:read",
-        "List an agent's triggers",
-    ),
-    (
-        "get",
-        "/v1/agents/{scope}/{name}/triggers/{id}",
-        "agents:read",
-        "Get a trigger (with next_fire_at)",
-    ),
-    (
-        "delete",
-        "/v1/agents/{scope}/{name}/triggers/{id}",
-        "agents:write",
-        "Delete a trigger",
-    ),
-    (
-        "post",
-        "/v1/agents/{scope}/{name}/triggers/{id}/pause",
-        "agents:write",
-        "Pause a trigger",
-    ),
-    (
-        "post",
-        "/v1/agents/{scope}/{name}/triggers/{id}/resume",
-        "agents:write",
-        "Resume a trigger",
-    ),
-    (
-        "post",
-        "/v1/hooks/{id}",
-        "",
-        "Inbound webhook: signature-checked, starts the trigger's agent (no API key)",
-    ),
-    ("get", "/v1/audit", "audit:read", "Audit events"),
-    ("get", "/v1/usage", "usage:read", "Usage per period"),
-    ("get", "/healthz", "", "Liveness"),
-    (
-        "get",
-        "/readyz",
-        "",
-        "Readiness (store and quota backend reachable)",
-    ),
-    ("get", "/metrics", "", "Prometheus metrics"),
-    ("get", "/v1/openapi.json", "", "This document"),
-];
-
-pub fn openapi_document() -> Value {
-    let mut paths = Map::new();
-    for (method, path, scope, summary) in ROUTES {
-        let params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        let mut op = json!({
-            "summary": summary,
-            "parameters": params,
-            "responses": {
-                "default": { "description": "RFC 9457 problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
-                "2XX": { "description": "Success" }
-            }
-        });
-        if !scope.is_empty() {
-            op["security"] = json!([{ "bearer": [] }]);
-            op["x-atoll-scope"] = json!(scope);
-        }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "atoll", "version": env!("CARGO_PKG_VERSION") },
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": { "Problem": { "type": "object", "properties": {
-                "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" }, "detail": { "type": "string" }
-            } } }
-        }
-    })
-}
-
+/// `GET /v1/openapi.json`.
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "get_openapi", tag = "operations",
+    summary = "This OpenAPI 3.1 document",
+    responses((status = 200, description = "The document", content_type = "application/json",
+        body = Object, example = json!({ "openapi": "3.1.0", "info": { "title": "atoll" } }))))]
 async fn openapi() -> Json<Value> {
-    Json(openapi_document())
+    Json(super::doc::document().clone())
 }

@@ -3,32 +3,44 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Caller, Principal};
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiPath;
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
-use super::keys::issue_key;
+use super::keys::{issue_key, KeyWithSecret};
 use super::{audit, AppState};
 use crate::ids::new_id;
 use crate::ids::now_ms;
 use crate::store::{KeyKind, Org};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs", post(create_org))
-        .route("/orgs/{id}", get(get_org))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org))
+        .routes(routes!(get_org))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "name": "Acme" }))]
 struct NewOrg {
+    /// 1 to 200 characters.
     name: String,
+}
+
+/// A new org and its first org key (the secret is shown once).
+#[derive(Serialize, ToSchema)]
+struct CreatedOrg {
+    org: Org,
+    key: KeyWithSecret,
 }
 
 pub fn check_name(name: &str, what: &str) -> ApiResult<()> {
@@ -42,6 +54,10 @@ pub fn check_name(name: &str, what: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Create an org and its first org key (admin key only).
+#[utoipa::path(post, path = "/orgs", tag = "orgs", summary = "Create an org and its first org key",
+    security(("bearer" = ["admin"])), request_body = NewOrg,
+    responses((status = 201, body = CreatedOrg), (status = 422, response = Problem)))]
 async fn create_org(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,10 +93,17 @@ async fn create_org(
         json!({ "org_id": org.id, "key_id": key.id }),
     )
     .await?;
-    let body = json!({ "org": org, "key": { "id": key.id, "secret": secret, "kind": key.kind, "scopes": key.scopes } });
+    let body = CreatedOrg {
+        org,
+        key: KeyWithSecret { key, secret },
+    };
     Ok(CarriesSecret(&["/key/secret"]).mark((StatusCode::CREATED, Json(body))))
 }
 
+/// Get an org: the admin key reads any, other keys their own.
+#[utoipa::path(get, path = "/orgs/{id}", tag = "orgs", summary = "Get an org",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Org id (`org_...`)")),
+    responses((status = 200, body = Org), (status = 404, response = Problem)))]
 async fn get_org(
     State(state): State<AppState>,
     caller: Caller,

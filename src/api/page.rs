@@ -1,16 +1,20 @@
 //! `?limit=&cursor=` pagination: opaque cursors over (created_at, id) keysets.
 
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use crate::store::Page;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -44,13 +48,17 @@ pub fn encode(created_at: i64, id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
 }
 
+/// One page of a list: `next_cursor` is set when there may be more.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listed<T> {
+    pub data: Vec<T>,
+    /// Pass as `?cursor=` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// `{ data, next_cursor }`: a next cursor only when the page is full.
-pub fn list<T: serde::Serialize>(
-    items: &[T],
-    page: &Page,
-    key: impl Fn(&T) -> (i64, String),
-) -> Value {
-    let next = (items.len() as u32 >= page.limit)
+pub fn list<T>(items: Vec<T>, page: &Page, key: impl Fn(&T) -> (i64, String)) -> Listed<T> {
+    let next_cursor = (items.len() as u32 >= page.limit)
         .then(|| {
             items.last().map(|last| {
                 let (at, id) = key(last);
@@ -58,5 +66,8 @@ pub fn list<T: serde::Serialize>(
             })
         })
         .flatten();
-    json!({ "data": items, "next_cursor": next })
+    Listed {
+        data: items,
+        next_cursor,
+    }
 }

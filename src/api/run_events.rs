@@ -60,6 +60,21 @@ struct Cursor {
     live: BoxStream<'static, BusEvent>,
 }
 
+/// The run's events as Server-Sent Events: `id:` strictly increasing per run, `event:`
+/// one of status, log, emit, llm.delta, tool.call, tool.result, fetch, waiting, resumed,
+/// output, error, and a final `end` after which the stream closes. `Last-Event-ID`
+/// resumes after that event with everything stored since.
+#[utoipa::path(get, path = "/runs/{id}/events", operation_id = "stream_run_events", tag = "runs",
+    summary = "Stream run events (SSE, Last-Event-ID resumes)",
+    security(("bearer" = ["runs:read"])),
+    params(("id" = String, Path, description = "Run id (`run_...`)"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
+        AppQuery),
+    responses(
+        (status = 200, description = "An SSE stream", content_type = "text/event-stream", body = String,
+            example = "id: 1\nevent: status\ndata: {\"status\":\"running\"}\n\n"),
+        (status = 404, response = super::doc::Problem),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,

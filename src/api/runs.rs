@@ -6,18 +6,21 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::agents::{agent_name, latest_version};
 use super::auth::Caller;
+use super::doc::Problem;
 use super::error::{rate_limit_headers, ApiError, ApiResult};
 use super::extract::{check_text, ApiPath, ApiQuery};
 use super::idempotency::Committed;
 use super::json::ApiJson;
-use super::page::{list, PageQuery};
+use super::page::{list, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::ids::new_id;
 use crate::ids::now_ms;
@@ -25,28 +28,39 @@ pub use crate::runs::RunView;
 use crate::runs::{NewRun, RunError};
 use crate::store::{RunFilter, RunRow, RunStatus};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/agents/{scope}/{name}/runs", post(start_run))
-        .route("/runs", get(list_runs))
-        .route("/runs/{id}", get(get_run))
-        .route("/runs/{id}/cancel", post(cancel_run))
-        .route("/runs/{id}/events", get(super::run_events::stream))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_run))
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(cancel_run))
+        .routes(routes!(super::run_events::stream))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "input": { "name": "Ada" }, "metadata": { "ticket": "T-1" } }))]
 struct StartRun {
+    /// Validated against the agent's `input_schema` (422 and no run when it fails).
     #[serde(default)]
+    #[schema(value_type = Object)]
     input: Value,
+    /// A version to pin; the latest (highest semver, not deprecated) when left out.
     version: Option<String>,
+    /// The end-user this run acts for (their external id, 1 to 256 characters).
     end_user: Option<String>,
+    /// Free-form JSON kept with the run.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
+    /// Seconds (at most 60) to wait for the run to end: 200 with the finished run, or
+    /// 202 if it is still going.
+    #[param(maximum = 60)]
     wait: Option<u64>,
 }
 
@@ -70,6 +84,19 @@ impl From<RunError> for ApiError {
     }
 }
 
+/// Start a run of the agent's latest (or pinned) version.
+#[utoipa::path(post, path = "/agents/{scope}/{name}/runs", tag = "runs",
+    summary = "Start a run (?wait=N for up to 60 s)",
+    security(("bearer" = ["runs:write"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"), WaitQuery),
+    request_body = StartRun,
+    responses(
+        (status = 202, description = "Queued or still running", body = RunView),
+        (status = 200, description = "Finished within `wait`", body = RunView),
+        (status = 404, response = Problem), (status = 409, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,23 +186,34 @@ async fn start_run(
     Ok(response)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
     /// For org keys: which of the org's apps.
     app_id: Option<String>,
+    /// `@scope/name` or `scope/name`.
     agent: Option<String>,
+    #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
+    /// An end-user's external id.
     end_user: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List runs, newest first.
+#[utoipa::path(get, path = "/runs", tag = "runs", summary = "List runs (?agent=&status=&end_user=)",
+    security(("bearer" = ["runs:read"])), params(RunsQuery),
+    responses((status = 200, body = Listed<RunView>), (status = 404, response = Problem)))]
 async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<RunsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<RunView>>> {
     let (_org, app_id) = caller
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
@@ -204,7 +242,7 @@ async fn list_runs(
     };
     let rows = state.store.list_runs(&app_id, &filter, &page).await?;
     let views: Vec<RunView> = rows.into_iter().map(RunView::from).collect();
-    Ok(Json(list(&views, &page, |r| (r.created_at, r.id.clone()))))
+    Ok(Json(list(views, &page, |r| (r.created_at, r.id.clone()))))
 }
 
 /// A run of the caller's app that the caller may see: another tenant's run, or another
@@ -224,12 +262,19 @@ pub(super) async fn visible_run(
 }
 
 /// `?app_id=`: which app an org key reads (app keys may leave it out).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AppQuery {
+    /// For org keys: which of the org's apps.
     pub app_id: Option<String>,
 }
 
+/// Get a run, with what a `waiting` run waits for and its journal's length.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", summary = "Get a run",
+    security(("bearer" = ["runs:read"])),
+    params(("id" = String, Path, description = "Run id (`run_...`)"), AppQuery),
+    responses((status = 200, body = RunView), (status = 404, response = Problem)))]
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -256,6 +301,12 @@ async fn get_run(
     Ok(Json(view))
 }
 
+/// Cancel a run: a queued or waiting run ends at once, a running one within the cancel
+/// grace; an ended run is answered as it is.
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", summary = "Cancel a run",
+    security(("bearer" = ["runs:write"])),
+    params(("id" = String, Path, description = "Run id (`run_...`)")),
+    responses((status = 200, body = RunView), (status = 404, response = Problem)))]
 async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,

@@ -4,17 +4,21 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::agents::agent_name;
 use super::auth::Caller;
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_text, ApiPath, ApiQuery};
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
-use super::page::{list, PageQuery};
+use super::page::{list, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::hooks::schedule::Schedule;
 use crate::hooks::signature::{new_secret, Scheme, Verify};
@@ -22,22 +26,13 @@ use crate::hooks::trigger::{trigger_secret_aad, CronTrigger, TriggerConfig, Webh
 use crate::ids::{new_id, now_ms};
 use crate::store::{TriggerKind, TriggerRow};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/agents/{scope}/{name}/triggers",
-            post(create).get(list_triggers),
-        )
-        .route(
-            "/agents/{scope}/{name}/triggers/{id}",
-            get(get_trigger).delete(delete_trigger),
-        )
-        .route("/agents/{scope}/{name}/triggers/{id}/pause", post(pause))
-        .route("/agents/{scope}/{name}/triggers/{id}/resume", post(resume))
-        .route(
-            "/agents/{scope}/{name}/triggers/{id}/rotate-secret",
-            post(rotate_secret),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list_triggers))
+        .routes(routes!(get_trigger, delete_trigger))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(rotate_secret))
 }
 
 /// Triggers one agent may have (the cron loop takes due triggers oldest first, so a
@@ -49,24 +44,54 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 }
 
 /// A trigger as the API shows it: its config (tagged by `type`), where it is and when
-/// it next fires; never its secret.
-fn view(t: &TriggerRow) -> Value {
-    let mut out = match &t.config {
-        Value::Object(_) => t.config.clone(),
-        _ => json!({}),
-    };
-    out["id"] = json!(t.id);
-    out["agent"] = json!(t.agent);
-    out["created_at"] = json!(t.created_at);
-    out["paused"] = json!(t.paused_at.is_some());
-    out["paused_at"] = json!(t.paused_at);
-    match t.kind {
-        TriggerKind::Webhook => out["url"] = json!(format!("/v1/hooks/{}", t.id)),
-        TriggerKind::Cron => out["next_fire_at"] = json!(t.next_fire_at),
-    }
-    out
+/// it next fires; the secret only in the answers that make one.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "type": "cron", "schedule": "*/5 * * * *", "timezone": "Europe/Paris",
+    "input": {}, "id": "trg_0123456789abcdef0123456789abcdef", "agent": "@acme/digest",
+    "created_at": 1764892800000_i64, "paused": false, "paused_at": null,
+    "next_fire_at": 1764893100000_i64 }))]
+struct TriggerView {
+    #[serde(flatten)]
+    config: TriggerConfig,
+    id: String,
+    agent: String,
+    created_at: i64,
+    paused: bool,
+    paused_at: Option<i64>,
+    /// Webhook triggers: where senders post (`/v1/hooks/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// Cron triggers: the next firing (null while paused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_fire_at: Option<Option<i64>>,
+    /// The verification secret: shown once, when it is made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
 }
 
+fn view(t: &TriggerRow) -> ApiResult<TriggerView> {
+    Ok(TriggerView {
+        config: TriggerConfig::of(t)?,
+        id: t.id.clone(),
+        agent: t.agent.clone(),
+        created_at: t.created_at,
+        paused: t.paused_at.is_some(),
+        paused_at: t.paused_at,
+        url: (t.kind == TriggerKind::Webhook).then(|| format!("/v1/hooks/{}", t.id)),
+        next_fire_at: (t.kind == TriggerKind::Cron).then_some(t.next_fire_at),
+        secret: None,
+    })
+}
+
+/// Create a webhook trigger (its secret is shown once) or a cron trigger.
+#[utoipa::path(post, path = "/agents/{scope}/{name}/triggers", operation_id = "create_trigger", tag = "triggers",
+    summary = "Create a webhook or cron trigger",
+    security(("bearer" = ["agents:write"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name")),
+    request_body(content = TriggerConfig, example = json!({ "type": "webhook", "verify": "github", "input_pointer": "/pull_request" })),
+    responses((status = 201, body = TriggerView), (status = 404, response = Problem),
+        (status = 409, response = Problem), (status = 422, response = Problem)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,11 +164,9 @@ async fn create(
     )
     .await?;
     state.store.create_trigger(&row).await?;
-    let mut out = view(&row);
-    if let Some(secret) = secret {
-        // Shown once: only its sealed form is stored (an idempotent replay omits it).
-        out["secret"] = json!(secret);
-    }
+    let mut out = view(&row)?;
+    // Shown once: only its sealed form is stored (an idempotent replay omits it).
+    out.secret = secret;
     Ok(CarriesSecret(&["/secret"]).mark((StatusCode::CREATED, Json(out))))
 }
 
@@ -219,38 +242,56 @@ async fn find(
         .ok_or_else(|| ApiError::not_found("trigger"))
 }
 
+/// List an agent's triggers.
+#[utoipa::path(get, path = "/agents/{scope}/{name}/triggers", tag = "triggers",
+    summary = "List an agent's triggers",
+    security(("bearer" = ["agents:read"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"), PageQuery),
+    responses((status = 200, body = Listed<TriggerView>)))]
 async fn list_triggers(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<TriggerView>>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let page = q.page()?;
     let rows = state
         .store
         .list_triggers(&app_id, &agent_name(&scope, &name), &page)
         .await?;
-    let views: Vec<Value> = rows.iter().map(view).collect();
-    Ok(Json(list(&views, &page, |v| {
-        (
-            v["created_at"].as_i64().unwrap_or_default(),
-            v["id"].as_str().unwrap_or_default().to_owned(),
-        )
-    })))
+    let views = rows.iter().map(view).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(list(views, &page, |v| (v.created_at, v.id.clone()))))
 }
 
+/// Get a trigger (with `next_fire_at` for cron).
+#[utoipa::path(get, path = "/agents/{scope}/{name}/triggers/{id}", tag = "triggers",
+    summary = "Get a trigger (with next_fire_at)",
+    security(("bearer" = ["agents:read"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("id" = String, Path, description = "Trigger id (`trg_...`)")),
+    responses((status = 200, body = TriggerView), (status = 404, response = Problem)))]
 async fn get_trigger(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TriggerView>> {
     let (_org, app_id) = caller.app("agents:read")?;
     Ok(Json(view(
         &find(&state, &app_id, &scope, &name, &id).await?,
-    )))
+    )?))
 }
 
+/// Delete a trigger.
+#[utoipa::path(delete, path = "/agents/{scope}/{name}/triggers/{id}", tag = "triggers",
+    summary = "Delete a trigger",
+    security(("bearer" = ["agents:write"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("id" = String, Path, description = "Trigger id (`trg_...`)", example = "trg_0123456789abcdef0123456789abcdef")),
+    responses((status = 204, description = "Deleted"), (status = 404, response = Problem)))]
 async fn delete_trigger(
     State(state): State<AppState>,
     caller: Caller,
@@ -277,19 +318,35 @@ async fn delete_trigger(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pause a trigger: it starts nothing until resumed.
+#[utoipa::path(post, path = "/agents/{scope}/{name}/triggers/{id}/pause", operation_id = "pause_trigger", tag = "triggers",
+    summary = "Pause a trigger",
+    security(("bearer" = ["agents:write"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("id" = String, Path, description = "Trigger id (`trg_...`)")),
+    responses((status = 200, body = TriggerView), (status = 404, response = Problem)))]
 async fn pause(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TriggerView>> {
     set_paused(state, caller, scope, name, id, true).await
 }
 
+/// Resume a trigger: a cron trigger next fires at its next time from now (no catch-up).
+#[utoipa::path(post, path = "/agents/{scope}/{name}/triggers/{id}/resume", operation_id = "resume_trigger", tag = "triggers",
+    summary = "Resume a trigger",
+    security(("bearer" = ["agents:write"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("id" = String, Path, description = "Trigger id (`trg_...`)")),
+    responses((status = 200, body = TriggerView), (status = 404, response = Problem)))]
 async fn resume(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((scope, name, id)): ApiPath<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TriggerView>> {
     set_paused(state, caller, scope, name, id, false).await
 }
 
@@ -300,7 +357,7 @@ async fn set_paused(
     name: String,
     id: String,
     paused: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TriggerView>> {
     let (_org, app_id) = caller.app("agents:write")?;
     let trigger = find(&state, &app_id, &scope, &name, &id).await?;
     let now = now_ms();
@@ -333,17 +390,34 @@ async fn set_paused(
         paused_at,
         next_fire_at,
         ..trigger
-    })))
+    })?))
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateSecret {
     /// The sender's own secret (Stripe shows one per endpoint); else a new one is made.
     secret: Option<String>,
 }
 
+/// A webhook trigger's new secret, shown once.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "id": "trg_0123456789abcdef0123456789abcdef", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }))]
+struct TriggerSecret {
+    id: String,
+    secret: String,
+}
+
 /// Replaces a webhook trigger's secret at once (no overlap: the sender switches with it).
+#[utoipa::path(post, path = "/agents/{scope}/{name}/triggers/{id}/rotate-secret", operation_id = "rotate_trigger_secret", tag = "triggers",
+    summary = "Replace a webhook trigger's secret",
+    security(("bearer" = ["agents:write"])),
+    params(("scope" = String, Path, description = "Package scope, without the `@`"),
+        ("name" = String, Path, description = "Package name"),
+        ("id" = String, Path, description = "Trigger id (`trg_...`)")),
+    request_body(content = Option<RotateSecret>, description = "Optional: the sender's own secret"),
+    responses((status = 200, body = TriggerSecret), (status = 404, response = Problem),
+        (status = 422, response = Problem)))]
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -382,5 +456,5 @@ async fn rotate_secret(
     {
         return Err(ApiError::not_found("trigger"));
     }
-    Ok(CarriesSecret(&["/secret"]).mark(Json(json!({ "id": id, "secret": secret }))))
+    Ok(CarriesSecret(&["/secret"]).mark(Json(TriggerSecret { id, secret })))
 }

@@ -5,18 +5,21 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use url::Url;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
+use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_text, ApiPath, ApiQuery};
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
-use super::page::{list, PageQuery};
+use super::page::{list, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::broker::secrets::MasterKeys;
 use crate::hooks::deliver::{check_destination, new_sealed_secret};
@@ -30,29 +33,36 @@ pub const MAX_ENDPOINTS_PER_APP: usize = 50;
 /// How long a rotated-out secret keeps signing.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", post(create).get(list_endpoints))
-        .route("/webhooks/{id}", get(get_endpoint).delete(delete_endpoint))
-        .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
-        .route("/webhooks/{id}/deliveries", get(list_deliveries))
-        .route(
-            "/webhooks/{id}/deliveries/{delivery_id}/retry",
-            post(retry_delivery),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list_endpoints))
+        .routes(routes!(get_endpoint, delete_endpoint))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(retry_delivery))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "url": "https://example.com/atoll-hooks", "events": ["run.succeeded", "run.failed"],
+    "agents": ["@acme/triage"], "description": "billing backend" }))]
 struct CreateEndpoint {
+    /// https URL (at most 2048 characters), checked against the address policy.
     url: String,
+    /// Events to send (all when left out).
+    #[schema(value_type = Option<Vec<WebhookEvent>>)]
     events: Option<Vec<String>>,
+    /// Only runs of these agents (`@scope/name`, at most 100); all when left out.
     agents: Option<Vec<String>>,
+    /// At most 1024 characters.
     description: Option<String>,
 }
 
 /// An endpoint as the API shows it (never its secret).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "id": "wh_01hx", "url": "https://example.com/atoll-hooks", "description": null,
+    "events": ["run.succeeded"], "agents": null, "created_at": 1764892800000_i64, "disabled_at": null,
+    "disabled_reason": null, "previous_secret_expires_at": null }))]
 struct EndpointView {
     id: String,
     url: String,
@@ -94,6 +104,22 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable("Invalid webhook endpoint", detail)
 }
 
+/// An endpoint with its signing secret: the only answer that holds it.
+#[derive(Serialize, ToSchema)]
+struct EndpointWithSecret {
+    #[serde(flatten)]
+    endpoint: EndpointView,
+    /// `whsec_` + base64 of 32 random bytes; shown once.
+    secret: String,
+}
+
+/// Create a webhook endpoint: run events are signed (Standard Webhooks) with its secret,
+/// which is shown this once.
+#[utoipa::path(post, path = "/webhooks", operation_id = "create_webhook", tag = "webhooks",
+    summary = "Create a webhook endpoint (its secret is shown once)",
+    security(("bearer" = ["webhooks:write"])), request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointWithSecret), (status = 409, response = Problem),
+        (status = 422, response = Problem)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,10 +213,11 @@ async fn create(
     )
     .await?;
     state.store.create_webhook(&endpoint).await?;
-    let mut view = serde_json::to_value(EndpointView::from(endpoint))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     // Shown once: only its sealed form is stored (an idempotent replay omits it).
-    view["secret"] = json!(secret);
+    let view = EndpointWithSecret {
+        endpoint: endpoint.into(),
+        secret,
+    };
     Ok(CarriesSecret(&["/secret"]).mark((StatusCode::CREATED, Json(view))))
 }
 
@@ -203,18 +230,27 @@ async fn find(state: &AppState, app_id: &str, id: &str) -> ApiResult<WebhookEndp
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))
 }
 
+/// List the app's webhook endpoints.
+#[utoipa::path(get, path = "/webhooks", operation_id = "list_webhooks", tag = "webhooks", summary = "List webhook endpoints",
+    security(("bearer" = ["webhooks:read"])), params(PageQuery),
+    responses((status = 200, body = Listed<EndpointView>)))]
 async fn list_endpoints(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<EndpointView>>> {
     let (_org, app_id) = caller.app("webhooks:read")?;
     let page = q.page()?;
     let rows = state.store.list_webhooks(&app_id, &page).await?;
     let views: Vec<EndpointView> = rows.into_iter().map(EndpointView::from).collect();
-    Ok(Json(list(&views, &page, |e| (e.created_at, e.id.clone()))))
+    Ok(Json(list(views, &page, |e| (e.created_at, e.id.clone()))))
 }
 
+/// Get a webhook endpoint.
+#[utoipa::path(get, path = "/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks", summary = "Get a webhook endpoint",
+    security(("bearer" = ["webhooks:read"])),
+    params(("id" = String, Path, description = "Endpoint id (`wh_...`)")),
+    responses((status = 200, body = EndpointView), (status = 404, response = Problem)))]
 async fn get_endpoint(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,6 +260,12 @@ async fn get_endpoint(
     Ok(Json(find(&state, &app_id, &id).await?.into()))
 }
 
+/// Delete a webhook endpoint and its delivery log.
+#[utoipa::path(delete, path = "/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
+    summary = "Delete a webhook endpoint and its delivery log",
+    security(("bearer" = ["webhooks:write"])),
+    params(("id" = String, Path, description = "Endpoint id (`wh_...`)", example = "wh_01hx")),
+    responses((status = 204, description = "Deleted"), (status = 404, response = Problem)))]
 async fn delete_endpoint(
     State(state): State<AppState>,
     caller: Caller,
@@ -247,6 +289,21 @@ async fn delete_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A new signing secret (shown once); the old one signs too for 24 hours.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "id": "wh_01hx", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "previous_secret_expires_at": 1764979200000_i64 }))]
+struct RotatedSecret {
+    id: String,
+    secret: String,
+    previous_secret_expires_at: i64,
+}
+
+/// Rotate the signing secret.
+#[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
+    summary = "Rotate the signing secret (the old one signs for 24 h more)",
+    security(("bearer" = ["webhooks:write"])),
+    params(("id" = String, Path, description = "Endpoint id (`wh_...`)")),
+    responses((status = 200, body = RotatedSecret), (status = 404, response = Problem)))]
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -274,11 +331,19 @@ async fn rotate_secret(
     {
         return Err(ApiError::not_found("webhook endpoint"));
     }
-    let body = json!({ "id": id, "secret": secret, "previous_secret_expires_at": until });
+    let body = RotatedSecret {
+        id,
+        secret,
+        previous_secret_expires_at: until,
+    };
     Ok(CarriesSecret(&["/secret"]).mark(Json(body)))
 }
 
-#[derive(Serialize)]
+/// A delivery with every attempt at it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "id": "dlv_01hx", "event": "run.succeeded", "run_id": "run_01hx", "status": "succeeded",
+    "created_at": 1764892800000_i64, "next_attempt_at": null,
+    "attempts": [{ "attempt": 1, "at": 1764892800100_i64, "status_code": 200, "latency_ms": 35, "response": "ok", "error": null }] }))]
 struct DeliveryView {
     id: String,
     event: WebhookEvent,
@@ -290,12 +355,18 @@ struct DeliveryView {
     attempts: Vec<DeliveryAttempt>,
 }
 
+/// The delivery log of an endpoint, newest first.
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks",
+    summary = "The delivery log: every delivery with its attempts",
+    security(("bearer" = ["webhooks:read"])),
+    params(("id" = String, Path, description = "Endpoint id (`wh_...`)"), PageQuery),
+    responses((status = 200, body = Listed<DeliveryView>), (status = 404, response = Problem)))]
 async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listed<DeliveryView>>> {
     let (_org, app_id) = caller.app("webhooks:read")?;
     find(&state, &app_id, &id).await?;
     let page = q.page()?;
@@ -314,14 +385,30 @@ async fn list_deliveries(
             attempts,
         })
         .collect();
-    Ok(Json(list(&views, &page, |d| (d.created_at, d.id.clone()))))
+    Ok(Json(list(views, &page, |d| (d.created_at, d.id.clone()))))
 }
 
+/// A delivery scheduled to be sent again now.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "id": "dlv_01hx", "status": "pending" }))]
+struct RetryScheduled {
+    id: String,
+    status: DeliveryStatus,
+}
+
+/// Send a delivery again now (its attempts so far are kept).
+#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery_id}/retry", operation_id = "retry_webhook_delivery", tag = "webhooks",
+    summary = "Send a delivery again now",
+    security(("bearer" = ["webhooks:write"])),
+    params(("id" = String, Path, description = "Endpoint id (`wh_...`)"),
+        ("delivery_id" = String, Path, description = "Delivery id")),
+    responses((status = 202, body = RetryScheduled), (status = 404, response = Problem),
+        (status = 409, response = Problem)))]
 async fn retry_delivery(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, delivery_id)): ApiPath<(String, String)>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RetryScheduled>)> {
     let (_org, app_id) = caller.app("webhooks:write")?;
     check_text("id", &id)?;
     check_text("delivery_id", &delivery_id)?;
@@ -332,7 +419,10 @@ async fn retry_delivery(
     {
         RetryDelivery::Scheduled => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "id": delivery_id, "status": "pending" })),
+            Json(RetryScheduled {
+                id: delivery_id,
+                status: DeliveryStatus::Pending,
+            }),
         )),
         RetryDelivery::NotFound => Err(ApiError::not_found("delivery")),
         RetryDelivery::EndpointDisabled => Err(ApiError::Conflict(

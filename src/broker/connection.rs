@@ -23,7 +23,7 @@ const MAX_FIELD: usize = 16 * 1024;
 const MAX_SCOPES: usize = 64;
 
 /// The credential. `Debug` shows the kind and fingerprint only.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConnectionSecret {
     Bearer {

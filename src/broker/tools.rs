@@ -16,15 +16,24 @@ use super::{FetchLimits, FetchRequest};
 use crate::host::{Fetcher, HostError, Tenant, ToolInvoker};
 use crate::store::Store;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "description": "Look up an order by id",
+    "input_schema": { "type": "object", "properties": { "order_id": { "type": "string" } }, "required": ["order_id"] },
+    "method": "POST", "url": "https://api.example.com/orders/lookup", "connection": "shop" }))]
 pub struct ToolSpec {
+    /// What the tool does (the model reads it), 1 to 4096 characters.
     pub description: String,
+    /// JSON Schema 2020-12 of the tool's input.
+    #[schema(value_type = Object)]
     pub input_schema: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub output_schema: Option<Value>,
+    /// HTTP method (default POST).
     #[serde(default = "post")]
     pub method: String,
+    /// The endpoint the broker calls with the input as JSON.
     pub url: String,
     /// A connection of the app whose credential the broker adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

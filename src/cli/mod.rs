@@ -22,6 +22,8 @@ enum Command {
     Serve(crate::config::ServeArgs),
     /// Serve with embedded storage, a dev org/app/key and every package of agents/.
     Dev(serve::DevArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what `GET /v1/openapi.json` answers).
+    Openapi,
     /// A sandbox process (started by the server, never by hand).
     #[command(name = "__sandbox", hide = true)]
     Sandbox(crate::process::child::ChildArgs),
@@ -39,6 +41,18 @@ pub fn main() -> ExitCode {
     // (Sandbox processes have no file system to cache in.) Set before any thread starts.
     std::env::set_var("V82JSC_NO_BC_CACHE", "1");
     // Servers narrate what they do; `exec` prints only its record.
+    if let Command::Openapi = cli.command {
+        return match serde_json::to_string_pretty(crate::api::doc::document()) {
+            Ok(doc) => {
+                println!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("atoll: the OpenAPI document did not serialize: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let default_log = match cli.command {
         Command::Exec(_) => "warn",
         _ => "info",
@@ -48,7 +62,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
-        Command::Sandbox(_) => ExitCode::FAILURE,
+        Command::Sandbox(_) | Command::Openapi => ExitCode::FAILURE,
     };
     telemetry.shutdown();
     code

@@ -84,14 +84,14 @@ pub fn sign_standard(secrets: &[&str], id: &str, timestamp: i64, body: &[u8]) ->
 }
 
 /// How an inbound trigger checks its requests (`verify` in the trigger).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Verify {
     Named(Scheme),
     Hmac(HmacHeader),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
@@ -103,7 +103,7 @@ pub enum Scheme {
 }
 
 /// HMAC-SHA256 of the body (hex, or base64) in a header, after an optional prefix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacHeader {
     pub hmac_header: String,

@@ -14,14 +14,14 @@ use crate::runs::{NewRun, RunError, RunService};
 use crate::store::{AuditEvent, Firing, RunRow, StoreError, TriggerKind, TriggerRow};
 
 /// A trigger's settings, as created and as stored (`config`), tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum TriggerConfig {
     Webhook(WebhookTrigger),
     Cron(CronTrigger),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTrigger {
     pub verify: Verify,
@@ -37,12 +37,15 @@ pub struct WebhookTrigger {
     pub secret: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CronTrigger {
+    /// A 5-field cron expression, e.g. `*/5 * * * *`.
     pub schedule: String,
+    /// An IANA time zone (default UTC); DST is handled.
     #[serde(default = "utc")]
     pub timezone: String,
+    /// The input of every run it starts (checked against the agent's input schema).
     #[serde(default)]
     pub input: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]

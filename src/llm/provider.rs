@@ -9,7 +9,7 @@ use crate::broker::connection::{Connection, ConnectionSecret};
 use crate::host::HostError;
 
 /// Which wire format a provider speaks.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// OpenAI and compatible servers (vLLM, Ollama, llama.cpp, ...).
@@ -18,13 +18,14 @@ pub enum ProviderKind {
 }
 
 /// An LLM provider's settings, as stored on its connection.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub kind: ProviderKind,
     /// E.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` (OpenAI: the path
     /// gets `/chat/completions`), `https://api.anthropic.com` (Anthropic: the path gets
     /// `/v1/messages`, or `/messages` when it already ends in `/v1`).
+    #[schema(value_type = String)]
     pub base_url: Url,
 }
 

@@ -6,7 +6,16 @@ use serde_json::Value;
 use crate::store::{RunRow, RunStatus};
 
 /// A run as the API shows it: the record without the node's lease.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": "run_01hx", "org_id": "org_01hx", "app_id": "app_01hx", "agent": "@acme/hello",
+    "version": "1.0.0", "end_user": null, "trigger": "api", "status": "succeeded",
+    "input": { "name": "Ada" }, "output": { "greeting": "hello Ada" }, "error": null,
+    "metadata": null, "usage": { "cpu_ms": 1.2, "wall_ms": 4, "heap_peak_bytes": 1048576,
+        "llm_tokens_in": 0, "llm_tokens_out": 0, "fetches": 0 },
+    "attempt": 1, "created_at": 1764892800000_i64, "started_at": 1764892800002_i64,
+    "finished_at": 1764892800006_i64
+}))]
 pub struct RunView {
     pub id: String,
     pub org_id: String,
@@ -35,7 +44,7 @@ pub struct RunView {
 
 /// A parked run's wait: the signal's name (`ctx.waitFor`), and when it wakes up anyway
 /// (a sleep's end, or the wait's timeout).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WaitView {
     pub signal: Option<String>,
     pub wake_at: Option<i64>,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{AuditEvent, Millis, Page, RunRow, RunStatus, StoreResult};
 
 /// An event a webhook endpoint can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum WebhookEvent {
     #[serde(rename = "run.started")]
     RunStarted,
@@ -91,7 +91,7 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt (or in one, while leased).
@@ -139,10 +139,10 @@ pub struct Delivery {
 }
 
 /// One try at sending a delivery, as the delivery log shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryAttempt {
     pub attempt: i32,
-    pub at: Millis,
+    pub at: i64,
     pub status_code: Option<u16>,
     pub latency_ms: i64,
     /// The first KiB of the answer.

@@ -38,31 +38,35 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "id": "org_01hx", "name": "Acme", "created_at": 1764892800000_i64 }))]
 pub struct Org {
     pub id: String,
     pub name: String,
-    pub created_at: Millis,
+    pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "id": "app_01hx", "org_id": "org_01hx", "name": "support", "settings": {}, "created_at": 1764892800000_i64 }))]
 pub struct App {
     pub id: String,
     pub org_id: String,
     pub name: String,
     /// Per-app settings (limit ceilings, quotas), free-form JSON object.
+    #[schema(value_type = Object)]
     pub settings: Value,
-    pub created_at: Millis,
+    pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     Org,
     App,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "id": "key_01hx", "org_id": "org_01hx", "app_id": "app_01hx", "kind": "app", "name": "backend", "prefix": "atl_k3j9x2ab", "scopes": ["*"], "created_at": 1764892800000_i64, "revoked_at": null }))]
 pub struct ApiKey {
     pub id: String,
     pub org_id: String,
@@ -73,8 +77,8 @@ pub struct ApiKey {
     /// The first characters of the secret, shown in listings (`atl_ab12...`).
     pub prefix: String,
     pub scopes: Vec<String>,
-    pub created_at: Millis,
-    pub revoked_at: Option<Millis>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,12 +89,13 @@ pub struct EndUser {
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "app_id": "app_01hx", "name": "@acme/hello", "created_at": 1764892800000_i64 }))]
 pub struct Agent {
     pub app_id: String,
     /// `@scope/name`.
     pub name: String,
-    pub created_at: Millis,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,13 +174,13 @@ pub struct Page {
     pub after: Option<(Millis, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub run_id: String,
     pub seq: i64,
     pub kind: String,
     pub data: Value,
-    pub created_at: Millis,
+    pub created_at: i64,
 }
 
 /// One memory namespace: `scope` is end_user, app or org; `end_user` is set for the
@@ -188,7 +193,8 @@ pub struct MemoryNs {
     pub end_user: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "id": "aud_01hx", "org_id": "org_01hx", "app_id": "app_01hx", "key_id": "key_01hx", "action": "run.create", "target": "run_01hx", "detail": { "agent": "@acme/hello", "version": "1.0.0" }, "created_at": 1764892800000_i64 }))]
 pub struct AuditEvent {
     pub id: String,
     pub org_id: String,
@@ -196,8 +202,9 @@ pub struct AuditEvent {
     pub key_id: Option<String>,
     pub action: String,
     pub target: String,
+    #[schema(value_type = Object)]
     pub detail: Value,
-    pub created_at: Millis,
+    pub created_at: i64,
 }
 
 impl AuditEvent {
@@ -260,7 +267,7 @@ pub struct ToolRow {
     pub updated_at: Millis,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageTotals {
     pub runs: i64,
     pub cpu_ms: f64,

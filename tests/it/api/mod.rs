@@ -16,6 +16,7 @@ mod hygiene;
 mod idempotency;
 mod impersonation;
 mod lifecycle;
+mod openapi;
 mod org_reads;
 mod quotas;
 mod real_server;
