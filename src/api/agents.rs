@@ -213,9 +213,17 @@ async fn upload(
     }
     let record =
         version_record(&app_id, &package).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let status = match state.store.put_agent_version(&record).await? {
-        PutVersion::Created => StatusCode::CREATED,
-        PutVersion::Unchanged => StatusCode::OK,
+    let (status, record) = match state.store.put_agent_version(&record).await? {
+        PutVersion::Created => (StatusCode::CREATED, record),
+        // The same content again: the version as stored, unchanged.
+        PutVersion::Unchanged => (
+            StatusCode::OK,
+            state
+                .store
+                .get_agent_version(&app_id, &record.name, &record.version)
+                .await?
+                .unwrap_or(record),
+        ),
         PutVersion::Conflict => {
             return Err(ApiError::Conflict(format!(
                 "{full_name}@{version} already exists with other content; versions are immutable, upload a new version"

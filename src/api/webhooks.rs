@@ -412,6 +412,16 @@ async fn retry_delivery(
     let (_org, app_id) = caller.app("webhooks:write")?;
     check_text("id", &id)?;
     check_text("delivery_id", &delivery_id)?;
+    find(&state, &app_id, &id).await?;
+    audit::record(
+        &state,
+        &caller,
+        Some(&app_id),
+        "webhook.retry_delivery",
+        &id,
+        json!({ "delivery_id": delivery_id }),
+    )
+    .await?;
     match state
         .store
         .retry_delivery(&app_id, &id, &delivery_id, now_ms())

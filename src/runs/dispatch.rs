@@ -376,9 +376,18 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&row.id);
         if let Some(waiting) = waiting {
-            let finish = Arc::new(finish);
+            let finished = Arc::new(RunRow {
+                status: finish.status,
+                output: finish.output,
+                error: finish.error,
+                usage: finish.usage,
+                finished_at: Some(finish.finished_at),
+                lease_owner: None,
+                lease_expires_at: None,
+                ..row.clone()
+            });
             for told in waiting {
-                let _ = told.send(finish.clone());
+                let _ = told.send(finished.clone());
             }
         }
     }

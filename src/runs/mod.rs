@@ -37,9 +37,7 @@ use crate::package::{AgentPackage, PackageLimits};
 use crate::process::Sandbox;
 use crate::quota::Decision;
 use crate::sandbox::{Limits, RunCanceller};
-use crate::store::{
-    AgentVersion, AuditEvent, Fired, Firing, RunFinish, RunRow, RunStatus, Store, StoreError,
-};
+use crate::store::{AgentVersion, AuditEvent, Fired, Firing, RunRow, RunStatus, Store, StoreError};
 use admission::{Admission, Refused, RunTenant};
 use events::EventPipeline;
 pub use view::{RunView, WaitView};
@@ -116,7 +114,7 @@ pub(crate) struct Inner {
     pub reserved: AtomicUsize,
     /// Who waits for which run on this node (`wait`): told how the run ended, once it
     /// is stored and its slot is free, so `?wait` answers without reading the store again.
-    pub waiters: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<Arc<RunFinish>>>>>,
+    pub waiters: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<Arc<RunRow>>>>>,
     pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
     pub accepting: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -138,7 +136,7 @@ impl<'a> Waiting<'a> {
     fn register(
         inner: &'a Inner,
         run_id: &'a str,
-        told: tokio::sync::oneshot::Sender<Arc<RunFinish>>,
+        told: tokio::sync::oneshot::Sender<Arc<RunRow>>,
     ) -> Waiting<'a> {
         let mut waiters = inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
         waiters.entry(run_id.to_owned()).or_default().push(told);
@@ -432,18 +430,10 @@ impl RunService {
                     () = ended_elsewhere => None,
                 }
             };
-            if let Ok(Some(finish)) = tokio::time::timeout_at(deadline, next).await {
-                // The row read above, with the ending the store now holds.
-                return Ok(Some(RunRow {
-                    status: finish.status,
-                    output: finish.output.clone(),
-                    error: finish.error.clone(),
-                    usage: finish.usage.clone(),
-                    finished_at: Some(finish.finished_at),
-                    lease_owner: None,
-                    lease_expires_at: None,
-                    ..row
-                }));
+            if let Ok(Some(finished)) = tokio::time::timeout_at(deadline, next).await {
+                // The record as this node stored it (the row read above may predate the
+                // run's start).
+                return Ok(Some(Arc::unwrap_or_clone(finished)));
             }
         }
     }

@@ -32,7 +32,7 @@ pub fn check_modules(package: Arc<AgentPackage>) -> Result<Option<String>, Strin
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| format!("no runtime for the check: {e}"))?;
-    let loader = Rc::new(PackageLoader::default());
+    let loader = Rc::new(PackageLoader::for_check());
     loader.assign(package);
     let mut js = JsRuntime::try_new(RuntimeOptions {
         module_loader: Some(loader),

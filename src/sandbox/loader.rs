@@ -39,9 +39,21 @@ const PATH_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 pub struct PackageLoader {
     package: RefCell<Option<Arc<AgentPackage>>>,
     failure: RefCell<Option<String>>,
+    /// The upload check loads every module of the package from outside it; a run loads
+    /// only the entry from outside.
+    any_module_from_outside: bool,
 }
 
 impl PackageLoader {
+    /// The loader of the upload check ([`super::check`]): every module of the package
+    /// may be loaded from outside it, so each is parsed even if nothing imports it.
+    pub fn for_check() -> PackageLoader {
+        PackageLoader {
+            any_module_from_outside: true,
+            ..PackageLoader::default()
+        }
+    }
+
     pub fn assign(&self, package: Arc<AgentPackage>) {
         *self.package.borrow_mut() = Some(package);
     }
@@ -101,6 +113,9 @@ impl ModuleLoader for PackageLoader {
             // Only the host's runner (an `ext:` module) imports from outside the
             // package, and only the entry.
             None if specifier == Self::entry_url(&package) => package.manifest.entry.clone(),
+            None if self.any_module_from_outside => package_path(specifier)
+                .filter(|path| package.files.contains_key(path))
+                .ok_or_else(|| self.fail(format!("'{specifier}' is not a file of the package")))?,
             None => {
                 return Err(self.fail(format!(
                     "import '{specifier}' from '{referrer}' is not allowed"

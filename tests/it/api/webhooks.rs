@@ -208,6 +208,16 @@ async fn exhausted_deliveries_can_be_retried_by_hand_and_gone_disables() {
     let retry = format!("/v1/webhooks/{id}/deliveries/{delivery}/retry");
     let (status, _) = api.call(Method::POST, &retry, &key, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, audit) = api.call(Method::GET, "/v1/audit", &key, None).await;
+    assert!(
+        audit["data"]
+            .as_array()
+            .expect("audit")
+            .iter()
+            .any(|e| e["action"] == "webhook.retry_delivery"
+                && e["detail"]["delivery_id"] == delivery),
+        "a manual retry leaves its trace: {audit}"
+    );
     let seen = hook.wait_for(5, Duration::from_secs(20)).await;
     assert_eq!(seen[4].header("webhook-id"), delivery);
     for _ in 0..100 {
