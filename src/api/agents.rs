@@ -28,7 +28,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
         .routes(routes!(list_versions))
-        .routes(routes!(upload, get_version))
+        .routes(routes!(
+            upload,
+            get_version,
+            super::versions::update_version,
+            super::versions::delete_version
+        ))
 }
 
 /// `@scope/name` from the path segments.
@@ -83,6 +88,8 @@ pub struct VersionSummary {
     pub digest: String,
     pub description: Option<String>,
     pub created_at: i64,
+    /// When it was deprecated: `latest` skips it, a run may still pin it.
+    pub deprecated_at: Option<i64>,
 }
 
 /// A version with its manifest.
@@ -126,6 +133,7 @@ pub fn version_record(app_id: &str, package: &AgentPackage) -> serde_json::Resul
         files: Value::Object(files),
         digest: package.digest.clone(),
         created_at: now_ms(),
+        deprecated_at: None,
     })
 }
 
@@ -254,13 +262,14 @@ fn description_of(v: &AgentVersion) -> Option<String> {
         .and_then(|m| m.description)
 }
 
-fn version_summary(v: &AgentVersion) -> VersionSummary {
+pub(super) fn version_summary(v: &AgentVersion) -> VersionSummary {
     VersionSummary {
         name: v.name.clone(),
         version: v.version.clone(),
         digest: v.digest.clone(),
         description: description_of(v),
         created_at: v.created_at,
+        deprecated_at: v.deprecated_at,
     }
 }
 

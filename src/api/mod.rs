@@ -25,6 +25,7 @@ mod runs;
 mod tools;
 mod triggers;
 mod usage;
+mod versions;
 mod webhooks;
 
 use std::sync::Arc;

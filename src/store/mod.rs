@@ -109,6 +109,18 @@ pub struct AgentVersion {
     /// Content digest; the same upload twice is idempotent, other content is a conflict.
     pub digest: String,
     pub created_at: Millis,
+    /// Set once deprecated: `latest` skips it; a run may still pin it.
+    #[serde(default)]
+    pub deprecated_at: Option<Millis>,
+}
+
+/// What deleting a version found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteVersion {
+    Deleted,
+    NotFound,
+    /// A run that has not ended uses it (queued, running or waiting): kept.
+    InUse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,13 +344,30 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
     /// Every version string of an agent (the caller picks the highest semver).
     async fn list_agent_versions(&self, app_id: &str, name: &str)
         -> StoreResult<Vec<AgentVersion>>;
-    /// The highest version of an agent (semver order; names that are not semver last).
+    /// Deprecates (`at`) or undeprecates (`None`) a version; false when there is none.
+    async fn set_agent_version_deprecated(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+        at: Option<Millis>,
+    ) -> StoreResult<bool>;
+    /// Deletes a version unless a run that has not ended uses it.
+    async fn delete_agent_version(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<DeleteVersion>;
+    /// The highest version of an agent that is not deprecated (semver order; names that
+    /// are not semver last).
     async fn latest_agent_version(
         &self,
         app_id: &str,
         name: &str,
     ) -> StoreResult<Option<AgentVersion>> {
         let mut versions = self.list_agent_versions(app_id, name).await?;
+        versions.retain(|v| v.deprecated_at.is_none());
         versions.sort_by(|a, b| {
             match (
                 semver::Version::parse(&a.version),

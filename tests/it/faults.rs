@@ -216,6 +216,27 @@ impl Store for FaultyStore {
         self.check("list_agent_versions")?;
         self.inner.list_agent_versions(app_id, name).await
     }
+    async fn set_agent_version_deprecated(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+        at: Option<Millis>,
+    ) -> StoreResult<bool> {
+        self.check("set_agent_version_deprecated")?;
+        self.inner
+            .set_agent_version_deprecated(app_id, name, version, at)
+            .await
+    }
+    async fn delete_agent_version(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<DeleteVersion> {
+        self.check("delete_agent_version")?;
+        self.inner.delete_agent_version(app_id, name, version).await
+    }
     async fn insert_run_audited(
         &self,
         run: &RunRow,

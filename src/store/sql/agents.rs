@@ -5,11 +5,11 @@ use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
 use super::util::{col, json_col, json_text, keyset, limit};
-use crate::store::{Agent, AgentVersion, Millis, Page, PutVersion, StoreResult};
+use crate::store::{Agent, AgentVersion, DeleteVersion, Millis, Page, PutVersion, StoreResult};
 
 macro_rules! version_columns {
     () => {
-        "app_id, name, version, manifest, files, digest, created_at"
+        "app_id, name, version, manifest, files, digest, created_at, deprecated_at"
     };
 }
 
@@ -22,6 +22,7 @@ fn version_from_row(r: &AnyRow) -> StoreResult<AgentVersion> {
         files: json_col(r, "files")?,
         digest: col(r, "digest")?,
         created_at: col(r, "created_at")?,
+        deprecated_at: col(r, "deprecated_at")?,
     })
 }
 
@@ -154,6 +155,57 @@ pub(super) async fn list_agent_versions(
     .fetch_all(pool)
     .await?;
     rows.iter().map(version_from_row).collect()
+}
+
+pub(super) async fn set_agent_version_deprecated(
+    pool: &AnyPool,
+    app_id: &str,
+    name: &str,
+    version: &str,
+    at: Option<Millis>,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE agent_versions SET deprecated_at = $4
+         WHERE app_id = $1 AND name = $2 AND version = $3",
+    )
+    .bind(app_id)
+    .bind(name)
+    .bind(version)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// One statement: the version goes only if no run that has not ended names it (a run
+/// created after it is gone cannot find it, and fails `package_invalid`).
+pub(super) async fn delete_agent_version(
+    pool: &AnyPool,
+    app_id: &str,
+    name: &str,
+    version: &str,
+) -> StoreResult<DeleteVersion> {
+    let deleted = sqlx::query(
+        "DELETE FROM agent_versions
+         WHERE app_id = $1 AND name = $2 AND version = $3
+           AND NOT EXISTS (SELECT 1 FROM runs WHERE app_id = $1 AND agent = $2
+                AND version = $3 AND status IN ('queued', 'running', 'waiting'))",
+    )
+    .bind(app_id)
+    .bind(name)
+    .bind(version)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if deleted > 0 {
+        return Ok(DeleteVersion::Deleted);
+    }
+    Ok(
+        match get_agent_version(pool, app_id, name, version).await? {
+            Some(_) => DeleteVersion::InUse,
+            None => DeleteVersion::NotFound,
+        },
+    )
 }
 
 pub(super) async fn state_get(

@@ -269,6 +269,23 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<AgentVersion>> {
         agents::list_agent_versions(&self.pool, app_id, name).await
     }
+    async fn set_agent_version_deprecated(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+        at: Option<Millis>,
+    ) -> StoreResult<bool> {
+        agents::set_agent_version_deprecated(&self.pool, app_id, name, version, at).await
+    }
+    async fn delete_agent_version(
+        &self,
+        app_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<DeleteVersion> {
+        agents::delete_agent_version(&self.pool, app_id, name, version).await
+    }
 
     async fn insert_run_audited(
         &self,

@@ -14,6 +14,7 @@ fn version(app_id: &str, name: &str, v: &str, digest: &str, created_at: Millis) 
         files: json!({ "index.js": "export default async () => 1;", "lib/x.js": "// x" }),
         digest: digest.into(),
         created_at,
+        deprecated_at: None,
     }
 }
 

@@ -29,6 +29,7 @@ pub(super) async fn cross_tenant_isolation(s: &SqlStore) {
         files: json!({ "index.js": "export default 1" }),
         digest: "sha256:a".into(),
         created_at: 100,
+        deprecated_at: None,
     };
     assert_eq!(
         s.put_agent_version(&version).await.unwrap(),
@@ -304,6 +305,7 @@ pub(super) async fn pagination_across_pages(s: &SqlStore) {
             files: json!({}),
             digest: "d".into(),
             created_at: 5_000 + i / 2,
+            deprecated_at: None,
         };
         s.put_agent_version(&v).await.unwrap();
     }

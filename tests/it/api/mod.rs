@@ -25,6 +25,7 @@ mod sandbox_processes;
 mod tenancy;
 mod triggers;
 mod upload_check;
+mod versions;
 mod webhook_crash;
 mod webhooks;
 
