@@ -21,6 +21,8 @@ use crate::store::{RunRow, RunStatus, RunWait};
 /// Largest signal payload, and signals a run may hold untaken.
 const MAX_SIGNAL_BYTES: usize = 256 * 1024;
 const MAX_OPEN_SIGNALS: i64 = 1_000;
+/// Bytes of payload a run may hold in signals it has not taken.
+const MAX_OPEN_SIGNAL_BYTES: i64 = 16 << 20;
 
 /// Publishes a lifecycle event of a run outside its isolate, numbered after the last one
 /// stored.
@@ -182,11 +184,6 @@ impl super::RunService {
                 MAX_SIGNAL_BYTES >> 10
             )));
         }
-        if store.open_signals(run_id).await? >= MAX_OPEN_SIGNALS {
-            return Err(super::RunError::InputInvalid(format!(
-                "the run already holds {MAX_OPEN_SIGNALS} signals it has not taken"
-            )));
-        }
         // Checked against the wait the run parks on now; a signal that comes before the
         // wait is checked when the wait takes it.
         let wait = store.run_wait(run_id).await?;
@@ -203,15 +200,23 @@ impl super::RunService {
                 })?;
             }
         }
-        store
-            .add_signal(&crate::store::Signal {
-                id: crate::ids::new_id("sig"),
-                run_id: run_id.to_owned(),
-                name: name.to_owned(),
-                payload,
-                created_at: now_ms(),
-            })
-            .await?;
+        let signal = crate::store::Signal {
+            id: crate::ids::new_id("sig"),
+            run_id: run_id.to_owned(),
+            name: name.to_owned(),
+            payload,
+            created_at: now_ms(),
+        };
+        if !store
+            .add_signal(&signal, MAX_OPEN_SIGNALS, MAX_OPEN_SIGNAL_BYTES)
+            .await?
+        {
+            return Err(super::RunError::InputInvalid(format!(
+                "the run already holds {MAX_OPEN_SIGNALS} signals or {} MiB of signal \
+                 payloads it has not taken; nothing was kept",
+                MAX_OPEN_SIGNAL_BYTES >> 20
+            )));
+        }
         // Read again after the signal is stored: a run that parked meanwhile (its own
         // check found nothing) is resumed here, so no wake-up is lost either way.
         if let Some(row) = store.get_run(app_id, run_id).await? {

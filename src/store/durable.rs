@@ -60,8 +60,16 @@ pub trait DurableStore: Send + Sync {
     /// How many entries a run's journal has.
     async fn journal_length(&self, run_id: &str) -> StoreResult<i64>;
 
-    /// Keeps a signal for the run (first come, first taken, per name).
-    async fn add_signal(&self, signal: &Signal) -> StoreResult<()>;
+    /// Keeps a signal for the run (first come, first taken, per name), unless the run
+    /// already holds `max_open` signals it has not taken, or their payloads and this one
+    /// would pass `max_open_bytes`: false then, and nothing is kept. Checked and added
+    /// under the run's row lock, so concurrent signals cannot pass the caps together.
+    async fn add_signal(
+        &self,
+        signal: &Signal,
+        max_open: i64,
+        max_open_bytes: i64,
+    ) -> StoreResult<bool>;
     /// Takes the oldest signal of this name for the wait at `seq`: marks it consumed by
     /// that position, once. A signal already taken by `seq` (a replay after a crash
     /// between taking and journaling) is returned again.

@@ -76,7 +76,31 @@ pub(super) async fn journal_length(pool: &AnyPool, run_id: &str) -> StoreResult<
     col(&row, "n")
 }
 
-pub(super) async fn add_signal(pool: &AnyPool, s: &Signal) -> StoreResult<()> {
+pub(super) async fn add_signal(
+    pool: &AnyPool,
+    s: &Signal,
+    max_open: i64,
+    max_open_bytes: i64,
+) -> StoreResult<bool> {
+    let payload = s.payload.to_string();
+    let mut tx = pool.begin().await?;
+    // A write first: it takes the run's row lock (PostgreSQL) or the database's write
+    // lock (SQLite) until commit, so the count below sees every signal added before.
+    sqlx::query("UPDATE runs SET id = id WHERE id = $1")
+        .bind(&s.run_id)
+        .execute(&mut *tx)
+        .await?;
+    let held = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(payload)), 0) AS bytes
+         FROM run_signals WHERE run_id = $1 AND consumed_seq IS NULL",
+    )
+    .bind(&s.run_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (n, bytes): (i64, i64) = (col(&held, "n")?, col(&held, "bytes")?);
+    if n >= max_open || bytes + payload.len() as i64 > max_open_bytes {
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO run_signals (id, run_id, name, payload, created_at, consumed_seq)
          VALUES ($1, $2, $3, $4, $5, NULL)",
@@ -84,11 +108,12 @@ pub(super) async fn add_signal(pool: &AnyPool, s: &Signal) -> StoreResult<()> {
     .bind(&s.id)
     .bind(&s.run_id)
     .bind(&s.name)
-    .bind(s.payload.to_string())
+    .bind(payload)
     .bind(s.created_at)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub(super) async fn take_signal(

@@ -146,8 +146,13 @@ impl DurableStore for SqlStore {
     async fn journal_length(&self, run_id: &str) -> StoreResult<i64> {
         durable::journal_length(&self.pool, run_id).await
     }
-    async fn add_signal(&self, signal: &Signal) -> StoreResult<()> {
-        durable::add_signal(&self.pool, signal).await
+    async fn add_signal(
+        &self,
+        signal: &Signal,
+        max_open: i64,
+        max_open_bytes: i64,
+    ) -> StoreResult<bool> {
+        durable::add_signal(&self.pool, signal, max_open, max_open_bytes).await
     }
     async fn take_signal(
         &self,

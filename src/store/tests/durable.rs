@@ -17,6 +17,59 @@ fn entry(seq: i64, rank: i64) -> JournalEntry {
     }
 }
 
+fn signal(id: &str, run_id: &str, payload: serde_json::Value, at: Millis) -> Signal {
+    Signal {
+        id: id.into(),
+        run_id: run_id.into(),
+        name: "go".into(),
+        payload,
+        created_at: at,
+    }
+}
+
+/// Signals posted at once cannot pass a run's caps together (count and bytes).
+pub(super) async fn signal_caps_hold_under_concurrency(s: &SqlStore) {
+    tenant(s, "org_a", "app_a").await;
+    for id in ["run_c", "run_b"] {
+        s.insert_run(&run(id, "org_a", "app_a", 1)).await.unwrap();
+    }
+    let adds = (0..24).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.add_signal(
+                &signal(&format!("sig_{i}"), "run_c", json!(i), i),
+                5,
+                1 << 20,
+            )
+            .await
+            .unwrap()
+        })
+    });
+    let kept = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .filter(|k| *k.as_ref().expect("task"))
+        .count();
+    assert_eq!(kept, 5);
+    assert_eq!(s.open_signals("run_c").await.unwrap(), 5);
+    // Bytes: payloads of 100 characters under a 350-byte cap: three fit.
+    let big = json!("x".repeat(98));
+    let adds = (0..12).map(|i| {
+        let (s, big) = (s.clone(), big.clone());
+        tokio::spawn(async move {
+            s.add_signal(&signal(&format!("sig_b{i}"), "run_b", big, i), 1_000, 350)
+                .await
+                .unwrap()
+        })
+    });
+    let kept = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .filter(|k| *k.as_ref().expect("task"))
+        .count();
+    assert_eq!(kept, 3);
+}
+
 pub(super) async fn journals_signals_and_waits(s: &SqlStore) {
     tenant(s, "org_a", "app_a").await;
     s.insert_run(&run("run_1", "org_a", "app_a", 1))
@@ -45,16 +98,17 @@ pub(super) async fn journals_signals_and_waits(s: &SqlStore) {
     // A signal is taken once, by one position, oldest first; taking again at that
     // position answers the same one.
     for (id, n, at) in [("sig_1", 1, 5), ("sig_2", 2, 6)] {
-        s.add_signal(&Signal {
-            id: id.into(),
-            run_id: "run_1".into(),
-            name: "go".into(),
-            payload: json!({ "n": n }),
-            created_at: at,
-        })
-        .await
-        .unwrap();
+        assert!(s
+            .add_signal(&signal(id, "run_1", json!({ "n": n }), at), 2, 1 << 20)
+            .await
+            .unwrap());
     }
+    assert_eq!(s.open_signals("run_1").await.unwrap(), 2);
+    // At the cap nothing more is kept.
+    assert!(!s
+        .add_signal(&signal("sig_x", "run_1", json!({ "n": 9 }), 7), 2, 1 << 20)
+        .await
+        .unwrap());
     assert_eq!(s.open_signals("run_1").await.unwrap(), 2);
     assert_eq!(
         s.take_signal("run_1", "go", 3).await.unwrap(),

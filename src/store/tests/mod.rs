@@ -180,6 +180,7 @@ suite!(
     hooks::rotation_keeps_the_previous_secret,
     hooks::triggers_and_firings,
     durable::journals_signals_and_waits,
+    durable::signal_caps_hold_under_concurrency,
 );
 
 /// Two stores on one database (two nodes) claiming the same queue.

@@ -155,8 +155,15 @@ impl DurableStore for FaultyStore {
     async fn journal_length(&self, run_id: &str) -> StoreResult<i64> {
         self.inner.journal_length(run_id).await
     }
-    async fn add_signal(&self, signal: &Signal) -> StoreResult<()> {
-        self.inner.add_signal(signal).await
+    async fn add_signal(
+        &self,
+        signal: &Signal,
+        max_open: i64,
+        max_open_bytes: i64,
+    ) -> StoreResult<bool> {
+        self.inner
+            .add_signal(signal, max_open, max_open_bytes)
+            .await
     }
     async fn take_signal(
         &self,
