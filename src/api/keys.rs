@@ -21,7 +21,7 @@ use super::page::{list, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::ids::new_id;
 use crate::ids::now_ms;
-use crate::store::{ApiKey, KeyKind, Page, Store};
+use crate::store::{ApiKey, KeyKind, KeyRevoke, RevokeRule, Store};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -224,13 +224,29 @@ async fn revoke_key(
         Principal::App { app_id, .. } => Some(app_id.clone()),
         _ => None,
     };
-    refuse_last_app_key(&state, &org_id, app_id.as_deref(), &id).await?;
-    if !state
+    // An app's last key that manages keys is kept: without one, nobody could act on
+    // the app again short of the org (and a dev tenant, which may have no org key in
+    // hand, would be lost).
+    match state
         .store
-        .revoke_api_key(&org_id, app_id.as_deref(), &id, now_ms())
+        .revoke_api_key(
+            &org_id,
+            app_id.as_deref(),
+            &id,
+            now_ms(),
+            RevokeRule::KeepAppReachable,
+        )
         .await?
     {
-        return Err(ApiError::not_found("API key"));
+        KeyRevoke::Revoked => {}
+        KeyRevoke::NotFound => return Err(ApiError::not_found("API key")),
+        KeyRevoke::LastKeyOfApp => {
+            return Err(ApiError::Conflict(
+                "this is the app's last key that can manage keys (scope * or keys:write); \
+                 create another such key for the app first, then revoke this one"
+                    .into(),
+            ))
+        }
     }
     audit::record(
         &state,
@@ -242,66 +258,4 @@ async fn revoke_key(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Keys of an org read when looking for one to revoke (pages of 200).
-const KEY_PAGES: usize = 50;
-
-/// An app's last key is not revoked: without one, nobody could act on the app again
-/// short of the org (and a dev tenant, which has no org key in hand, would be lost).
-async fn refuse_last_app_key(
-    state: &AppState,
-    org_id: &str,
-    app_id: Option<&str>,
-    id: &str,
-) -> ApiResult<()> {
-    let live = |keys: Vec<ApiKey>| -> Vec<ApiKey> {
-        keys.into_iter()
-            .filter(|k| k.revoked_at.is_none())
-            .collect()
-    };
-    let mut page = Page {
-        limit: 200,
-        after: None,
-    };
-    let mut target = None;
-    for _ in 0..KEY_PAGES {
-        let keys = state.store.list_api_keys(org_id, app_id, &page).await?;
-        let Some(last) = keys.last() else { break };
-        page.after = Some((last.created_at, last.id.clone()));
-        let full = keys.len() as u32 >= page.limit;
-        if let Some(k) = keys.into_iter().find(|k| k.id == id) {
-            target = Some(k);
-            break;
-        }
-        if !full {
-            break;
-        }
-    }
-    let Some(target) = target.filter(|k| k.revoked_at.is_none()) else {
-        return Ok(());
-    };
-    let Some(target_app) = target
-        .app_id
-        .as_deref()
-        .filter(|_| target.kind == KeyKind::App)
-    else {
-        return Ok(());
-    };
-    let app_page = Page {
-        limit: 200,
-        after: None,
-    };
-    let more = live(
-        state
-            .store
-            .list_api_keys(org_id, Some(target_app), &app_page)
-            .await?,
-    );
-    if more.len() <= 1 {
-        return Err(ApiError::Conflict(
-            "this is the app's last key; create another key for the app first, then revoke this one".into(),
-        ));
-    }
-    Ok(())
 }

@@ -114,6 +114,22 @@ pub struct AgentVersion {
     pub deprecated_at: Option<Millis>,
 }
 
+/// Whether a revoke may take an app's last key that manages keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeRule {
+    Any,
+    KeepAppReachable,
+}
+
+/// What revoking a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRevoke {
+    Revoked,
+    NotFound,
+    /// It is the app's last live key that can manage keys: kept.
+    LastKeyOfApp,
+}
+
 /// What deleting a version found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteVersion {
@@ -313,14 +329,19 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
         app_id: Option<&str>,
         page: &Page,
     ) -> StoreResult<Vec<ApiKey>>;
-    /// Revokes a key of this org (and of this app when `app_id` is set); false if none.
+    /// Revokes a key of this org (and of this app when `app_id` is set). With
+    /// [`RevokeRule::KeepAppReachable`] an app key is revoked only if another live key
+    /// of its app can manage keys (`*` or `keys:write`), decided under the app's row
+    /// lock so that racing revokes cannot leave the app without one. Revoking a revoked
+    /// key keeps its first time.
     async fn revoke_api_key(
         &self,
         org_id: &str,
         app_id: Option<&str>,
         id: &str,
         at: Millis,
-    ) -> StoreResult<bool>;
+        rule: RevokeRule,
+    ) -> StoreResult<KeyRevoke>;
 
     /// The end-user with this external id, created (with `new_id`) if missing.
     async fn upsert_end_user(

@@ -171,9 +171,12 @@ impl Store for FaultyStore {
         app_id: Option<&str>,
         id: &str,
         at: Millis,
-    ) -> StoreResult<bool> {
+        rule: RevokeRule,
+    ) -> StoreResult<KeyRevoke> {
         self.check("revoke_api_key")?;
-        self.inner.revoke_api_key(org_id, app_id, id, at).await
+        self.inner
+            .revoke_api_key(org_id, app_id, id, at, rule)
+            .await
     }
     async fn upsert_end_user(
         &self,

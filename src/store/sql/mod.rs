@@ -231,8 +231,9 @@ impl Store for SqlStore {
         app_id: Option<&str>,
         id: &str,
         at: Millis,
-    ) -> StoreResult<bool> {
-        tenants::revoke_api_key(&self.pool, org_id, app_id, id, at).await
+        rule: RevokeRule,
+    ) -> StoreResult<KeyRevoke> {
+        tenants::revoke_api_key(&self.pool, org_id, app_id, id, at, rule).await
     }
 
     async fn upsert_end_user(

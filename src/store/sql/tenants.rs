@@ -5,7 +5,8 @@ use sqlx::AnyPool;
 
 use super::util::{col, json_col, json_text, keyset, limit};
 use crate::store::{
-    ApiKey, App, AuditEvent, EndUser, KeyKind, Millis, Org, Page, StoreError, StoreResult,
+    ApiKey, App, AuditEvent, EndUser, KeyKind, KeyRevoke, Millis, Org, Page, RevokeRule,
+    StoreError, StoreResult,
 };
 
 pub(super) async fn create_org(pool: &AnyPool, org: &Org) -> StoreResult<()> {
@@ -200,18 +201,63 @@ pub(super) async fn revoke_api_key(
     app_id: Option<&str>,
     id: &str,
     at: Millis,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $4)
+    rule: RevokeRule,
+) -> StoreResult<KeyRevoke> {
+    let mut tx = pool.begin().await?;
+    // A write first: SQLite then holds its write lock for the whole transaction (a read
+    // first could not upgrade while another revoke reads); PostgreSQL locks the key.
+    sqlx::query("UPDATE api_keys SET id = id WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let found = sqlx::query(
+        "SELECT app_id, kind, revoked_at FROM api_keys
          WHERE org_id = $1 AND ($2 IS NULL OR app_id = $2) AND id = $3",
     )
     .bind(org_id)
     .bind(app_id)
     .bind(id)
-    .bind(at)
-    .execute(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let Some(found) = found else {
+        return Ok(KeyRevoke::NotFound);
+    };
+    let key_app: Option<String> = col(&found, "app_id")?;
+    let kind: String = col(&found, "kind")?;
+    let revoked: Option<Millis> = col(&found, "revoked_at")?;
+    if let (RevokeRule::KeepAppReachable, Some(key_app), "app", None) =
+        (rule, key_app, kind.as_str(), revoked)
+    {
+        // The app's row lock until commit (PostgreSQL; SQLite already holds its write
+        // lock): of two revokes of an app's last two keys, the second sees the first.
+        sqlx::query("UPDATE apps SET id = id WHERE id = $1")
+            .bind(&key_app)
+            .execute(&mut *tx)
+            .await?;
+        let others = sqlx::query(
+            "SELECT scopes FROM api_keys
+             WHERE app_id = $1 AND id <> $2 AND kind = 'app' AND revoked_at IS NULL",
+        )
+        .bind(&key_app)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut manager = false;
+        for row in &others {
+            let scopes: Vec<String> = json_col(row, "scopes")?;
+            manager |= scopes.iter().any(|s| s == "*" || s == "keys:write");
+        }
+        if !manager {
+            return Ok(KeyRevoke::LastKeyOfApp);
+        }
+    }
+    sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(KeyRevoke::Revoked)
 }
 
 pub(super) async fn upsert_end_user(

@@ -147,6 +147,7 @@ suite!(
     tenancy::ping_and_backend,
     tenancy::orgs_and_apps,
     tenancy::api_keys,
+    tenancy::last_app_key_survives_racing_revokes,
     tenancy::end_users,
     tenancy::audit_events,
     scoping::cross_tenant_isolation,

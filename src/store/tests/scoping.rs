@@ -73,15 +73,24 @@ pub(super) async fn cross_tenant_isolation(s: &SqlStore) {
             .unwrap(),
         vec![]
     );
-    assert!(!s.revoke_api_key("org_b", None, "key_a", 300).await.unwrap());
-    assert!(!s
-        .revoke_api_key("org_b", Some("app_b"), "key_aa", 300)
-        .await
-        .unwrap());
-    assert!(!s
-        .revoke_api_key("org_a", Some("app_b"), "key_aa", 300)
-        .await
-        .unwrap());
+    assert!(
+        !(s.revoke_api_key("org_b", None, "key_a", 300, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
+    assert!(
+        !(s.revoke_api_key("org_b", Some("app_b"), "key_aa", 300, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
+    assert!(
+        !(s.revoke_api_key("org_a", Some("app_b"), "key_aa", 300, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
     assert!(s.find_api_key("hash_a").await.unwrap().is_some());
     assert!(s.find_api_key("hash_aa").await.unwrap().is_some());
 

@@ -100,29 +100,50 @@ pub(super) async fn api_keys(s: &SqlStore) {
     assert_eq!(of_a, vec![k2.clone()]);
 
     // Revoking: only within the org (and the app when given).
-    assert!(!s.revoke_api_key("org_b", None, "key_2", 600).await.unwrap());
-    assert!(!s
-        .revoke_api_key("org_a", Some("app_b"), "key_2", 600)
-        .await
-        .unwrap());
-    assert!(!s
-        .revoke_api_key("org_a", None, "key_missing", 600)
-        .await
-        .unwrap());
+    assert!(
+        !(s.revoke_api_key("org_b", None, "key_2", 600, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
+    assert!(
+        !(s.revoke_api_key("org_a", Some("app_b"), "key_2", 600, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
+    assert!(
+        !(s.revoke_api_key("org_a", None, "key_missing", 600, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
     assert!(s.find_api_key("hash_2").await.unwrap().is_some());
-    assert!(s
-        .revoke_api_key("org_a", Some("app_a"), "key_2", 600)
-        .await
-        .unwrap());
+    assert!(
+        (s.revoke_api_key("org_a", Some("app_a"), "key_2", 600, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
     assert_eq!(s.find_api_key("hash_2").await.unwrap(), None);
     // Revoking again still finds the key and keeps the first time.
-    assert!(s.revoke_api_key("org_a", None, "key_2", 700).await.unwrap());
+    assert!(
+        (s.revoke_api_key("org_a", None, "key_2", 700, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
     let listed = s
         .list_api_keys("org_a", Some("app_a"), &page(10))
         .await
         .unwrap();
     assert_eq!(listed[0].revoked_at, Some(600));
-    assert!(s.revoke_api_key("org_a", None, "key_1", 800).await.unwrap());
+    assert!(
+        (s.revoke_api_key("org_a", None, "key_1", 800, RevokeRule::Any)
+            .await
+            .unwrap()
+            == KeyRevoke::Revoked)
+    );
     assert_eq!(s.find_api_key("hash_1").await.unwrap(), None);
     assert_eq!(s.find_api_key("hash_3").await.unwrap(), Some(k3));
 }
@@ -229,5 +250,51 @@ pub(super) async fn audit_events(s: &SqlStore) {
             .await
             .unwrap(),
         vec![]
+    );
+}
+
+/// An app keeps a live key that manages keys, however revokes race.
+pub(super) async fn last_app_key_survives_racing_revokes(s: &SqlStore) {
+    tenant(s, "org_a", "app_a").await;
+    let managing = |id: &str, at| ApiKey {
+        scopes: vec!["*".into()],
+        ..key(id, "org_a", Some("app_a"), at)
+    };
+    for (k, hash) in [(managing("key_m1", 1), "h1"), (managing("key_m2", 2), "h2")] {
+        s.create_api_key(&k, hash).await.unwrap();
+    }
+    // A key without keys:write does not keep the app reachable.
+    s.create_api_key(&key("key_ro", "org_a", Some("app_a"), 3), "h3")
+        .await
+        .unwrap();
+    let revokes = ["key_m1", "key_m2"].map(|id| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.revoke_api_key("org_a", Some("app_a"), id, 10, RevokeRule::KeepAppReachable)
+                .await
+                .unwrap()
+        })
+    });
+    let mut outcomes = Vec::new();
+    for r in revokes {
+        outcomes.push(r.await.unwrap());
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, vec![KeyRevoke::LastKeyOfApp, KeyRevoke::Revoked]);
+    let live: Vec<String> = s
+        .list_api_keys("org_a", Some("app_a"), &page(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none() && k.scopes == ["*"])
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    // The read-only key goes freely; the rule does not apply to revoking it.
+    assert_eq!(
+        s.revoke_api_key("org_a", None, "key_ro", 11, RevokeRule::KeepAppReachable)
+            .await
+            .unwrap(),
+        KeyRevoke::Revoked
     );
 }
