@@ -1,5 +1,8 @@
-//! The `atoll` command line.
+//! The `atoll` command line: the server (`serve`, `dev`), the local runner (`exec`), and
+//! the client verbs that talk to a server (`login`, `init`, `deploy`, `run`, `runs`,
+//! `logs`, `signal`; see `docs/cli.md`).
 
+mod client;
 mod exec;
 mod serve;
 
@@ -25,6 +28,8 @@ enum Command {
     /// A sandbox process (started by the server, never by hand).
     #[command(name = "__sandbox", hide = true)]
     Sandbox(crate::process::child::ChildArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -40,7 +45,7 @@ pub fn main() -> ExitCode {
     std::env::set_var("V82JSC_NO_BC_CACHE", "1");
     // Servers narrate what they do; `exec` prints only its record.
     let default_log = match cli.command {
-        Command::Exec(_) => "warn",
+        Command::Exec(_) | Command::Client(_) => "warn",
         _ => "info",
     };
     let telemetry = crate::telemetry::init(default_log);
@@ -48,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
+        Command::Client(command) => client::main(command),
         Command::Sandbox(_) => ExitCode::FAILURE,
     };
     telemetry.shutdown();
