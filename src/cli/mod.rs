@@ -5,6 +5,7 @@
 mod client;
 mod exec;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
