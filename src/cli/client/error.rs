@@ -89,6 +89,11 @@ impl CliError {
             }
         }
         let hint = match status.as_u16() {
+            400 if detail.contains("app_id") => Some(
+                "with an org key, name the app: --app APP_ID (or save it with `atoll login \
+                 --app APP_ID`); `atoll login` with an app key avoids it"
+                    .to_owned(),
+            ),
             401 => Some(
                 "the API key is missing, wrong or revoked: run `atoll login` (or set \
                  ATOLL_API_KEY) with a valid key; `atoll dev` prints and saves its keys"

@@ -126,7 +126,12 @@ pub fn save_profile(name: &str, profile: Profile) -> CliResult<PathBuf> {
 /// profile pointing at a real server is never replaced). The names saved, and the path.
 pub fn save_dev(url: &str, app_key: &str) -> CliResult<(Vec<&'static str>, PathBuf)> {
     let path = profiles_path()?;
-    let mut file = load(&path)?;
+    let saved = save_dev_in(&path, url, app_key)?;
+    Ok((saved, path))
+}
+
+fn save_dev_in(path: &Path, url: &str, app_key: &str) -> CliResult<Vec<&'static str>> {
+    let mut file = load(path)?;
     let profile = Profile {
         url: url.to_owned(),
         api_key: app_key.to_owned(),
@@ -139,8 +144,8 @@ pub fn save_dev(url: &str, app_key: &str) -> CliResult<(Vec<&'static str>, PathB
         file.profiles.insert(DEFAULT_PROFILE.to_owned(), profile);
         saved.push(DEFAULT_PROFILE);
     }
-    save(&path, &file)?;
-    Ok((saved, path))
+    save(path, &file)?;
+    Ok(saved)
 }
 
 /// Flags and environment (clap already put the environment under the flags) over the
@@ -208,6 +213,20 @@ pub fn normalize_url(raw: &str) -> CliResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dev_saves_default_only_when_there_is_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        let saved = save_dev_in(&path, "http://127.0.0.1:1", "atl_one").expect("save");
+        assert_eq!(saved, [DEV_PROFILE, DEFAULT_PROFILE]);
+        // A later start (another port, another key) replaces `dev` only.
+        let saved = save_dev_in(&path, "http://127.0.0.1:2", "atl_two").expect("save");
+        assert_eq!(saved, [DEV_PROFILE]);
+        let file = load(&path).expect("load");
+        assert_eq!(file.profiles[DEV_PROFILE].api_key, "atl_two");
+        assert_eq!(file.profiles[DEFAULT_PROFILE].api_key, "atl_one");
+    }
 
     #[test]
     fn urls_are_checked_and_normalised() {

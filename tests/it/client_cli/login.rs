@@ -102,7 +102,33 @@ async fn login_saves_a_private_profile_and_refuses_a_wrong_key() {
             .expect("run"),
     )
     .expect(3);
-    assert!(out.stderr.contains("app_id"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("app_id") && out.stderr.contains("--app"),
+        "{}",
+        out.stderr
+    );
+    // With --app it does.
+    let (_, apps) = dev.api(reqwest::Method::GET, "/v1/apps", None).await;
+    let app_id = apps["data"][0]["id"].as_str().expect("app id").to_owned();
+    let out = done(
+        cli_in(
+            &config,
+            &[
+                "runs",
+                "list",
+                "--profile",
+                "org",
+                "--app",
+                &app_id,
+                "--json",
+            ],
+        )
+        .output()
+        .await
+        .expect("run"),
+    )
+    .expect(0);
+    assert!(out.json()["data"].is_array(), "{}", out.stdout);
     let out = done(
         cli_in(&config, &["runs", "list", "--profile", "nope"])
             .output()
