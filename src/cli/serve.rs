@@ -115,12 +115,16 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
         println!("  admin key: {}", tenant.admin_key);
         println!("  agents:    {}", deployed.join(", "));
         // The client verbs (`atoll run`, `atoll deploy`, ...) find this server without flags.
-        match crate::cli::client::profile::save_dev(&base, &tenant.app_key) {
-            Ok((names, path)) => println!(
-                "  profile:   {} (app key) in {}",
-                names.join(" and "),
-                path.display()
-            ),
+        let keys = super::client::profile::DevKeys {
+            url: &base,
+            app_key: &tenant.app_key,
+            org_key: tenant.org_key.as_deref(),
+            app_id: &tenant.app_id,
+        };
+        match super::client::profile::save_dev(&keys) {
+            Ok((names, path)) => {
+                println!("  profiles:  {} in {}", names.join(", "), path.display())
+            }
             Err(e) => warn!(error = %e, "the dev profile was not saved"),
         }
         let _watching = if args.watch {

@@ -14,6 +14,8 @@ use super::error::{CliError, CliResult};
 pub const DEFAULT_PROFILE: &str = "default";
 /// The profile `atoll dev` saves its app key under.
 pub const DEV_PROFILE: &str = "dev";
+/// The profile `atoll dev` saves its org key under.
+pub const DEV_ORG_PROFILE: &str = "dev-org";
 /// Where `atoll serve` listens unless told otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 const FILE_NAME: &str = "profiles.json";
@@ -121,27 +123,46 @@ pub fn save_profile(name: &str, profile: Profile) -> CliResult<PathBuf> {
     Ok(path)
 }
 
-/// What `atoll dev` saves: its app key as profile `dev`, and as `default` when there is
-/// no default profile yet (so `atoll run` works right after `atoll dev`, but a default
-/// profile pointing at a real server is never replaced). The names saved, and the path.
-pub fn save_dev(url: &str, app_key: &str) -> CliResult<(Vec<&'static str>, PathBuf)> {
+/// The keys `atoll dev` made, for [`save_dev`].
+pub struct DevKeys<'a> {
+    pub url: &'a str,
+    pub app_key: &'a str,
+    pub org_key: Option<&'a str>,
+    /// The dev app (the org key's profile reads its runs).
+    pub app_id: &'a str,
+}
+
+/// What `atoll dev` saves: its app key as profile `dev`, its org key as `dev-org` (with
+/// the dev app, so `runs`/`logs` work with it), and the app key as `default` when there
+/// is no default profile yet (so `atoll run` works right after `atoll dev`, but a
+/// default profile pointing at a real server is never replaced). The names saved, and
+/// the path.
+pub fn save_dev(keys: &DevKeys) -> CliResult<(Vec<&'static str>, PathBuf)> {
     let path = profiles_path()?;
-    let saved = save_dev_in(&path, url, app_key)?;
+    let saved = save_dev_in(&path, keys)?;
     Ok((saved, path))
 }
 
-fn save_dev_in(path: &Path, url: &str, app_key: &str) -> CliResult<Vec<&'static str>> {
+fn save_dev_in(path: &Path, keys: &DevKeys) -> CliResult<Vec<&'static str>> {
     let mut file = load(path)?;
-    let profile = Profile {
-        url: url.to_owned(),
-        api_key: app_key.to_owned(),
+    let app = Profile {
+        url: keys.url.to_owned(),
+        api_key: keys.app_key.to_owned(),
         app_id: None,
     };
     let mut saved = vec![DEV_PROFILE];
-    file.profiles
-        .insert(DEV_PROFILE.to_owned(), profile.clone());
+    file.profiles.insert(DEV_PROFILE.to_owned(), app.clone());
+    if let Some(org_key) = keys.org_key {
+        let org = Profile {
+            url: keys.url.to_owned(),
+            api_key: org_key.to_owned(),
+            app_id: Some(keys.app_id.to_owned()),
+        };
+        file.profiles.insert(DEV_ORG_PROFILE.to_owned(), org);
+        saved.push(DEV_ORG_PROFILE);
+    }
     if !file.profiles.contains_key(DEFAULT_PROFILE) {
-        file.profiles.insert(DEFAULT_PROFILE.to_owned(), profile);
+        file.profiles.insert(DEFAULT_PROFILE.to_owned(), app);
         saved.push(DEFAULT_PROFILE);
     }
     save(path, &file)?;
@@ -218,14 +239,24 @@ mod tests {
     fn dev_saves_default_only_when_there_is_none() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE_NAME);
-        let saved = save_dev_in(&path, "http://127.0.0.1:1", "atl_one").expect("save");
-        assert_eq!(saved, [DEV_PROFILE, DEFAULT_PROFILE]);
+        let keys = |url, app_key| DevKeys {
+            url,
+            app_key,
+            org_key: Some("atl_org"),
+            app_id: "app_1",
+        };
+        let saved = save_dev_in(&path, &keys("http://127.0.0.1:1", "atl_one")).expect("save");
+        assert_eq!(saved, [DEV_PROFILE, DEV_ORG_PROFILE, DEFAULT_PROFILE]);
         // A later start (another port, another key) replaces `dev` only.
-        let saved = save_dev_in(&path, "http://127.0.0.1:2", "atl_two").expect("save");
-        assert_eq!(saved, [DEV_PROFILE]);
+        let saved = save_dev_in(&path, &keys("http://127.0.0.1:2", "atl_two")).expect("save");
+        assert_eq!(saved, [DEV_PROFILE, DEV_ORG_PROFILE]);
         let file = load(&path).expect("load");
         assert_eq!(file.profiles[DEV_PROFILE].api_key, "atl_two");
         assert_eq!(file.profiles[DEFAULT_PROFILE].api_key, "atl_one");
+        assert_eq!(
+            file.profiles[DEV_ORG_PROFILE].app_id.as_deref(),
+            Some("app_1")
+        );
     }
 
     #[test]

@@ -172,7 +172,7 @@ async fn login_saves_a_private_profile_and_refuses_a_wrong_key() {
         out.stderr
     );
 
-    // `atoll dev` saved its own app key as profiles `dev` and `default`, owner-only.
+    // `atoll dev` saved its app key as profiles `dev` and `default`, owner-only ...
     let dev_profiles = dev.config.join("profiles.json");
     assert_eq!(mode(&dev_profiles), 0o600);
     let saved: Value =
@@ -185,4 +185,15 @@ async fn login_saves_a_private_profile_and_refuses_a_wrong_key() {
         );
         assert_eq!(saved["profiles"][name]["url"], dev.url.as_str(), "{saved}");
     }
+    // ... and its org key as `dev-org`, with the dev app, so that runs can be read with it.
+    assert_eq!(
+        saved["profiles"]["dev-org"]["api_key"],
+        dev.org_key.as_str(),
+        "{saved}"
+    );
+    let out = dev
+        .run(&["runs", "list", "--profile", "dev-org", "--json"])
+        .await
+        .expect(0);
+    assert!(out.json()["data"].is_array(), "{}", out.stdout);
 }

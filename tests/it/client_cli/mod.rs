@@ -118,8 +118,8 @@ impl Dev {
                 .and_then(|l| l.trim().strip_prefix(label).map(|k| k.trim().to_owned()))
         };
         let deadline = Instant::now() + Duration::from_secs(90);
-        // The profile line comes after the keys: then the server is up and saved them.
-        while key("profile:").is_none() {
+        // The profiles line comes after the keys: then the server is up and saved them.
+        while key("profiles:").is_none() {
             assert!(Instant::now() < deadline, "atoll dev did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
