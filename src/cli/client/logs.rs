@@ -163,12 +163,17 @@ pub async fn stream_events(
                     }
                 }
             }
-            Ok(response) if response.status().is_server_error() => api
-                .answer(response)
-                .await
-                .err()
-                .map(|e| e.message)
-                .unwrap_or_default(),
+            // A failing server, or a rate limit: worth another try after the backoff.
+            Ok(response)
+                if response.status().is_server_error()
+                    || response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                api.answer(response)
+                    .await
+                    .err()
+                    .map(|e| e.message)
+                    .unwrap_or_default()
+            }
             // 4xx: the run is not there, the key is refused: reconnecting will not help.
             Ok(response) => {
                 return Err(api.answer(response).await.err().unwrap_or_else(|| {
