@@ -1,7 +1,11 @@
-//! The `atoll` command line.
+//! The `atoll` command line: the server (`serve`, `dev`), the local runner (`exec`), and
+//! the client verbs that talk to a server (`login`, `init`, `deploy`, `run`, `runs`,
+//! `logs`, `signal`; see `docs/cli.md`).
 
+mod client;
 mod exec;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -27,6 +31,8 @@ enum Command {
     /// A sandbox process (started by the server, never by hand).
     #[command(name = "__sandbox", hide = true)]
     Sandbox(crate::process::child::ChildArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -40,7 +46,6 @@ pub fn main() -> ExitCode {
     // tenant code must never be loaded from a file another run could have written.
     // (Sandbox processes have no file system to cache in.) Set before any thread starts.
     std::env::set_var("V82JSC_NO_BC_CACHE", "1");
-    // Servers narrate what they do; `exec` prints only its record.
     if let Command::Openapi = cli.command {
         return match serde_json::to_string_pretty(crate::api::doc::document()) {
             Ok(doc) => {
@@ -53,8 +58,9 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    // Servers narrate what they do; `exec` and the client verbs print only their answers.
     let default_log = match cli.command {
-        Command::Exec(_) => "warn",
+        Command::Exec(_) | Command::Client(_) => "warn",
         _ => "info",
     };
     let telemetry = crate::telemetry::init(default_log);
@@ -62,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
+        Command::Client(command) => client::main(command),
         Command::Sandbox(_) | Command::Openapi => ExitCode::FAILURE,
     };
     telemetry.shutdown();

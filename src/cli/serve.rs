@@ -36,6 +36,10 @@ pub struct DevArgs {
     /// Sample agents to deploy into the dev app.
     #[arg(long, default_value = "agents")]
     pub agents: PathBuf,
+    /// Redeploy an agent of --agents as a new dev version whenever its files change, so
+    /// that the next run runs the edited code.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// What `atoll dev` creates on first start and reuses afterwards.
@@ -99,8 +103,9 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
         }
         write_private(&tenant_file, &serde_json::to_string_pretty(&tenant)?)
             .with_context(|| format!("cannot write {}", tenant_file.display()))?;
-        let deployed = deploy_agents(store.as_ref(), &tenant.app_id, &args.agents).await;
-        let base = format!("http://{}", server.addr);
+        let dirs = agent_dirs(&args.agents);
+        let deployed = deploy_agents(store.as_ref(), &tenant.app_id, &dirs).await;
+        let base = format!("http://{}", reachable(server.addr));
         println!(
             "atoll dev is running at {base}  (data in {})",
             args.serve.data_dir.display()
@@ -109,6 +114,29 @@ pub fn dev(mut args: DevArgs) -> ExitCode {
         println!("  org key:   {}", tenant.org_key.as_deref().unwrap_or(""));
         println!("  admin key: {}", tenant.admin_key);
         println!("  agents:    {}", deployed.join(", "));
+        // The client verbs (`atoll run`, `atoll deploy`, ...) find this server without flags.
+        let keys = super::client::profile::DevKeys {
+            url: &base,
+            app_key: &tenant.app_key,
+            org_key: tenant.org_key.as_deref(),
+            app_id: &tenant.app_id,
+        };
+        match super::client::profile::save_dev(&keys) {
+            Ok((names, path)) => {
+                println!("  profiles:  {} in {}", names.join(", "), path.display())
+            }
+            Err(e) => warn!(error = %e, "the dev profile was not saved"),
+        }
+        let _watching = if args.watch {
+            let task = super::watch::spawn(&base, &tenant.app_key, dirs.clone())?;
+            println!(
+                "  watching:  {} agent directories; an edit is deployed as a new dev version",
+                dirs.len()
+            );
+            Some(task)
+        } else {
+            None
+        };
         println!();
         println!("Start a run and wait for it:");
         println!(
@@ -157,12 +185,34 @@ async fn create_tenant(store: &dyn Store, admin_key: String) -> anyhow::Result<D
     })
 }
 
-/// Uploads every package directory under `dir` as a version of the dev app.
-async fn deploy_agents(store: &dyn Store, app_id: &str, dir: &Path) -> Vec<String> {
+/// The address a client on this machine reaches a server listening on `addr` at.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
+}
+
+/// Uploads every package directory of `paths` as a version of the dev app.
+async fn deploy_agents(store: &dyn Store, app_id: &str, paths: &[PathBuf]) -> Vec<String> {
     let mut deployed = Vec::new();
+    for path in paths {
+        match deploy_one(store, app_id, path).await {
+            Ok(name) => deployed.push(name),
+            Err(e) => warn!(package = %path.display(), error = %e, "not deployed"),
+        }
+    }
+    deployed
+}
+
+/// The package directories under `dir` that `atoll dev` deploys (and watches).
+fn agent_dirs(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         warn!(dir = %dir.display(), "no agents directory; nothing deployed");
-        return deployed;
+        return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -175,13 +225,7 @@ async fn deploy_agents(store: &dyn Store, app_id: &str, dir: &Path) -> Vec<Strin
         })
         .collect();
     paths.sort();
-    for path in paths {
-        match deploy_one(store, app_id, &path).await {
-            Ok(name) => deployed.push(name),
-            Err(e) => warn!(package = %path.display(), error = %e, "not deployed"),
-        }
-    }
-    deployed
+    paths
 }
 
 async fn deploy_one(store: &dyn Store, app_id: &str, path: &Path) -> anyhow::Result<String> {

@@ -21,6 +21,8 @@ fn start_dev(data: &std::path::Path) -> (Child, String, String, u16) {
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/agents"))
         .env("ATOLL_LISTEN", format!("127.0.0.1:{port}"))
         .env("ATOLL_DATA_DIR", data)
+        // It saves a client profile: here, not in the user's ~/.config.
+        .env("ATOLL_CONFIG_DIR", data.join("config"))
         .env("ATOLL_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

@@ -4,6 +4,7 @@
 mod api;
 mod blocking;
 mod capabilities;
+mod client_cli;
 mod common;
 mod dev_cli;
 mod exec_cli;
