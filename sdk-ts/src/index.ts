@@ -35,7 +35,7 @@ export { signWebhook, verifyWebhook, type VerifyOptions, type WebhookHeaders } f
 export { manifestOfArchive } from "./archive.js";
 export { readPackageDir, type PackageFiles, type UploadOptions } from "./resources/agents.js";
 export type { RunCreateOptions, AppScoped } from "./resources/runs.js";
-export type { MemoryOptions, MemoryListParams } from "./resources/memory.js";
+export type { MemoryOptions } from "./resources/memory.js";
 export type { EndUserOptions } from "./resources/connections.js";
 export type * from "./types.js";
 export type { paths as OpenAPIPaths } from "./generated/openapi.js";

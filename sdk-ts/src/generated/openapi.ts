@@ -13,33 +13,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Create an org and its first org key */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["create_org"];
         delete?: never;
         options?: never;
         head?: never;
@@ -54,35 +28,7 @@ export interface paths {
             cookie?: never;
         };
         /** Get an org */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_org"];
         put?: never;
         post?: never;
         delete?: never;
@@ -99,62 +45,10 @@ export interface paths {
             cookie?: never;
         };
         /** List apps */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_apps"];
         put?: never;
         /** Create an app */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["create_app"];
         delete?: never;
         options?: never;
         head?: never;
@@ -169,35 +63,7 @@ export interface paths {
             cookie?: never;
         };
         /** Get an app */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_app"];
         put?: never;
         post?: never;
         delete?: never;
@@ -214,62 +80,10 @@ export interface paths {
             cookie?: never;
         };
         /** List API keys */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_api_keys"];
         put?: never;
-        /** Create an API key (secret shown once) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        /** Create an API key */
+        post: operations["create_api_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -287,113 +101,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** Revoke an API key */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/agents/{scope}/{name}/versions/{version}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Get a version */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                    version: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        /** Upload a package version (gzip, zip or JSON files map) */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                    version: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        post?: never;
-        delete?: never;
+        delete: operations["revoke_api_key"];
         options?: never;
         head?: never;
         patch?: never;
@@ -407,33 +115,7 @@ export interface paths {
             cookie?: never;
         };
         /** List agents */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_agents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -450,36 +132,7 @@ export interface paths {
             cookie?: never;
         };
         /** Get an agent */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_agent"];
         put?: never;
         post?: never;
         delete?: never;
@@ -496,37 +149,26 @@ export interface paths {
             cookie?: never;
         };
         /** List versions */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_versions"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{scope}/{name}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a version */
+        get: operations["get_version"];
+        /** Upload a package version (gzip, zip or JSON files map) */
+        put: operations["upload_version"];
         post?: never;
         delete?: never;
         options?: never;
@@ -544,36 +186,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Start a run (?wait=N for up to 60 s) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["start_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -588,33 +201,7 @@ export interface paths {
             cookie?: never;
         };
         /** List runs (?agent=&status=&end_user=) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_runs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -631,35 +218,7 @@ export interface paths {
             cookie?: never;
         };
         /** Get a run */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_run"];
         put?: never;
         post?: never;
         delete?: never;
@@ -678,35 +237,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Cancel a run */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["cancel_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -721,35 +252,41 @@ export interface paths {
             cookie?: never;
         };
         /** Stream run events (SSE, Last-Event-ID resumes) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
+        get: operations["stream_run_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{id}/signals/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        get?: never;
+        put?: never;
+        /** Deliver a signal to a run's ctx.waitFor(name) */
+        post: operations["signal_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{id}/journal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A run's journal */
+        get: operations["get_run_journal"];
         put?: never;
         post?: never;
         delete?: never;
@@ -766,35 +303,7 @@ export interface paths {
             cookie?: never;
         };
         /** List memory keys */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_memory"];
         put?: never;
         post?: never;
         delete?: never;
@@ -811,202 +320,12 @@ export interface paths {
             cookie?: never;
         };
         /** Get a memory value */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    key: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_memory"];
         /** Set a memory value */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    key: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        put: operations["put_memory"];
         post?: never;
         /** Delete a memory value */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    key: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/connections/{name}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Get a connection's metadata and fingerprint */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        /** Create or replace a connection (secret write-only) */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        post?: never;
-        /** Delete a connection */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        delete: operations["delete_memory"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1020,33 +339,43 @@ export interface paths {
             cookie?: never;
         };
         /** List connections */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
+        get: operations["list_connections"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/connections/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        /** Get a connection's metadata and fingerprint */
+        get: operations["get_connection"];
+        /** Create or replace a connection (secret write-only) */
+        put: operations["put_connection"];
+        post?: never;
+        /** Delete a connection */
+        delete: operations["delete_connection"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tools": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List tools */
+        get: operations["list_tools"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1063,136 +392,43 @@ export interface paths {
             cookie?: never;
         };
         /** Get a tool */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_tool"];
         /** Create or replace an HTTP tool */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        put: operations["put_tool"];
         post?: never;
         /** Delete a tool */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        delete: operations["delete_tool"];
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/tools": {
+    "/v1/audit": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** List tools */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
+        /** Audit events */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        /** Usage per period */
+        get: operations["get_usage"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1209,62 +445,10 @@ export interface paths {
             cookie?: never;
         };
         /** List webhook endpoints */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_webhooks"];
         put?: never;
         /** Create a webhook endpoint (its secret is shown once) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["create_webhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1279,67 +463,11 @@ export interface paths {
             cookie?: never;
         };
         /** Get a webhook endpoint */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_webhook"];
         put?: never;
         post?: never;
         /** Delete a webhook endpoint and its delivery log */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        delete: operations["delete_webhook"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1355,35 +483,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Rotate the signing secret (the old one signs for 24 h more) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["rotate_webhook_secret"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1398,35 +498,7 @@ export interface paths {
             cookie?: never;
         };
         /** The delivery log: every delivery with its attempts */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_webhook_deliveries"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1445,36 +517,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Send a delivery again now */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                    delivery_id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["retry_webhook_delivery"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1489,68 +532,10 @@ export interface paths {
             cookie?: never;
         };
         /** List an agent's triggers */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["list_triggers"];
         put?: never;
         /** Create a webhook or cron trigger */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["create_trigger"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1565,71 +550,11 @@ export interface paths {
             cookie?: never;
         };
         /** Get a trigger (with next_fire_at) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["get_trigger"];
         put?: never;
         post?: never;
         /** Delete a trigger */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        delete: operations["delete_trigger"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1645,37 +570,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Pause a trigger */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        post: operations["pause_trigger"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1692,37 +587,24 @@ export interface paths {
         get?: never;
         put?: never;
         /** Resume a trigger */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    scope: string;
-                    name: string;
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
+        post: operations["resume_trigger"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{scope}/{name}/triggers/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        get?: never;
+        put?: never;
+        /** Replace a webhook trigger's secret */
+        post: operations["rotate_trigger_secret"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1739,121 +621,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Inbound webhook: signature-checked, starts the trigger's agent (no API key) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/audit": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Audit events */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/usage": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Usage per period */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        put?: never;
-        post?: never;
+        post: operations["receive_hook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1868,33 +636,7 @@ export interface paths {
             cookie?: never;
         };
         /** Liveness */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["healthz"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1910,34 +652,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness (store and quota backend reachable) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        /** Readiness (store and quota backend reachable, sandbox lockdown layers) */
+        get: operations["readyz"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1954,33 +670,7 @@ export interface paths {
             cookie?: never;
         };
         /** Prometheus metrics */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        get: operations["metrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1996,34 +686,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** This document */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description RFC 9457 problem */
-                default: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["Problem"];
-                    };
-                };
-                /** @description Success */
-                "2XX": {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        /** This OpenAPI 3.1 document */
+        get: operations["get_openapi"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2036,18 +700,3843 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @example {
+         *       "app_id": "app_01hx",
+         *       "name": "@acme/hello",
+         *       "created_at": 1764892800000
+         *     }
+         */
+        Agent: {
+            app_id: string;
+            /** @description `@scope/name`. */
+            name: string;
+            /** Format: int64 */
+            created_at: number;
+        };
+        /**
+         * @description An agent: its name and latest version.
+         * @example {
+         *       "name": "@acme/hello",
+         *       "created_at": 1764892800000,
+         *       "latest_version": "1.0.0",
+         *       "description": "Says hello"
+         *     }
+         */
+        AgentView: {
+            name: string;
+            /** Format: int64 */
+            created_at: number;
+            /** @description The highest semver version that is not deprecated. */
+            latest_version?: string | null;
+            description?: string | null;
+        };
+        /**
+         * @example {
+         *       "id": "key_01hx",
+         *       "org_id": "org_01hx",
+         *       "app_id": "app_01hx",
+         *       "kind": "app",
+         *       "name": "backend",
+         *       "prefix": "atl_k3j9x2ab",
+         *       "scopes": [
+         *         "*"
+         *       ],
+         *       "created_at": 1764892800000,
+         *       "revoked_at": null
+         *     }
+         */
+        ApiKey: {
+            id: string;
+            org_id: string;
+            /** @description Set for app keys. */
+            app_id?: string | null;
+            kind: components["schemas"]["KeyKind"];
+            name: string;
+            /** @description The first characters of the secret, shown in listings (`atl_ab12...`). */
+            prefix: string;
+            scopes: string[];
+            /** Format: int64 */
+            created_at: number;
+            /** Format: int64 */
+            revoked_at?: number | null;
+        };
+        /**
+         * @example {
+         *       "id": "app_01hx",
+         *       "org_id": "org_01hx",
+         *       "name": "support",
+         *       "settings": {},
+         *       "created_at": 1764892800000
+         *     }
+         */
+        App: {
+            id: string;
+            org_id: string;
+            name: string;
+            /** @description Per-app settings (limit ceilings, quotas), free-form JSON object. */
+            settings: Record<string, unknown>;
+            /** Format: int64 */
+            created_at: number;
+        };
+        /**
+         * @example {
+         *       "id": "aud_01hx",
+         *       "org_id": "org_01hx",
+         *       "app_id": "app_01hx",
+         *       "key_id": "key_01hx",
+         *       "action": "run.create",
+         *       "target": "run_01hx",
+         *       "detail": {
+         *         "agent": "@acme/hello",
+         *         "version": "1.0.0"
+         *       },
+         *       "created_at": 1764892800000
+         *     }
+         */
+        AuditEvent: {
+            id: string;
+            org_id: string;
+            app_id?: string | null;
+            key_id?: string | null;
+            action: string;
+            target: string;
+            detail: Record<string, unknown>;
+            /** Format: int64 */
+            created_at: number;
+        };
+        /**
+         * @description The body of `PUT /v1/connections/{name}`: the credential (`type` and its fields),
+         *     where it may be sent, and optionally the LLM provider it reaches. (Read field by
+         *     field in [`put_connection`]: serde cannot flatten a tagged enum that refuses unknown
+         *     fields.)
+         * @example {
+         *       "type": "bearer",
+         *       "token": "sk-live-...",
+         *       "hosts": [
+         *         "api.example.com"
+         *       ]
+         *     }
+         */
+        ConnectionBody: components["schemas"]["ConnectionSecret"] & {
+            /**
+             * @description Where the credential may be sent: host patterns (`api.example.com`,
+             *     `*.example.com`), each with an optional `:port`.
+             */
+            hosts: string[];
+            /** @description The credential may go over plain http too (a local model, a test server). */
+            allow_http?: boolean;
+            provider?: null | components["schemas"]["Provider"];
+        };
+        /** @description The app's connections (one page holds them all). */
+        ConnectionList: {
+            data: components["schemas"]["ConnectionView"][];
+            /** @description Always null: every connection is on the one page. */
+            next_cursor?: string | null;
+        };
+        /** @description The credential. `Debug` shows the kind and fingerprint only. */
+        ConnectionSecret: {
+            token: string;
+            /** @enum {string} */
+            type: "bearer";
+        } | {
+            name: string;
+            value: string;
+            /** @enum {string} */
+            type: "header";
+        } | {
+            username: string;
+            password: string;
+            /** @enum {string} */
+            type: "basic";
+        } | {
+            param: string;
+            value: string;
+            /** @enum {string} */
+            type: "query";
+        } | {
+            token_url: string;
+            client_id: string;
+            client_secret: string;
+            scopes?: string[];
+            audience?: string | null;
+            /** @enum {string} */
+            type: "oauth2_client_credentials";
+        };
+        /**
+         * @description A connection as every read shows it: metadata and a fingerprint, never the secret.
+         * @example {
+         *       "name": "openai",
+         *       "type": "bearer",
+         *       "hosts": [
+         *         "api.openai.com"
+         *       ],
+         *       "fingerprint": "sha256:3b9c1f0a",
+         *       "created_at": 1764892800000,
+         *       "updated_at": 1764892800000
+         *     }
+         */
+        ConnectionView: {
+            name: string;
+            /** @description `bearer`, `header`, `basic`, `query` or `oauth2_client_credentials`. */
+            type: string;
+            hosts: string[];
+            /** @description Identifies the secret without revealing it. */
+            fingerprint: string;
+            allow_http?: boolean;
+            /** @description The header a `header` connection sets. */
+            header?: string | null;
+            username?: string | null;
+            /** @description The query parameter a `query` connection sets. */
+            param?: string | null;
+            token_url?: string | null;
+            client_id?: string | null;
+            scopes?: string[] | null;
+            audience?: string | null;
+            provider?: null | components["schemas"]["Provider"];
+            /** @description Set for an end-user's own connection. */
+            end_user?: string | null;
+            /** Format: int64 */
+            created_at?: number;
+            /** Format: int64 */
+            updated_at?: number;
+        };
+        /**
+         * @example {
+         *       "url": "https://example.com/atoll-hooks",
+         *       "events": [
+         *         "run.succeeded",
+         *         "run.failed"
+         *       ],
+         *       "agents": [
+         *         "@acme/triage"
+         *       ],
+         *       "description": "billing backend"
+         *     }
+         */
+        CreateEndpoint: {
+            /** @description https URL (at most 2048 characters), checked against the address policy. */
+            url: string;
+            /** @description Events to send (all when left out). */
+            events?: components["schemas"]["WebhookEvent"][] | null;
+            /** @description Only runs of these agents (`@scope/name`, at most 100); all when left out. */
+            agents?: string[] | null;
+            /** @description At most 1024 characters. */
+            description?: string | null;
+        };
+        /** @description A new org and its first org key (the secret is shown once). */
+        CreatedOrg: {
+            org: components["schemas"]["Org"];
+            key: components["schemas"]["KeyWithSecret"];
+        };
+        CronTrigger: {
+            /** @description A 5-field cron expression, e.g. `*\/5 * * * *`. */
+            schedule: string;
+            /** @description An IANA time zone (default UTC); DST is handled. */
+            timezone?: string;
+            /** @description The input of every run it starts (checked against the agent's input schema). */
+            input?: unknown;
+            version?: string | null;
+        };
+        /** @description One try at sending a delivery, as the delivery log shows it. */
+        DeliveryAttempt: {
+            /** Format: int32 */
+            attempt: number;
+            /** Format: int64 */
+            at: number;
+            /** Format: int32 */
+            status_code?: number | null;
+            /** Format: int64 */
+            latency_ms: number;
+            /** @description The first KiB of the answer. */
+            response?: string | null;
+            /** @description Why nothing was answered (refused address, timeout, connection error). */
+            error?: string | null;
+        };
+        /** @enum {string} */
+        DeliveryStatus: "pending" | "succeeded" | "failed";
+        /**
+         * @description A delivery with every attempt at it.
+         * @example {
+         *       "id": "dlv_01hx",
+         *       "event": "run.succeeded",
+         *       "run_id": "run_01hx",
+         *       "status": "succeeded",
+         *       "created_at": 1764892800000,
+         *       "next_attempt_at": null,
+         *       "attempts": [
+         *         {
+         *           "attempt": 1,
+         *           "at": 1764892800100,
+         *           "status_code": 200,
+         *           "latency_ms": 35,
+         *           "response": "ok",
+         *           "error": null
+         *         }
+         *       ]
+         *     }
+         */
+        DeliveryView: {
+            id: string;
+            event: components["schemas"]["WebhookEvent"];
+            run_id: string;
+            status: components["schemas"]["DeliveryStatus"];
+            /** Format: int64 */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description When the next attempt is due (none once it succeeded or gave up).
+             */
+            next_attempt_at?: number | null;
+            attempts: components["schemas"]["DeliveryAttempt"][];
+        };
+        /**
+         * @description An endpoint as the API shows it (never its secret).
+         * @example {
+         *       "id": "wh_01hx",
+         *       "url": "https://example.com/atoll-hooks",
+         *       "description": null,
+         *       "events": [
+         *         "run.succeeded"
+         *       ],
+         *       "agents": null,
+         *       "created_at": 1764892800000,
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "previous_secret_expires_at": null
+         *     }
+         */
+        EndpointView: {
+            id: string;
+            url: string;
+            description?: string | null;
+            events?: components["schemas"]["WebhookEvent"][] | null;
+            agents?: string[] | null;
+            /** Format: int64 */
+            created_at: number;
+            /** Format: int64 */
+            disabled_at?: number | null;
+            disabled_reason?: string | null;
+            /**
+             * Format: int64
+             * @description Until when the secret before the last rotation still signs.
+             */
+            previous_secret_expires_at?: number | null;
+        };
+        /** @description An endpoint with its signing secret: the only answer that holds it. */
+        EndpointWithSecret: components["schemas"]["EndpointView"] & {
+            /** @description `whsec_` + base64 of 32 random bytes; shown once. */
+            secret: string;
+        };
+        /**
+         * @description A journal entry as listed: where, what, when, how big; never the answer itself
+         *     (answers hold fetched bodies and tool results, which are the run's own business).
+         */
+        EntryView: {
+            /**
+             * Format: int64
+             * @description Position: the n-th host call of the run.
+             */
+            seq: number;
+            /** @description The call's kind (e.g. `fetch`, `tool`, `llm`, `memory.get`, `sleep`, `wait`). */
+            op: string;
+            /** Format: int64 */
+            created_at: number;
+            /** @description Size of the journaled answer. */
+            bytes: number;
+        };
+        /**
+         * @example {
+         *       "status": "ok"
+         *     }
+         */
+        Health: {
+            status: string;
+        };
+        /** @description HMAC-SHA256 of the body (hex, or base64) in a header, after an optional prefix. */
+        HmacHeader: {
+            hmac_header: string;
+            prefix?: string | null;
+        };
+        /**
+         * @description The run an inbound webhook started (or, for a repeated delivery, had started).
+         * @example {
+         *       "run_id": "run_01hx",
+         *       "replayed": false
+         *     }
+         */
+        HookAccepted: {
+            run_id: string;
+            /** @description This delivery id was seen before: nothing new was started. */
+            replayed: boolean;
+        };
+        /**
+         * @description A run's journal, first entries first.
+         * @example {
+         *       "data": [
+         *         {
+         *           "seq": 0,
+         *           "op": "fetch",
+         *           "created_at": 1764892800000,
+         *           "bytes": 412
+         *         }
+         *       ],
+         *       "length": 1,
+         *       "truncated": false
+         *     }
+         */
+        JournalView: {
+            data: components["schemas"]["EntryView"][];
+            /** @description Entries in the journal. */
+            length: number;
+            /** @description More than the listed (first 1,000) entries exist. */
+            truncated: boolean;
+        };
+        /**
+         * @description A package as JSON: `agent.json`'s content and every other file as text.
+         * @example {
+         *       "manifest": {
+         *         "name": "@acme/hello",
+         *         "version": "1.0.0",
+         *         "entry": "main.js",
+         *         "input": {
+         *           "type": "object",
+         *           "properties": {
+         *             "name": {
+         *               "type": "string"
+         *             }
+         *           },
+         *           "required": [
+         *             "name"
+         *           ]
+         *         }
+         *       },
+         *       "files": {
+         *         "main.js": "export default async (input, ctx) => ({ greeting: `Hello, ${input.name}!` });"
+         *       }
+         *     }
+         */
+        JsonUpload: {
+            /** @description The content of `agent.json`. */
+            manifest: Record<string, unknown>;
+            /** @description Path → file content (UTF-8 text). */
+            files: {
+                [key: string]: string;
+            };
+        };
+        /** @enum {string} */
+        KeyKind: "org" | "app";
+        /**
+         * @description A key with its secret: the only answer that ever holds the secret.
+         * @example {
+         *       "id": "key_01hx",
+         *       "org_id": "org_01hx",
+         *       "app_id": "app_01hx",
+         *       "kind": "app",
+         *       "name": "backend",
+         *       "prefix": "atl_k3j9x2ab",
+         *       "scopes": [
+         *         "runs:read",
+         *         "runs:write"
+         *       ],
+         *       "created_at": 1764892800000,
+         *       "revoked_at": null,
+         *       "secret": "atl_k3j9x2ab5mfq0w8e7r6t5y4u3i2o1p0a"
+         *     }
+         */
+        KeyWithSecret: components["schemas"]["ApiKey"] & {
+            /** @description Shown once: store it now. */
+            secret: string;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_Agent: {
+            data: {
+                app_id: string;
+                /** @description `@scope/name`. */
+                name: string;
+                /** Format: int64 */
+                created_at: number;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_ApiKey: {
+            data: {
+                id: string;
+                org_id: string;
+                /** @description Set for app keys. */
+                app_id?: string | null;
+                kind: components["schemas"]["KeyKind"];
+                name: string;
+                /** @description The first characters of the secret, shown in listings (`atl_ab12...`). */
+                prefix: string;
+                scopes: string[];
+                /** Format: int64 */
+                created_at: number;
+                /** Format: int64 */
+                revoked_at?: number | null;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_App: {
+            data: {
+                id: string;
+                org_id: string;
+                name: string;
+                /** @description Per-app settings (limit ceilings, quotas), free-form JSON object. */
+                settings: Record<string, unknown>;
+                /** Format: int64 */
+                created_at: number;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_AuditEvent: {
+            data: {
+                id: string;
+                org_id: string;
+                app_id?: string | null;
+                key_id?: string | null;
+                action: string;
+                target: string;
+                detail: Record<string, unknown>;
+                /** Format: int64 */
+                created_at: number;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_DeliveryView: {
+            data: {
+                id: string;
+                event: components["schemas"]["WebhookEvent"];
+                run_id: string;
+                status: components["schemas"]["DeliveryStatus"];
+                /** Format: int64 */
+                created_at: number;
+                /**
+                 * Format: int64
+                 * @description When the next attempt is due (none once it succeeded or gave up).
+                 */
+                next_attempt_at?: number | null;
+                attempts: components["schemas"]["DeliveryAttempt"][];
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_EndpointView: {
+            data: {
+                id: string;
+                url: string;
+                description?: string | null;
+                events?: components["schemas"]["WebhookEvent"][] | null;
+                agents?: string[] | null;
+                /** Format: int64 */
+                created_at: number;
+                /** Format: int64 */
+                disabled_at?: number | null;
+                disabled_reason?: string | null;
+                /**
+                 * Format: int64
+                 * @description Until when the secret before the last rotation still signs.
+                 */
+                previous_secret_expires_at?: number | null;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_RunView: {
+            data: {
+                id: string;
+                org_id: string;
+                app_id: string;
+                agent: string;
+                version: string;
+                end_user?: string | null;
+                trigger: string;
+                status: components["schemas"]["RunStatus"];
+                input: unknown;
+                output?: unknown;
+                error?: unknown;
+                metadata?: unknown;
+                usage?: unknown;
+                /** Format: int32 */
+                attempt: number;
+                /** Format: int64 */
+                created_at: number;
+                /** Format: int64 */
+                started_at?: number | null;
+                /** Format: int64 */
+                finished_at?: number | null;
+                wait?: null | components["schemas"]["WaitView"];
+                /**
+                 * Format: int64
+                 * @description Entries in its journal (`GET /v1/runs/{id}` only).
+                 */
+                journal_length?: number | null;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_TriggerView: {
+            data: (components["schemas"]["TriggerConfig"] & {
+                id: string;
+                agent: string;
+                /** Format: int64 */
+                created_at: number;
+                paused: boolean;
+                /** Format: int64 */
+                paused_at?: number | null;
+                /** @description Webhook triggers: where senders post (`/v1/hooks/{id}`). */
+                url?: string | null;
+                /**
+                 * Format: int64
+                 * @description Cron triggers: the next firing (null while paused).
+                 */
+                next_fire_at?: number | null;
+                /** @description The verification secret: shown once, when it is made. */
+                secret?: string | null;
+            })[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list: `next_cursor` is set when there may be more. */
+        Listed_VersionSummary: {
+            data: {
+                /** @description `@scope/name`. */
+                name: string;
+                version: string;
+                /** @description The package's content digest: the same upload twice is the same version. */
+                digest: string;
+                description?: string | null;
+                /** Format: int64 */
+                created_at: number;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @description A memory key and its JSON value.
+         * @example {
+         *       "key": "preferences",
+         *       "value": {
+         *         "language": "fr"
+         *       }
+         *     }
+         */
+        MemoryEntry: {
+            key: string;
+            value: unknown;
+        };
+        /** @description One page of memory keys. */
+        MemoryPage: {
+            data: components["schemas"]["MemoryEntry"][];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @example {
+         *       "name": "support",
+         *       "settings": {
+         *         "limits": {
+         *           "timeout_ms": 30000
+         *         }
+         *       }
+         *     }
+         */
+        NewApp: {
+            /** @description 1 to 200 characters. */
+            name: string;
+            /** @description Per-app settings (limit ceilings, quotas): a JSON object. */
+            settings?: Record<string, unknown> | null;
+        };
+        /**
+         * @example {
+         *       "name": "backend",
+         *       "app_id": "app_01hx",
+         *       "scopes": [
+         *         "runs:read",
+         *         "runs:write"
+         *       ]
+         *     }
+         */
+        NewKey: {
+            /** @description 1 to 200 characters. */
+            name: string;
+            kind?: null | components["schemas"]["KeyKind"];
+            app_id?: string | null;
+            scopes?: string[] | null;
+        };
+        /**
+         * @example {
+         *       "name": "Acme"
+         *     }
+         */
+        NewOrg: {
+            /** @description 1 to 200 characters. */
+            name: string;
+        };
+        /**
+         * @example {
+         *       "id": "org_01hx",
+         *       "name": "Acme",
+         *       "created_at": 1764892800000
+         *     }
+         */
+        Org: {
+            id: string;
+            name: string;
+            /** Format: int64 */
+            created_at: number;
+        };
+        /**
+         * Format: binary
+         * @description A package as a `.tar.gz` or `.zip` archive holding `agent.json` at its root.
+         */
+        PackageArchive: string;
+        /**
+         * @description An RFC 9457 problem: every error answer of the API.
+         * @example {
+         *       "type": "https://atoll.dev/problems/not-found",
+         *       "title": "Not found",
+         *       "status": 404,
+         *       "detail": "run not found"
+         *     }
+         */
         Problem: {
-            type?: string;
-            title?: string;
-            status?: number;
-            detail?: string;
+            /** @description A URI naming the kind of problem. */
+            type: string;
+            title: string;
+            /** Format: int32 */
+            status: number;
+            /** @description What happened and what to do next. */
+            detail: string;
+        };
+        /** @description An LLM provider's settings, as stored on its connection. */
+        Provider: {
+            kind: components["schemas"]["ProviderKind"];
+            /**
+             * @description E.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` (OpenAI: the path
+             *     gets `/chat/completions`), `https://api.anthropic.com` (Anthropic: the path gets
+             *     `/v1/messages`, or `/messages` when it already ends in `/v1`).
+             */
+            base_url: string;
+        };
+        /**
+         * @description Which wire format a provider speaks.
+         * @enum {string}
+         */
+        ProviderKind: "openai" | "anthropic";
+        /**
+         * @description What `/readyz` reports: each dependency `ok` or why not, and the sandbox's mode and
+         *     active lockdown layers.
+         * @example {
+         *       "store": "ok",
+         *       "quotas": "ok",
+         *       "sandbox": {
+         *         "mode": "processes",
+         *         "children": 2,
+         *         "lockdown": [
+         *           "no_new_privs",
+         *           "seccomp"
+         *         ],
+         *         "lockdown_skipped": []
+         *       }
+         *     }
+         */
+        Readiness: {
+            store: string;
+            quotas: string;
+            sandbox: Record<string, unknown>;
+        };
+        /**
+         * @description A delivery scheduled to be sent again now.
+         * @example {
+         *       "id": "dlv_01hx",
+         *       "status": "pending"
+         *     }
+         */
+        RetryScheduled: {
+            id: string;
+            status: components["schemas"]["DeliveryStatus"];
+        };
+        RotateSecret: {
+            /** @description The sender's own secret (Stripe shows one per endpoint); else a new one is made. */
+            secret?: string | null;
+        };
+        /**
+         * @description A new signing secret (shown once); the old one signs too for 24 hours.
+         * @example {
+         *       "id": "wh_01hx",
+         *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+         *       "previous_secret_expires_at": 1764979200000
+         *     }
+         */
+        RotatedSecret: {
+            id: string;
+            secret: string;
+            /** Format: int64 */
+            previous_secret_expires_at: number;
+        };
+        /**
+         * @description Where a run is (SPEC §5 "Runs"). The string forms are part of the product contract and
+         *     of the stores' `CHECK` constraints.
+         * @enum {string}
+         */
+        RunStatus: "queued" | "running" | "waiting" | "succeeded" | "failed" | "timed_out" | "cancelled";
+        /**
+         * @description A run as the API shows it: the record without the node's lease.
+         * @example {
+         *       "id": "run_01hx",
+         *       "org_id": "org_01hx",
+         *       "app_id": "app_01hx",
+         *       "agent": "@acme/hello",
+         *       "version": "1.0.0",
+         *       "end_user": null,
+         *       "trigger": "api",
+         *       "status": "succeeded",
+         *       "input": {
+         *         "name": "Ada"
+         *       },
+         *       "output": {
+         *         "greeting": "hello Ada"
+         *       },
+         *       "error": null,
+         *       "metadata": null,
+         *       "usage": {
+         *         "cpu_ms": 1.2,
+         *         "wall_ms": 4,
+         *         "heap_peak_bytes": 1048576,
+         *         "llm_tokens_in": 0,
+         *         "llm_tokens_out": 0,
+         *         "fetches": 0
+         *       },
+         *       "attempt": 1,
+         *       "created_at": 1764892800000,
+         *       "started_at": 1764892800002,
+         *       "finished_at": 1764892800006
+         *     }
+         */
+        RunView: {
+            id: string;
+            org_id: string;
+            app_id: string;
+            agent: string;
+            version: string;
+            end_user?: string | null;
+            trigger: string;
+            status: components["schemas"]["RunStatus"];
+            input: unknown;
+            output?: unknown;
+            error?: unknown;
+            metadata?: unknown;
+            usage?: unknown;
+            /** Format: int32 */
+            attempt: number;
+            /** Format: int64 */
+            created_at: number;
+            /** Format: int64 */
+            started_at?: number | null;
+            /** Format: int64 */
+            finished_at?: number | null;
+            wait?: null | components["schemas"]["WaitView"];
+            /**
+             * Format: int64
+             * @description Entries in its journal (`GET /v1/runs/{id}` only).
+             */
+            journal_length?: number | null;
+        };
+        /** @enum {string} */
+        Scheme: "standard" | "github" | "stripe";
+        /**
+         * @example {
+         *       "payload": {
+         *         "approved": true
+         *       }
+         *     }
+         */
+        SignalBody: {
+            /** @description Validated against the wait's `schema` (422); at most 256 KiB. */
+            payload?: unknown;
+        };
+        /**
+         * @example {
+         *       "input": {
+         *         "name": "Ada"
+         *       },
+         *       "metadata": {
+         *         "ticket": "T-1"
+         *       }
+         *     }
+         */
+        StartRun: {
+            /** @description Validated against the agent's `input_schema` (422 and no run when it fails). */
+            input?: Record<string, unknown>;
+            /** @description A version to pin; the latest (highest semver, not deprecated) when left out. */
+            version?: string | null;
+            /** @description The end-user this run acts for (their external id, 1 to 256 characters). */
+            end_user?: string | null;
+            /** @description Free-form JSON kept with the run. */
+            metadata?: Record<string, unknown> | null;
+        };
+        /** @description The app's tools (one page holds them all). */
+        ToolList: {
+            data: components["schemas"]["ToolView"][];
+            /** @description Always null: every tool is on the one page. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @example {
+         *       "description": "Look up an order by id",
+         *       "input_schema": {
+         *         "type": "object",
+         *         "properties": {
+         *           "order_id": {
+         *             "type": "string"
+         *           }
+         *         },
+         *         "required": [
+         *           "order_id"
+         *         ]
+         *       },
+         *       "method": "POST",
+         *       "url": "https://api.example.com/orders/lookup",
+         *       "connection": "shop"
+         *     }
+         */
+        ToolSpec: {
+            /** @description What the tool does (the model reads it), 1 to 4096 characters. */
+            description: string;
+            /** @description JSON Schema 2020-12 of the tool's input. */
+            input_schema: Record<string, unknown>;
+            output_schema?: Record<string, unknown> | null;
+            /** @description HTTP method (default POST). */
+            method?: string;
+            /** @description The endpoint the broker calls with the input as JSON. */
+            url: string;
+            /** @description A connection of the app whose credential the broker adds. */
+            connection?: string | null;
+            /** Format: int64 */
+            timeout_ms?: number | null;
+        };
+        /** @description A tool: its name, spec and timestamps. */
+        ToolView: components["schemas"]["ToolSpec"] & {
+            name: string;
+            /** Format: int64 */
+            created_at: number;
+            /** Format: int64 */
+            updated_at: number;
+        };
+        /** @description A trigger's settings, as created and as stored (`config`), tagged by `type`. */
+        TriggerConfig: (components["schemas"]["WebhookTrigger"] & {
+            /** @enum {string} */
+            type: "webhook";
+        }) | (components["schemas"]["CronTrigger"] & {
+            /** @enum {string} */
+            type: "cron";
+        });
+        /**
+         * @description A webhook trigger's new secret, shown once.
+         * @example {
+         *       "id": "trg_0123456789abcdef0123456789abcdef",
+         *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+         *     }
+         */
+        TriggerSecret: {
+            id: string;
+            secret: string;
+        };
+        /**
+         * @description A trigger as the API shows it: its config (tagged by `type`), where it is and when
+         *     it next fires; the secret only in the answers that make one.
+         * @example {
+         *       "type": "cron",
+         *       "schedule": "*\/5 * * * *",
+         *       "timezone": "Europe/Paris",
+         *       "input": {},
+         *       "id": "trg_0123456789abcdef0123456789abcdef",
+         *       "agent": "@acme/digest",
+         *       "created_at": 1764892800000,
+         *       "paused": false,
+         *       "paused_at": null,
+         *       "next_fire_at": 1764893100000
+         *     }
+         */
+        TriggerView: components["schemas"]["TriggerConfig"] & {
+            id: string;
+            agent: string;
+            /** Format: int64 */
+            created_at: number;
+            paused: boolean;
+            /** Format: int64 */
+            paused_at?: number | null;
+            /** @description Webhook triggers: where senders post (`/v1/hooks/{id}`). */
+            url?: string | null;
+            /**
+             * Format: int64
+             * @description Cron triggers: the next firing (null while paused).
+             */
+            next_fire_at?: number | null;
+            /** @description The verification secret: shown once, when it is made. */
+            secret?: string | null;
+        };
+        UsageTotals: {
+            /** Format: int64 */
+            runs: number;
+            /** Format: double */
+            cpu_ms: number;
+            /** Format: int64 */
+            llm_tokens_in: number;
+            /** Format: int64 */
+            llm_tokens_out: number;
+            /** Format: int64 */
+            fetches: number;
+        };
+        /**
+         * @description Usage over a period ending now.
+         * @example {
+         *       "period": "day",
+         *       "since": 1764806400000,
+         *       "org_id": "org_01hx",
+         *       "app_id": "app_01hx",
+         *       "usage": {
+         *         "runs": 42,
+         *         "cpu_ms": 120.5,
+         *         "llm_tokens_in": 1000,
+         *         "llm_tokens_out": 250,
+         *         "fetches": 12
+         *       }
+         *     }
+         */
+        UsageView: {
+            period: string;
+            /**
+             * Format: int64
+             * @description Start of the period (ms since the epoch).
+             */
+            since: number;
+            org_id: string;
+            /** @description Null for an org's total. */
+            app_id?: string | null;
+            usage: components["schemas"]["UsageTotals"];
+        };
+        /** @description How an inbound trigger checks its requests (`verify` in the trigger). */
+        Verify: components["schemas"]["Scheme"] | components["schemas"]["HmacHeader"];
+        /**
+         * @description A version with its manifest.
+         * @example {
+         *       "name": "@acme/hello",
+         *       "version": "1.0.0",
+         *       "digest": "sha256:9f86d081884c7d65",
+         *       "description": "Says hello",
+         *       "created_at": 1764892800000,
+         *       "manifest": {
+         *         "name": "@acme/hello",
+         *         "version": "1.0.0",
+         *         "entry": "main.js"
+         *       }
+         *     }
+         */
+        VersionDetail: components["schemas"]["VersionSummary"] & {
+            /** @description The version's `agent.json`. */
+            manifest: Record<string, unknown>;
+        };
+        /**
+         * @description A version, as listed.
+         * @example {
+         *       "name": "@acme/hello",
+         *       "version": "1.0.0",
+         *       "digest": "sha256:9f86d081884c7d65",
+         *       "description": "Says hello",
+         *       "created_at": 1764892800000
+         *     }
+         */
+        VersionSummary: {
+            /** @description `@scope/name`. */
+            name: string;
+            version: string;
+            /** @description The package's content digest: the same upload twice is the same version. */
+            digest: string;
+            description?: string | null;
+            /** Format: int64 */
+            created_at: number;
+        };
+        /**
+         * @description A parked run's wait: the signal's name (`ctx.waitFor`), and when it wakes up anyway
+         *     (a sleep's end, or the wait's timeout).
+         */
+        WaitView: {
+            signal?: string | null;
+            /** Format: int64 */
+            wake_at?: number | null;
+        };
+        /**
+         * @description An event a webhook endpoint can subscribe to.
+         * @enum {string}
+         */
+        WebhookEvent: "run.started" | "run.waiting" | "run.succeeded" | "run.failed" | "run.timed_out" | "run.cancelled";
+        WebhookTrigger: {
+            verify: components["schemas"]["Verify"];
+            /** @description A JSON Pointer (RFC 6901) to the part of the body that is the input. */
+            input_pointer?: string | null;
+            /** @description The agent version to run (default: the latest when the request comes). */
+            version?: string | null;
         };
     };
-    responses: never;
+    responses: {
+        /** @description An RFC 9457 problem (application/problem+json) */
+        Problem: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": {
+                    /** @description A URI naming the kind of problem. */
+                    type: string;
+                    title: string;
+                    /** Format: int32 */
+                    status: number;
+                    /** @description What happened and what to do next. */
+                    detail: string;
+                };
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;
     pathItems: never;
 }
 export type $defs = Record<string, never>;
-export type operations = Record<string, never>;
+export interface operations {
+    create_org: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewOrg"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedOrg"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_org: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Org id (`org_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Org"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_apps: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_App"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    create_app: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewApp"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["App"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_app: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description App id (`app_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["App"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_api_keys: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_ApiKey"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    create_api_key: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewKey"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyWithSecret"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    revoke_api_key: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /**
+                 * @description Key id (`key_...`)
+                 * @example key_01hx
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_agents: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_Agent"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_agent: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_versions: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_VersionSummary"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_version: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Semver version */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionDetail"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    upload_version: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Semver version, as in agent.json */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/gzip": components["schemas"]["PackageArchive"];
+                "application/json": components["schemas"]["JsonUpload"];
+                "application/zip": components["schemas"]["PackageArchive"];
+            };
+        };
+        responses: {
+            /** @description This content was already this version */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionSummary"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionSummary"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    start_run: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds (at most 60) to wait for the run to end: 200 with the finished run, or
+                 *     202 if it is still going.
+                 */
+                wait?: number;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StartRun"];
+            };
+        };
+        responses: {
+            /** @description Finished within `wait` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunView"];
+                };
+            };
+            /** @description Queued or still running */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_runs: {
+        parameters: {
+            query?: {
+                /** @description For org keys: which of the org's apps. */
+                app_id?: string;
+                /** @description `@scope/name` or `scope/name`. */
+                agent?: string;
+                status?: components["schemas"]["RunStatus"];
+                /** @description An end-user's external id. */
+                end_user?: string;
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_RunView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_run: {
+        parameters: {
+            query?: {
+                /** @description For org keys: which of the org's apps. */
+                app_id?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Run id (`run_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    cancel_run: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Run id (`run_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    stream_run_events: {
+        parameters: {
+            query?: {
+                /** @description For org keys: which of the org's apps. */
+                app_id?: string;
+            };
+            header?: {
+                /** @description Resume after this event id */
+                "Last-Event-ID"?: number | null;
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Run id (`run_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An SSE stream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example id: 1
+                     *     event: status
+                     *     data: {"status":"running"}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    signal_run: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Run id (`run_...`) */
+                id: string;
+                /** @description Signal name, 1 to 128 characters */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignalBody"];
+            };
+        };
+        responses: {
+            /** @description Delivered or kept */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_run_journal: {
+        parameters: {
+            query?: {
+                /** @description For org keys: which of the org's apps. */
+                app_id?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Run id (`run_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JournalView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_memory: {
+        parameters: {
+            query?: {
+                /** @description The end-user's external id (or send `x-atoll-end-user`). */
+                end_user?: string;
+                /** @description Only keys starting with this. */
+                prefix?: string;
+                /** @description The `next_cursor` of the previous page (a key). */
+                cursor?: string;
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description `end_user`, `app` or `org` */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoryPage"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_memory: {
+        parameters: {
+            query?: {
+                /** @description The end-user's external id (or send `x-atoll-end-user`). */
+                end_user?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description `end_user`, `app` or `org` */
+                scope: string;
+                /** @description 1 to 512 bytes */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoryEntry"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    put_memory: {
+        parameters: {
+            query?: {
+                /** @description The end-user's external id (or send `x-atoll-end-user`). */
+                end_user?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description `end_user`, `app` or `org` */
+                scope: string;
+                /** @description 1 to 512 bytes */
+                key: string;
+            };
+            cookie?: never;
+        };
+        /** @description Any JSON value */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "language": "fr"
+                 *     }
+                 */
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoryEntry"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    delete_memory: {
+        parameters: {
+            query?: {
+                /** @description The end-user's external id (or send `x-atoll-end-user`). */
+                end_user?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description `end_user`, `app` or `org` */
+                scope: string;
+                /**
+                 * @description 1 to 512 bytes
+                 * @example preferences
+                 */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_connections: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionList"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_connection: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Whose connection: an end-user's external id (or send `x-atoll-end-user`); the
+                 *     app's own when left out.
+                 */
+                end_user?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Connection name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    put_connection: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Whose connection: an end-user's external id (or send `x-atoll-end-user`); the
+                 *     app's own when left out.
+                 */
+                end_user?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description 1 to 128 of a-z, A-Z, 0-9, '-', '_', '.' */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectionBody"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    delete_connection: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Whose connection: an end-user's external id (or send `x-atoll-end-user`); the
+                 *     app's own when left out.
+                 */
+                end_user?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /**
+                 * @description Connection name
+                 * @example openai
+                 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_tools: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ToolList"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_tool: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Tool name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ToolView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    put_tool: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description 1 to 128 of a-z, A-Z, 0-9, '-', '_', '.' */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ToolSpec"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ToolView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ToolView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    delete_tool: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /**
+                 * @description Tool name
+                 * @example lookup_order
+                 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_audit: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_AuditEvent"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_usage: {
+        parameters: {
+            query?: {
+                /** @description For org keys: one app's usage instead of the whole org's. */
+                app_id?: string;
+                /** @description `day` (default), `week` or `month`: the period ending now. */
+                period?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_EndpointView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateEndpoint"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndpointWithSecret"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Endpoint id (`wh_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndpointView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /**
+                 * @description Endpoint id (`wh_...`)
+                 * @example wh_01hx
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Endpoint id (`wh_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedSecret"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_webhook_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Endpoint id (`wh_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_DeliveryView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    retry_webhook_delivery: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Endpoint id (`wh_...`) */
+                id: string;
+                /** @description Delivery id */
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetryScheduled"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    list_triggers: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Listed_TriggerView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    create_trigger: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "webhook",
+                 *       "verify": "github",
+                 *       "input_pointer": "/pull_request"
+                 *     }
+                 */
+                "application/json": components["schemas"]["TriggerConfig"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    get_trigger: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Trigger id (`trg_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    delete_trigger: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /**
+                 * @description Trigger id (`trg_...`)
+                 * @example trg_0123456789abcdef0123456789abcdef
+                 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    pause_trigger: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Trigger id (`trg_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    resume_trigger: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Trigger id (`trg_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    rotate_trigger_secret: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Trigger id (`trg_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional: the sender's own secret */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["RotateSecret"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerSecret"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    receive_hook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Standard Webhooks: the delivery id */
+                "webhook-id"?: string | null;
+                /** @description Standard Webhooks: seconds since the epoch */
+                "webhook-timestamp"?: string | null;
+                /** @description Standard Webhooks: `v1,<base64>` signatures */
+                "webhook-signature"?: string | null;
+                /** @description The same key with the same body answers the stored response (with `idempotent-replayed: true`); with another body, 422; while the first is still running, 409. Kept 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Trigger id (`trg_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description The sender's JSON payload */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "action": "opened"
+                 *     }
+                 */
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HookAccepted"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    healthz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    readyz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description See the body */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Text exposition format */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example atoll_runs_active 0 */
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    get_openapi: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The document */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "openapi": "3.1.0",
+                     *       "info": {
+                     *         "title": "atoll"
+                     *       }
+                     *     }
+                     */
+                    "application/json": Record<string, unknown>;
+                };
+            };
+        };
+    };
+}

@@ -9,7 +9,7 @@ import type {
   AgentListItem,
   AgentVersion,
   AgentVersionDetail,
-  Manifest,
+  AgentManifest,
   PageParams,
   UploadedVersion,
 } from "../types.js";
@@ -17,7 +17,7 @@ import { Resource, agentPath, seg } from "./shared.js";
 
 /** A package as JSON: `agent.json` as an object, and every other file as text by path. */
 export interface PackageFiles {
-  manifest: Manifest | Record<string, unknown>;
+  manifest: AgentManifest | Record<string, unknown>;
   files: Record<string, string>;
 }
 
@@ -100,7 +100,7 @@ function versionPath(name: string, version: string): string {
 
 /** A package directory as `{ manifest, files }` (text files; names starting with "." skipped). */
 export async function readPackageDir(dir: string): Promise<PackageFiles> {
-  const manifest = JSON.parse(await readFile(join(dir, "agent.json"), "utf8")) as Manifest;
+  const manifest = JSON.parse(await readFile(join(dir, "agent.json"), "utf8")) as AgentManifest;
   const files: Record<string, string> = {};
   const walk = async (at: string): Promise<void> => {
     for (const entry of await readdir(at, { withFileTypes: true })) {

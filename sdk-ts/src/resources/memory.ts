@@ -1,19 +1,11 @@
 import type { APIPromise, RequestOptions } from "../core.js";
 import type { PagePromise } from "../pagination.js";
-import type { MemoryEntry, MemoryScope } from "../types.js";
+import type { MemoryEntry, MemoryListParams, MemoryScope } from "../types.js";
 import { Resource, seg } from "./shared.js";
 
 export interface MemoryOptions extends RequestOptions {
   /** For `end_user` scope: whose memory (not needed when the client acts for an end-user). */
   end_user?: string | undefined;
-}
-
-export interface MemoryListParams {
-  end_user?: string;
-  /** Only keys that start with this. */
-  prefix?: string;
-  limit?: number;
-  cursor?: string;
 }
 
 /** The key-value memory agents reach with `ctx.memory`, from outside. */

@@ -6,6 +6,7 @@ import type {
   RotatedTriggerSecret,
   Trigger,
   TriggerCreateParams,
+  TriggerRotateParams,
 } from "../types.js";
 import { Resource, agentPath, seg } from "./shared.js";
 
@@ -48,14 +49,14 @@ export class Triggers extends Resource {
   rotateSecret(
     agent: string,
     id: string,
-    body?: { secret?: string },
+    body?: TriggerRotateParams,
     options?: RequestOptions,
   ): APIPromise<RotatedTriggerSecret> {
     return this.call({ method: "post", path: `${triggerPath(agent, id)}/rotate-secret`, body: body ?? {}, options });
   }
 
   /** The full URL of a webhook trigger on this client's server. */
-  url(trigger: { url?: string | undefined; id: string }): string {
+  url(trigger: { url?: string | null | undefined; id: string }): string {
     return this.http.url(trigger.url ?? `/v1/hooks/${seg(trigger.id)}`);
   }
 }
