@@ -6,6 +6,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 
 import { WebhookVerificationError } from "./errors.js";
+import type { WebhookPayload } from "./types.js";
 
 /** Request headers as Node (`IncomingHttpHeaders`), fetch (`Headers`) or a plain object give them. */
 export type WebhookHeaders =
@@ -73,7 +74,7 @@ export function signWebhook(
  * (`{ type, timestamp, data }`). `body` must be the raw body as received (not a
  * re-serialised object). Throws {@link WebhookVerificationError} otherwise.
  */
-export function verifyWebhook<T = unknown>(
+export function verifyWebhook<T = WebhookPayload>(
   body: string | Uint8Array,
   headers: WebhookHeaders,
   secret: string | Uint8Array,
