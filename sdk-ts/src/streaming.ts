@@ -126,16 +126,19 @@ export async function* parseSSE(
     for (;;) {
       const { done, value } = await readWithin(reader, idleTimeout);
       buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
-      // Split off every complete line; a trailing `\r` may be the first half of `\r\n`.
+      // Take every complete line; a trailing `\r` may be the first half of `\r\n`.
+      const ends = /\r\n|\r|\n/g;
+      let start = 0;
       for (;;) {
-        const m = /\r\n|\r|\n/.exec(buffer);
+        ends.lastIndex = start;
+        const m = ends.exec(buffer);
         if (!m) break;
         if (m[0] === "\r" && m.index === buffer.length - 1 && !done) break;
-        const text = buffer.slice(0, m.index);
-        buffer = buffer.slice(m.index + m[0].length);
-        const out = line(text);
+        const out = line(buffer.slice(start, m.index));
+        start = m.index + m[0].length;
         if (out) yield out;
       }
+      buffer = buffer.slice(start);
       if (done) return; // an event not closed by a blank line is dropped, as browsers do
     }
   } finally {

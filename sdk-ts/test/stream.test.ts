@@ -53,7 +53,7 @@ test("a stream cut twice mid-run resumes with Last-Event-ID: nothing lost, nothi
   proxy = await cuttingProxy({ host: "127.0.0.1", port: server.port }, { cuts: 2, afterEvents: 4 });
   const recorder = recordingFetch();
   const viaProxy = new Atoll({ baseUrl: proxy.url, apiKey: server.appKey, fetch: recorder.fetch });
-  const run = await viaProxy.runs.create("@sdk/chatty", { input: { count, gap_ms: 40 } });
+  const run = await viaProxy.runs.create("@sdk/chatty", { input: { count, gap_ms: 60 } });
 
   const stream = viaProxy.runs.stream(run.id);
   const events = await collect(stream);
