@@ -156,7 +156,9 @@ describe("agents", () => {
     assert.deepEqual(latest.output, { v: "2.0.0" });
   });
 
-  test("uploadDir reads agents/hello, which runs", async () => {
+  test("uploadDir reads agents/hello, which runs, and agents/support-bot, which passes the package check", async () => {
+    const bot = await atoll.agents.uploadDir(join(SDK_DIR, "..", "agents", "support-bot"));
+    assert.equal(bot.name, "@atoll/support-bot");
     const uploaded = await atoll.agents.uploadDir(join(SDK_DIR, "..", "agents", "hello"));
     assert.equal(uploaded.name, "@atoll/hello");
     const run = await atoll.runs.create("@atoll/hello", { input: { name: "Ada" } }, { wait: 30 });
