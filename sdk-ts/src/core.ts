@@ -16,7 +16,7 @@ import {
 
 export const VERSION = "0.1.0";
 
-export type HttpMethod = "get" | "post" | "put" | "delete";
+export type HttpMethod = "get" | "post" | "put" | "patch" | "delete";
 
 /** Options of `new Atoll(...)`. */
 export interface ClientOptions {

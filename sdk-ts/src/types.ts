@@ -6,7 +6,7 @@
 
 import type { paths } from "./generated/openapi.js";
 
-type Method = "get" | "put" | "post" | "delete";
+type Method = "get" | "put" | "post" | "patch" | "delete";
 
 /** The generated operation object for a path and method (never when absent). */
 export type Operation<P extends keyof paths, M extends Method> = M extends keyof paths[P]
@@ -54,6 +54,8 @@ export type Agent = ResponseBody<"/v1/agents/{scope}/{name}", "get">;
 export type AgentVersion = ItemOf<ResponseBody<"/v1/agents/{scope}/{name}/versions", "get">>;
 export type AgentVersionDetail = ResponseBody<"/v1/agents/{scope}/{name}/versions/{version}", "get">;
 export type UploadedVersion = ResponseBody<"/v1/agents/{scope}/{name}/versions/{version}", "put">;
+export type VersionUpdateParams = RequestBody<"/v1/agents/{scope}/{name}/versions/{version}", "patch">;
+export type UpdatedVersion = ResponseBody<"/v1/agents/{scope}/{name}/versions/{version}", "patch">;
 /** The JSON upload: `agent.json`'s content and every other file as text. */
 export type JsonPackage = RequestBody<"/v1/agents/{scope}/{name}/versions/{version}", "put">;
 

@@ -51,6 +51,8 @@ const USED: Array<[string, string]> = [
   ["get", "/v1/agents/{scope}/{name}/versions"],
   ["get", "/v1/agents/{scope}/{name}/versions/{version}"],
   ["put", "/v1/agents/{scope}/{name}/versions/{version}"],
+  ["patch", "/v1/agents/{scope}/{name}/versions/{version}"],
+  ["delete", "/v1/agents/{scope}/{name}/versions/{version}"],
   ["post", "/v1/agents/{scope}/{name}/runs"],
   ["get", "/v1/runs"],
   ["get", "/v1/runs/{id}"],

@@ -156,6 +156,32 @@ describe("agents", () => {
     assert.deepEqual(latest.output, { v: "2.0.0" });
   });
 
+  test("updateVersion deprecates (latest skips it) and undeprecates; deleteVersion removes an unused version, 409 for a used one", async () => {
+    const v = (version: string) => ({
+      manifest: { name: "@sdk/versioned", version, permissions: {} },
+      files: { "main.js": `export default async () => "${version}";\n` },
+    });
+    await atoll.agents.upload(v("1.0.0"));
+    await atoll.agents.upload(v("2.0.0"));
+    assert.equal((await atoll.agents.get("@sdk/versioned")).latest_version, "2.0.0");
+    const deprecated = await atoll.agents.updateVersion("@sdk/versioned", "2.0.0", { deprecated: true });
+    assert.equal(typeof deprecated.deprecated_at, "number");
+    assert.equal((await atoll.agents.get("@sdk/versioned")).latest_version, "1.0.0");
+    assert.equal((await atoll.runs.create("@sdk/versioned", {}, { wait: 30 })).output, "1.0.0");
+    // A pinned run still runs a deprecated version.
+    assert.equal((await atoll.runs.create("@sdk/versioned", { version: "2.0.0" }, { wait: 30 })).output, "2.0.0");
+    await atoll.agents.updateVersion("@sdk/versioned", "2.0.0", { deprecated: false });
+    assert.equal((await atoll.agents.get("@sdk/versioned")).latest_version, "2.0.0");
+
+    const trigger = await atoll.triggers.create("@sdk/versioned", { type: "webhook", verify: "github", version: "1.0.0" });
+    await assert.rejects(atoll.agents.deleteVersion("@sdk/versioned", "1.0.0"), ConflictError);
+    await atoll.triggers.delete("@sdk/versioned", trigger.id);
+    const deleted = await atoll.agents.deleteVersion("@sdk/versioned", "2.0.0").withResponse();
+    assert.equal(deleted.response.status, 204);
+    assert.deepEqual((await atoll.agents.versions("@sdk/versioned").toArray()).map((x) => x.version), ["1.0.0"]);
+    await assert.rejects(atoll.agents.version("@sdk/versioned", "2.0.0"), NotFoundError);
+  });
+
   test("uploadDir reads agents/hello, which runs, and agents/support-bot, which passes the package check", async () => {
     const bot = await atoll.agents.uploadDir(join(SDK_DIR, "..", "agents", "support-bot"));
     assert.equal(bot.name, "@atoll/support-bot");

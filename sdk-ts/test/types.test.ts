@@ -18,7 +18,7 @@ type Public = {
   Delivery: T.Delivery; RetriedDelivery: T.RetriedDelivery; WebhookEventType: T.WebhookEventType; Trigger: T.Trigger;
   CreatedTrigger: T.CreatedTrigger; TriggerCreateParams: T.TriggerCreateParams; TriggerRotateParams: T.TriggerRotateParams;
   RotatedTriggerSecret: T.RotatedTriggerSecret; HookAccepted: T.HookAccepted; AuditEvent: T.AuditEvent; Usage: T.Usage;
-  UsageParams: T.UsageParams; PageParams: T.PageParams;
+  UsageParams: T.UsageParams; PageParams: T.PageParams; VersionUpdateParams: T.VersionUpdateParams; UpdatedVersion: T.UpdatedVersion;
 };
 type Unresolved = { [K in keyof Public]: [Public[K]] extends [never] ? K : unknown extends Public[K] ? K : never }[keyof Public];
 type Equal<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false;

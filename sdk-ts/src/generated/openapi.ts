@@ -170,10 +170,12 @@ export interface paths {
         /** Upload a package version (gzip, zip or JSON files map) */
         put: operations["upload_version"];
         post?: never;
-        delete?: never;
+        /** Delete a version no run or trigger uses */
+        delete: operations["delete_version"];
         options?: never;
         head?: never;
-        patch?: never;
+        /** Deprecate or undeprecate a version */
+        patch: operations["update_version"];
         trace?: never;
     };
     "/v1/agents/{scope}/{name}/runs": {
@@ -1319,6 +1321,11 @@ export interface components {
                 description?: string | null;
                 /** Format: int64 */
                 created_at: number;
+                /**
+                 * Format: int64
+                 * @description When it was deprecated: `latest` skips it, a run may still pin it.
+                 */
+                deprecated_at?: number | null;
             }[];
             /** @description Pass as `?cursor=` for the next page; null on the last page. */
             next_cursor?: string | null;
@@ -1768,6 +1775,20 @@ export interface components {
             description?: string | null;
             /** Format: int64 */
             created_at: number;
+            /**
+             * Format: int64
+             * @description When it was deprecated: `latest` skips it, a run may still pin it.
+             */
+            deprecated_at?: number | null;
+        };
+        /**
+         * @example {
+         *       "deprecated": true
+         *     }
+         */
+        VersionUpdate: {
+            /** @description Deprecated versions are skipped by `latest`; runs may still pin them. */
+            deprecated: boolean;
         };
         /**
          * @description A parked run's wait: the signal's name (`ctx.waitFor`), and when it wakes up anyway
@@ -2463,6 +2484,116 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    delete_version: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /**
+                 * @description Semver version
+                 * @example 1.0.0
+                 */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
+            429: {
+                headers: {
+                    "ratelimit-limit"?: number;
+                    "ratelimit-remaining"?: number;
+                    "ratelimit-reset"?: number;
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            431: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
+        };
+    };
+    update_version: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
+                "x-atoll-end-user"?: string;
+            };
+            path: {
+                /** @description Package scope, without the `@` */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Semver version */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VersionUpdate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionSummary"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
             /** @description A rate limit or quota was reached; retry after `retry-after` seconds */
             429: {
                 headers: {

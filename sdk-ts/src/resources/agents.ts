@@ -11,7 +11,9 @@ import type {
   AgentVersionDetail,
   AgentManifest,
   PageParams,
+  UpdatedVersion,
   UploadedVersion,
+  VersionUpdateParams,
 } from "../types.js";
 import { Resource, agentPath, seg } from "./shared.js";
 
@@ -85,6 +87,24 @@ export class Agents extends Resource {
       body: { manifest: pkg.manifest, files: pkg.files ?? {} },
       options: request,
     });
+  }
+
+  /**
+   * Deprecates (`{ deprecated: true }`) or undeprecates a version: the latest version
+   * skips deprecated ones; runs and triggers that pin one still work.
+   */
+  updateVersion(
+    agent: string,
+    version: string,
+    body: VersionUpdateParams,
+    options?: RequestOptions,
+  ): APIPromise<UpdatedVersion> {
+    return this.call({ method: "patch", path: versionPath(agent, version), body, options });
+  }
+
+  /** Deletes a version that no unfinished run and no trigger uses (ConflictError otherwise). */
+  deleteVersion(agent: string, version: string, options?: RequestOptions): APIPromise<void> {
+    return this.call({ method: "delete", path: versionPath(agent, version), options });
   }
 
   /** Reads a package directory (`agent.json` and every file beside it, hidden ones skipped) and uploads it. */
