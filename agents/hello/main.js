@@ -5,7 +5,9 @@
 // Events: exactly one `log` event with the line "greeting Ada", and exactly one `emit` event
 //         of type "greeted" with data { "name": "Ada" }.
 // Needs no permissions.
+// Types (checked by sdk-ts's tests with `tsc --checkJs`; comments only, nothing is imported):
 
+/** @type {import("@atoll/sdk/agent").Agent<{ name: string }, { greeting: string, run_id: string }>} */
 export default async (input, ctx) => {
   const name = input.name;
   console.log(`greeting ${name}`);

@@ -9,11 +9,23 @@
 // Output: { answer, ticket_status, rounds }
 // Permissions: fetch (the helpdesk host; 127.0.0.1 for the tests), connection helpdesk,
 // tool lookup_customer, llm openai/* anthropic/* test/*.
+// Types (checked by sdk-ts's tests with `tsc --checkJs`; comments only, nothing is imported):
+/**
+ * @typedef {{ ticket_url: string, customer_id: string, question: string, model?: string }} Input
+ * @typedef {{ answer: string | null, ticket_status: number, rounds: number }} Output
+ * @typedef {import("@atoll/sdk/agent").ChatMessage} ChatMessage
+ */
 
+/**
+ * @param {Input} input
+ * @param {import("@atoll/sdk/agent").Ctx} ctx
+ * @returns {Promise<Output>}
+ */
 export default async (input, ctx) => {
   const ticket = await fetch(input.ticket_url, { connection: "helpdesk" });
   const ticketText = await ticket.text();
   const customer = await ctx.tools.call("lookup_customer", { id: input.customer_id });
+  /** @type {ChatMessage[]} */
   const messages = [
     { role: "system", content: "You answer support questions briefly." },
     {
