@@ -80,11 +80,7 @@ test("with maxRetries: 0 the 429 surfaces as a RateLimitError with retryAfter an
 
 test(
   "a run start refused for concurrency (429) is retried with the same key and succeeds once the slot is free",
-  {
-    todo:
-      "server: the 429 of run admission is stored under the Idempotency-Key and replayed (idempotent-replayed: true) to every retry, and its retry-after is the slot's TTL (150 s)",
-    timeout: 60_000,
-  },
+  { timeout: 60_000 },
   async () => {
     const recorder = recordingFetch();
     const atoll = new Atoll({ baseUrl: busy.url, apiKey: busy.appKey, maxRetries: 4, fetch: recorder.fetch });
@@ -93,6 +89,12 @@ test(
     const second = await atoll.runs.create("@sdk/slow", { input: { ms: 10 } });
     const attempts = recorder.sent.filter((s) => s.method === "POST" && s.url.includes("/runs")).slice(1);
     assert.equal(attempts[0]?.status, 429);
+    // Every attempt carried the same key, and the one that succeeded was not a replay.
+    const keys = new Set(attempts.map((a) => a.headers["idempotency-key"]));
+    assert.equal(keys.size, 1, JSON.stringify(attempts));
+    const last = attempts[attempts.length - 1];
+    assert.equal(last?.status, 202, JSON.stringify(attempts));
+    assert.equal(last?.responseHeaders?.["idempotent-replayed"], undefined);
     assert.ok(second.id);
   },
 );

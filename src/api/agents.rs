@@ -79,7 +79,7 @@ struct PackageArchive(Vec<u8>);
 /// A version, as listed.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({ "name": "@acme/hello", "version": "1.0.0",
-    "digest": "sha256:9f86d081884c7d65", "description": "Says hello", "created_at": 1764892800000_i64 }))]
+    "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "description": "Says hello", "created_at": 1764892800000_i64 }))]
 pub struct VersionSummary {
     /// `@scope/name`.
     pub name: String,
@@ -94,7 +94,7 @@ pub struct VersionSummary {
 
 /// A version with its manifest.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({ "name": "@acme/hello", "version": "1.0.0", "digest": "sha256:9f86d081884c7d65",
+#[schema(example = json!({ "name": "@acme/hello", "version": "1.0.0", "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "description": "Says hello", "created_at": 1764892800000_i64,
     "manifest": { "name": "@acme/hello", "version": "1.0.0", "entry": "main.js" } }))]
 pub struct VersionDetail {

@@ -61,7 +61,7 @@ struct ConnectionBody {
 /// A connection as every read shows it: metadata and a fingerprint, never the secret.
 #[derive(Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({ "name": "openai", "type": "bearer", "hosts": ["api.openai.com"],
-    "fingerprint": "sha256:3b9c1f0a", "created_at": 1764892800000_i64, "updated_at": 1764892800000_i64 }))]
+    "fingerprint": "3b9c1f0a52e4", "created_at": 1764892800000_i64, "updated_at": 1764892800000_i64 }))]
 struct ConnectionView {
     name: String,
     /// `bearer`, `header`, `basic`, `query` or `oauth2_client_credentials`.

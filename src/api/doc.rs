@@ -76,6 +76,7 @@ pub fn document() -> &'static Value {
         let mut doc = serde_json::to_value(&doc).unwrap_or(Value::Null);
         open_composed_schemas(&mut doc);
         describe_responses(&mut doc);
+        replayed_secrets(&mut doc);
         doc
     });
     &DOC
@@ -310,6 +311,50 @@ fn describe_responses(doc: &mut Value) {
                     response.insert("description".into(), Value::String(text.into()));
                 }
             }
+        }
+    }
+}
+
+/// A secret is shown once: an idempotent replay of the answer that made it carries
+/// `null` in its place and `secret_redacted: true` beside it (the Idempotency-Key
+/// middleware never stores a secret). Every schema with a `secret` says so.
+fn replayed_secrets(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        let mut parts = vec![&mut *schema];
+        let mut objects = Vec::new();
+        while let Some(part) = parts.pop() {
+            let Some(map) = part.as_object_mut() else {
+                continue;
+            };
+            if map.get("properties").is_some_and(|p| p.get("secret").is_some()) {
+                objects.push(map);
+                continue;
+            }
+            if let Some(Value::Array(all)) = map.get_mut("allOf") {
+                parts.extend(all.iter_mut());
+            }
+        }
+        for map in objects {
+            let Some(properties) = map.get_mut("properties").and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            if let Some(secret) = properties.get_mut("secret").and_then(Value::as_object_mut) {
+                secret.insert("type".into(), serde_json::json!(["string", "null"]));
+            }
+            properties.insert(
+                "secret_redacted".into(),
+                serde_json::json!({
+                    "type": "boolean",
+                    "description": "Set on an idempotent replay: the secret was shown once and is null here."
+                }),
+            );
         }
     }
 }

@@ -341,7 +341,7 @@ async fn rotate_secret(
 
 /// A delivery with every attempt at it.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({ "id": "dlv_01hx", "event": "run.succeeded", "run_id": "run_01hx", "status": "succeeded",
+#[schema(example = json!({ "id": "msg_01hx", "event": "run.succeeded", "run_id": "run_01hx", "status": "succeeded",
     "created_at": 1764892800000_i64, "next_attempt_at": null,
     "attempts": [{ "attempt": 1, "at": 1764892800100_i64, "status_code": 200, "latency_ms": 35, "response": "ok", "error": null }] }))]
 struct DeliveryView {
@@ -390,7 +390,7 @@ async fn list_deliveries(
 
 /// A delivery scheduled to be sent again now.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({ "id": "dlv_01hx", "status": "pending" }))]
+#[schema(example = json!({ "id": "msg_01hx", "status": "pending" }))]
 struct RetryScheduled {
     id: String,
     status: DeliveryStatus,

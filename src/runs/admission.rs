@@ -179,7 +179,7 @@ impl Admission {
             .quotas
             .acquire_slot(&key, run_id, l.concurrent_runs_per_app, l.slot_ttl)
             .await?;
-        refuse_unless(d, "concurrent runs per app")?;
+        refuse_unless(soon(d), "concurrent runs per app")?;
         if let Some(end_user) = who.end_user {
             let key = QuotaKey::EndUserSlots { app, end_user }.key();
             let limit = l.concurrent_runs_per_end_user;
@@ -193,7 +193,7 @@ impl Admission {
                 return Err(match taken {
                     Ok(decision) => Refused::Limit {
                         what: "concurrent runs per end-user",
-                        decision,
+                        decision: soon(decision),
                     },
                     Err(e) => e.into(),
                 });
@@ -236,6 +236,15 @@ impl Admission {
     async fn hit(&self, key: &QuotaKey<'_>, limit: u64) -> Result<Decision, QuotaError> {
         self.quotas.hit(&key.key(), limit, MINUTE).await
     }
+}
+
+/// A slot frees when a run ends, usually long before the earliest slot's ttl (the upper
+/// bound the quota backend reports): a refused client is asked back in a second.
+fn soon(mut decision: Decision) -> Decision {
+    if !decision.allowed {
+        decision.retry_after_secs = 1;
+    }
+    decision
 }
 
 fn refuse_unless(decision: Decision, what: &'static str) -> Result<Decision, Refused> {

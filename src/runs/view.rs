@@ -27,8 +27,10 @@ pub struct RunView {
     pub status: RunStatus,
     pub input: Value,
     pub output: Option<Value>,
+    #[schema(value_type = Option<crate::sandbox::RunError>)]
     pub error: Option<Value>,
     pub metadata: Option<Value>,
+    #[schema(value_type = Option<crate::sandbox::Usage>)]
     pub usage: Option<Value>,
     pub attempt: i32,
     pub created_at: i64,

@@ -66,8 +66,12 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({ "code": "timeout", "message": "the run exceeded its 60000 ms wall-clock limit" }))]
 pub struct RunError {
+    /// Why the run ended (`timeout`, `cpu_limit`, `memory_limit`, `agent_error`,
+    /// `sandbox_crashed`, `node_lost`, ...; docs/sandbox-api.md lists them all).
+    #[schema(value_type = String)]
     pub code: ErrorCode,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,7 +89,7 @@ impl RunError {
 }
 
 /// Resources a run consumed (SPEC §5 run record `usage`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub cpu_ms: f64,
     pub wall_ms: f64,

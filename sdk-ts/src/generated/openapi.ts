@@ -873,7 +873,7 @@ export interface components {
          *       "hosts": [
          *         "api.openai.com"
          *       ],
-         *       "fingerprint": "sha256:3b9c1f0a",
+         *       "fingerprint": "3b9c1f0a52e4",
          *       "created_at": 1764892800000,
          *       "updated_at": 1764892800000
          *     }
@@ -960,7 +960,7 @@ export interface components {
         /**
          * @description A delivery with every attempt at it.
          * @example {
-         *       "id": "dlv_01hx",
+         *       "id": "msg_01hx",
          *       "event": "run.succeeded",
          *       "run_id": "run_01hx",
          *       "status": "succeeded",
@@ -1028,7 +1028,9 @@ export interface components {
         /** @description An endpoint with its signing secret: the only answer that holds it. */
         EndpointWithSecret: components["schemas"]["EndpointView"] & {
             /** @description `whsec_` + base64 of 32 random bytes; shown once. */
-            secret: string;
+            secret: string | null;
+            /** @description Set on an idempotent replay: the secret was shown once and is null here. */
+            secret_redacted?: boolean;
         };
         /**
          * @description A journal entry as listed: where, what, when, how big; never the answer itself
@@ -1148,7 +1150,9 @@ export interface components {
          */
         KeyWithSecret: components["schemas"]["ApiKey"] & {
             /** @description Shown once: store it now. */
-            secret: string;
+            secret: string | null;
+            /** @description Set on an idempotent replay: the secret was shown once and is null here. */
+            secret_redacted?: boolean;
         };
         /** @description One page of a list: `next_cursor` is set when there may be more. */
         Listed_Agent: {
@@ -1266,9 +1270,9 @@ export interface components {
                 status: components["schemas"]["RunStatus"];
                 input: unknown;
                 output?: unknown;
-                error?: unknown;
+                error?: null | components["schemas"]["RunError"];
                 metadata?: unknown;
-                usage?: unknown;
+                usage?: null | components["schemas"]["Usage"];
                 /** Format: int32 */
                 attempt: number;
                 /** Format: int64 */
@@ -1467,7 +1471,7 @@ export interface components {
         /**
          * @description A delivery scheduled to be sent again now.
          * @example {
-         *       "id": "dlv_01hx",
+         *       "id": "msg_01hx",
          *       "status": "pending"
          *     }
          */
@@ -1478,6 +1482,8 @@ export interface components {
         RotateSecret: {
             /** @description The sender's own secret (Stripe shows one per endpoint); else a new one is made. */
             secret?: string | null;
+            /** @description Set on an idempotent replay: the secret was shown once and is null here. */
+            secret_redacted?: boolean;
         };
         /**
          * @description A new signing secret (shown once); the old one signs too for 24 hours.
@@ -1489,9 +1495,26 @@ export interface components {
          */
         RotatedSecret: {
             id: string;
-            secret: string;
+            secret: string | null;
             /** Format: int64 */
             previous_secret_expires_at: number;
+            /** @description Set on an idempotent replay: the secret was shown once and is null here. */
+            secret_redacted?: boolean;
+        };
+        /**
+         * @example {
+         *       "code": "timeout",
+         *       "message": "the run exceeded its 60000 ms wall-clock limit"
+         *     }
+         */
+        RunError: {
+            /**
+             * @description Why the run ended (`timeout`, `cpu_limit`, `memory_limit`, `agent_error`,
+             *     `sandbox_crashed`, `node_lost`, ...; docs/sandbox-api.md lists them all).
+             */
+            code: string;
+            message: string;
+            stack?: string | null;
         };
         /**
          * @description Where a run is (SPEC §5 "Runs"). The string forms are part of the product contract and
@@ -1543,9 +1566,9 @@ export interface components {
             status: components["schemas"]["RunStatus"];
             input: unknown;
             output?: unknown;
-            error?: unknown;
+            error?: null | components["schemas"]["RunError"];
             metadata?: unknown;
-            usage?: unknown;
+            usage?: null | components["schemas"]["Usage"];
             /** Format: int32 */
             attempt: number;
             /** Format: int64 */
@@ -1659,7 +1682,9 @@ export interface components {
          */
         TriggerSecret: {
             id: string;
-            secret: string;
+            secret: string | null;
+            /** @description Set on an idempotent replay: the secret was shown once and is null here. */
+            secret_redacted?: boolean;
         };
         /**
          * @description A trigger as the API shows it: its config (tagged by `type`), where it is and when
@@ -1694,6 +1719,23 @@ export interface components {
             next_fire_at?: number | null;
             /** @description The verification secret: shown once, when it is made. */
             secret?: string | null;
+            /** @description Set on an idempotent replay: the secret was shown once and is null here. */
+            secret_redacted?: boolean;
+        };
+        /** @description Resources a run consumed (SPEC §5 run record `usage`). */
+        Usage: {
+            /** Format: double */
+            cpu_ms: number;
+            /** Format: double */
+            wall_ms: number;
+            /** Format: int64 */
+            heap_peak_bytes: number;
+            /** Format: int64 */
+            llm_tokens_in: number;
+            /** Format: int64 */
+            llm_tokens_out: number;
+            /** Format: int32 */
+            fetches: number;
         };
         UsageTotals: {
             /** Format: int64 */
@@ -1742,7 +1784,7 @@ export interface components {
          * @example {
          *       "name": "@acme/hello",
          *       "version": "1.0.0",
-         *       "digest": "sha256:9f86d081884c7d65",
+         *       "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
          *       "description": "Says hello",
          *       "created_at": 1764892800000,
          *       "manifest": {
@@ -1761,7 +1803,7 @@ export interface components {
          * @example {
          *       "name": "@acme/hello",
          *       "version": "1.0.0",
-         *       "digest": "sha256:9f86d081884c7d65",
+         *       "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
          *       "description": "Says hello",
          *       "created_at": 1764892800000
          *     }

@@ -45,10 +45,37 @@ async fn an_end_user_over_its_concurrency_gets_429_others_do_not() {
         StatusCode::ACCEPTED,
         "another end-user is not affected"
     );
-    // When alice's run ends her slot is free again.
+    // The refusal asks for a quick retry (a slot frees when a run ends), not for the
+    // slot's whole lifetime; and with an Idempotency-Key it is not the key's answer.
+    let retry_after: u64 = second.headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after seconds");
+    assert_eq!(retry_after, 1);
+    let keyed = || {
+        api.req(Method::POST, "/v1/agents/t/sleeper/runs", &key)
+            .header("x-atoll-end-user", "alice")
+            .header("idempotency-key", "retry-me")
+            .json(&json!({}))
+            .send()
+    };
+    let refused = keyed().await.expect("send");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // When alice's run ends her slot is free again, and the same key now starts a run.
     wait_final(&api, &key, first["id"].as_str().expect("id")).await;
-    let again = start("alice").await.expect("send");
+    let again = keyed().await.expect("send");
     assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert!(
+        again.headers().get("idempotent-replayed").is_none(),
+        "the 429 was not kept as the key's answer"
+    );
+    let replayed = keyed().await.expect("send");
+    assert_eq!(replayed.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        replayed.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
     api.stop().await;
 }
 
