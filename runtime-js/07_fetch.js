@@ -368,6 +368,7 @@ async function fetch(input, init = undefined) {
     headers: ArrayPrototypeMap(headersList(record.headers), (pair) => [pair[0], pair[1]]),
     connection: record.connection,
     has_body: record.body.bytes !== null,
+    redirect: record.redirect,
   });
   const pending = op_atoll_fetch(call, record.body.bytes ?? EMPTY);
   const answer = await new Promise((resolve, reject) => {

@@ -207,6 +207,7 @@ test("fetch sends the request to the host op and builds the Response", async () 
     headers: [["authorization", "none"], ["x-trace", "1"], ["content-type", "text/plain;charset=UTF-8"]],
     connection: "acme-api",
     has_body: true,
+    redirect: "follow",
   });
   assert.equal(new TextDecoder().decode(body), '{"q":1}');
   assert.ok(res instanceof Response);
@@ -226,7 +227,7 @@ test("fetch without a body or connection", async () => {
   harness.fetchHandler = () => answer({ status: 204, statusText: "No Content", body: new Uint8Array(0), redirected: true });
   const res = await fetch(new URL("https://api.test/x").href);
   const [{ request, body }] = harness.fetchCalls;
-  assert.deepEqual(request, { method: "GET", url: "https://api.test/x", headers: [], connection: null, has_body: false });
+  assert.deepEqual(request, { method: "GET", url: "https://api.test/x", headers: [], connection: null, has_body: false, redirect: "follow" });
   assert.equal(body.length, 0);
   assert.equal(res.status, 204);
   assert.equal(res.redirected, true);

@@ -332,7 +332,10 @@ fn replayed_secrets(doc: &mut Value) {
             let Some(map) = part.as_object_mut() else {
                 continue;
             };
-            if map.get("properties").is_some_and(|p| p.get("secret").is_some()) {
+            if map
+                .get("properties")
+                .is_some_and(|p| p.get("secret").is_some())
+            {
                 objects.push(map);
                 continue;
             }
@@ -341,8 +344,7 @@ fn replayed_secrets(doc: &mut Value) {
             }
         }
         for map in objects {
-            let Some(properties) = map.get_mut("properties").and_then(Value::as_object_mut)
-            else {
+            let Some(properties) = map.get_mut("properties").and_then(Value::as_object_mut) else {
                 continue;
             };
             if let Some(secret) = properties.get_mut("secret").and_then(Value::as_object_mut) {

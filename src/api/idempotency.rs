@@ -134,8 +134,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     // A refusal that may pass on a retry (a rate limit, a quota, a conflict of the moment,
     // server trouble) is not the key's answer when nothing happened: the retry the client
     // sends with the same key runs again.
-    let transient = status.is_server_error()
-        || matches!(status.as_u16(), 408 | 409 | 425 | 429);
+    let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 409 | 425 | 429);
     if transient && !committed.is_marked() {
         let _ = store.idempotency_abandon(&scope, &key).await;
         return response;

@@ -25,6 +25,19 @@ pub struct FetchRequest {
     /// Extra header names (e.g. a connection's `x-api-key`) dropped, like `authorization`,
     /// `cookie` and `proxy-authorization`, when a redirect leaves the origin.
     pub sensitive_headers: Vec<String>,
+    /// What a redirect answer does (the fetch standard's `redirect` option).
+    pub redirect: Redirect,
+}
+
+/// The fetch standard's redirect modes. `Manual` hands the 3xx answer (with its
+/// `Location`) to the agent, as Deno and Workers do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redirect {
+    #[default]
+    Follow,
+    Error,
+    Manual,
 }
 
 #[derive(Debug, Clone)]
@@ -171,7 +184,18 @@ impl HttpFetcher {
                 builder = builder.body(body.clone());
             }
             let resp = builder.send().await.map_err(|e| map_error(e, &host))?;
-            if let Some(next) = redirect_target(&resp, &req.url)? {
+            let target = match req.redirect {
+                Redirect::Manual => None,
+                _ => redirect_target(&resp, &req.url)?,
+            };
+            if let Some(next) = target {
+                if req.redirect == Redirect::Error {
+                    return Err(FetchError::Network(format!(
+                        "the answer is a redirect ({}) and the request's redirect mode is \
+                         'error'; nothing was followed",
+                        resp.status().as_u16()
+                    )));
+                }
                 if hops >= limits.max_redirects {
                     return Err(FetchError::Network(format!(
                         "too many redirects (limit {})",

@@ -298,3 +298,49 @@ async fn redirect_to_another_scheme_is_not_followed() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn redirect_modes_follow_refuse_or_hand_back_the_redirect() {
+    let server = TestServer::start(|seen, _| match seen.target.as_str() {
+        "/start" => Reply::redirect(302, "/final"),
+        _ => Reply::ok("arrived"),
+    })
+    .await;
+    let with = |mode| FetchRequest {
+        redirect: mode,
+        ..get(server.url("/start"))
+    };
+    let followed = loopback()
+        .fetch(with(Redirect::Follow), &FetchLimits::default(), &any_host)
+        .await
+        .expect("followed");
+    assert_eq!((followed.status, followed.redirected), (200, true));
+    assert_eq!(server.seen().len(), 2);
+
+    // `error`: the redirect fails the fetch, and its target is never asked.
+    let err = loopback()
+        .fetch(with(Redirect::Error), &FetchLimits::default(), &any_host)
+        .await
+        .expect_err("a redirect in error mode");
+    assert!(
+        matches!(&err, FetchError::Network(m) if m.contains("redirect mode is 'error'")),
+        "{err:?}"
+    );
+    assert_eq!(server.seen().len(), 3);
+
+    // `manual`: the 3xx itself, with its Location, and nothing followed.
+    let manual = loopback()
+        .fetch(with(Redirect::Manual), &FetchLimits::default(), &any_host)
+        .await
+        .expect("the redirect itself");
+    assert_eq!((manual.status, manual.redirected), (302, false));
+    assert!(
+        manual
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("location") && v == "/final"),
+        "{:?}",
+        manual.headers
+    );
+    assert_eq!(server.seen().len(), 4);
+}

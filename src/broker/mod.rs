@@ -41,6 +41,6 @@ mod testutil;
 
 pub use addr::{classify, AddressClass, AddressPolicy, BadCidr};
 pub use brokered::{connection_aad, BrokeredFetcher};
-pub use fetch::{FetchError, FetchLimits, FetchRequest, FetchResponse, HttpFetcher};
+pub use fetch::{FetchError, FetchLimits, FetchRequest, FetchResponse, HttpFetcher, Redirect};
 pub use host::host_allowed;
 pub use resolve::{Lookup, SystemLookup};

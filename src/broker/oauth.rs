@@ -155,6 +155,7 @@ impl TokenCache {
             ],
             body: Some(Bytes::from(body)),
             sensitive_headers: vec![],
+            redirect: Default::default(),
         };
         // No redirects are followed, so only the token URL's own host is ever contacted;
         // the address policy still applies to it.

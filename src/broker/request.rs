@@ -41,6 +41,7 @@ pub struct Prepared {
     pub body: Option<Bytes>,
     /// Dropped when a redirect leaves the origin.
     pub sensitive: Vec<HeaderName>,
+    pub redirect: super::fetch::Redirect,
 }
 
 pub fn prepare(req: FetchRequest, max_body: u64) -> Result<Prepared, FetchError> {
@@ -91,6 +92,7 @@ pub fn prepare(req: FetchRequest, max_body: u64) -> Result<Prepared, FetchError>
         headers,
         body: req.body,
         sensitive,
+        redirect: req.redirect,
     })
 }
 

@@ -254,6 +254,7 @@ pub fn request(
             .collect(),
         body: body.map(|b| Bytes::from(b.to_owned())),
         sensitive_headers: vec![],
+        redirect: Default::default(),
     }
 }
 

@@ -149,6 +149,7 @@ impl ToolInvoker for HttpTools {
             headers,
             body,
             sensitive_headers: Vec::new(),
+            redirect: Default::default(),
         };
         let limits = FetchLimits {
             max_response_bytes: 10 * 1024 * 1024,

@@ -62,7 +62,8 @@ pub(super) async fn dispatch(run: &RemoteRun, request: HostRequest, deltas: Delt
             url,
             headers,
             body,
-        } => return fetch(run, connection, method, &url, headers, body).await,
+            redirect,
+        } => return fetch(run, connection, method, &url, headers, body, redirect).await,
         // Without a journal nothing can park the run: a sleep sleeps, a signal cannot come.
         HostRequest::Wait { request } => match request.parse::<WaitRequest>() {
             Ok(wait) => {
@@ -191,6 +192,7 @@ async fn fetch(
     url: &str,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
+    redirect: crate::broker::Redirect,
 ) -> Answer {
     let refused = |code: &str, message: String| {
         Answer::FetchFailed(FetchFailure::Other {
@@ -238,6 +240,7 @@ async fn fetch(
         headers,
         body: body.map(Into::into),
         sensitive_headers: Vec::new(),
+        redirect,
     };
     let hops = run.grant.clone();
     let allow_host: HostCheck = Arc::new(move |h: &str| hops.allows_host(h));

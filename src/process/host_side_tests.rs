@@ -93,6 +93,7 @@ async fn calls_outside_the_grant_are_refused_on_the_server() {
             url: "https://evil.example/".into(),
             headers: vec![],
             body: None,
+            redirect: Default::default(),
         },
     ];
     for request in cases {
@@ -116,6 +117,7 @@ async fn a_connection_and_a_fetch_count_the_grant_lacks_are_refused() {
         url: "http://127.0.0.1:9/".into(),
         headers: vec![],
         body: None,
+        redirect: Default::default(),
     };
     let (answer, _, _) = serve(&run, 0, fetch(Some("someone-elses-crm")), no_deltas()).await;
     assert_eq!(

@@ -195,6 +195,8 @@ pub enum HostRequest {
         headers: Vec<(String, String)>,
         #[serde(with = "serde_bytes")]
         body: Option<Vec<u8>>,
+        /// The fetch standard's `redirect` option.
+        redirect: crate::broker::Redirect,
     },
     /// `ctx.sleep` / `ctx.waitFor` (a [`crate::host::WaitRequest`]).
     Wait {

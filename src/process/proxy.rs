@@ -276,6 +276,7 @@ impl Fetcher for Proxy {
             url: request.url.to_string(),
             headers: request.headers,
             body: request.body.map(|b| b.to_vec()),
+            redirect: request.redirect,
         };
         let answer = self
             .answered(call, None)

@@ -7,7 +7,9 @@ use atoll::host::memory::NoLlm;
 use atoll::sandbox::{ErrorCode, EventKind};
 use serde_json::json;
 
-use crate::common::{load, small_pool, Harness, ScriptedLlm, ScriptedTools, TestServer};
+use crate::common::{
+    inline_package_with, load, small_pool, Harness, ScriptedLlm, ScriptedTools, TestServer,
+};
 
 #[tokio::test]
 async fn tool_call_granted_goes_through_the_invoker_with_events() {
@@ -238,4 +240,40 @@ async fn escape_attempts_are_all_blocked() {
         0,
         "the ungranted tool was never invoked"
     );
+}
+
+#[tokio::test]
+async fn fetch_redirect_modes_reach_the_host() {
+    let server = TestServer::start().await;
+    let h = Harness::with_services(
+        small_pool(),
+        Arc::new(ScriptedTools::default()),
+        Arc::new(NoLlm),
+        &["127.0.0.1/32"],
+    );
+    let agent = inline_package_with(
+        json!({ "permissions": { "fetch": ["127.0.0.1"] } }),
+        r#"export default async (input) => {
+  const out = {};
+  for (const mode of ["follow", "manual", "error"]) {
+    try {
+      const res = await fetch(input.url, { redirect: mode });
+      out[mode] = { status: res.status, redirected: res.redirected, location: res.headers.get("location") };
+    } catch (e) {
+      out[mode] = { threw: e.name, message: String(e.message) };
+    }
+  }
+  return out;
+};"#,
+    );
+    let outcome = h.run(&agent, json!({ "url": server.url("/moved") })).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    let out = outcome.output.expect("output");
+    assert_eq!(out["follow"]["status"], 200, "{out}");
+    assert_eq!(out["follow"]["redirected"], true, "{out}");
+    assert_eq!(out["manual"]["status"], 302, "{out}");
+    assert_eq!(out["manual"]["location"], "/echo", "{out}");
+    assert_eq!(out["error"]["threw"], "TypeError", "{out}");
+    // /moved three times, /echo once (only for `follow`).
+    assert_eq!(server.seen.lock().expect("lock").len(), 4);
 }

@@ -305,10 +305,16 @@ impl TestServer {
                             ("200 OK", "application/json", echo.to_string().into_bytes())
                         }
                         "/missing" => ("404 Not Found", "text/plain", b"nope".to_vec()),
+                        "/moved" => ("302 Found", "text/plain", Vec::new()),
                         _ => ("200 OK", "text/plain", b"pong".to_vec()),
                     };
+                    let location = if path == "/moved" {
+                        "location: /echo\r\n"
+                    } else {
+                        ""
+                    };
                     let head = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n{location}content-length: {}\r\nconnection: close\r\n\r\n",
                         payload.len()
                     );
                     let _ = socket.write_all(head.as_bytes()).await;

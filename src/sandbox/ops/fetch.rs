@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{parse_bounded, refusal, run_scope};
-use crate::broker::{FetchError, FetchLimits, FetchRequest};
+use crate::broker::{FetchError, FetchLimits, FetchRequest, Redirect};
 use crate::sandbox::record::{ErrorCode, EventKind};
 
 #[derive(Deserialize)]
@@ -25,6 +25,8 @@ struct FetchCall {
     connection: Option<String>,
     #[serde(default)]
     has_body: bool,
+    #[serde(default)]
+    redirect: Redirect,
 }
 
 #[derive(Serialize)]
@@ -102,6 +104,7 @@ pub async fn op_atoll_fetch(
         headers: call.headers,
         body: call.has_body.then(|| bytes::Bytes::copy_from_slice(&body)),
         sensitive_headers: Vec::new(),
+        redirect: call.redirect,
     };
     let grant = scope.grant.clone();
     let allow_host: crate::host::HostCheck =

@@ -73,7 +73,10 @@ async fn an_end_user_over_its_concurrency_gets_429_others_do_not() {
     let replayed = keyed().await.expect("send");
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        replayed.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        replayed
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
     api.stop().await;
