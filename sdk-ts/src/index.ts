@@ -34,7 +34,7 @@ export {
 export { signWebhook, verifyWebhook, type VerifyOptions, type WebhookHeaders } from "./webhook-verify.js";
 export { manifestOfArchive } from "./archive.js";
 export { readPackageDir, type PackageFiles, type UploadOptions } from "./resources/agents.js";
-export type { RunCreateOptions, AppScoped } from "./resources/runs.js";
+export type { RunCreateOptions, AppScoped, JournalPageOptions } from "./resources/runs.js";
 export type { MemoryOptions } from "./resources/memory.js";
 export type { EndUserOptions } from "./resources/connections.js";
 export type * from "./types.js";

@@ -65,6 +65,7 @@ export type RunCreateParams = RequestBody<"/v1/agents/{scope}/{name}/runs", "pos
 export type RunListParams = QueryParams<"/v1/runs", "get">;
 export type SignalParams = RequestBody<"/v1/runs/{id}/signals/{name}", "post">;
 export type Journal = ResponseBody<"/v1/runs/{id}/journal", "get">;
+export type JournalEntry = Journal["data"][number];
 
 export type MemoryEntry = ResponseBody<"/v1/memory/{scope}/{key}", "get">;
 export type MemoryListParams = QueryParams<"/v1/memory/{scope}", "get">;

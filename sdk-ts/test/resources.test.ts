@@ -240,6 +240,10 @@ describe("runs", () => {
     const journal = await atoll.runs.journal(run.id);
     assert.ok(journal.length >= 1, JSON.stringify(journal));
     assert.ok(journal.data.every((e) => typeof e.op === "string" && typeof e.seq === "number"));
+    // Page by page: one entry a page gives every entry, in order, once.
+    const seqs: number[] = [];
+    for await (const entry of atoll.runs.journalEntries(run.id, { limit: 1 })) seqs.push(entry.seq);
+    assert.deepEqual(seqs, journal.data.map((e) => e.seq));
     const signalled = await atoll.runs.signal(run.id, "go", { ok: 1 }).withResponse();
     assert.equal(signalled.response.status, 202);
     const done = await atoll.runs.wait(run.id);

@@ -232,6 +232,11 @@ async fn upload(
                 .await?
                 .unwrap_or(record),
         ),
+        PutVersion::Deleted => {
+            return Err(ApiError::Conflict(format!(
+                "{full_name}@{version} was deleted; a version number is never reused, upload a new version"
+            )))
+        }
         PutVersion::Conflict => {
             return Err(ApiError::Conflict(format!(
                 "{full_name}@{version} already exists with other content; versions are immutable, upload a new version"

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -16,12 +16,12 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::idempotency::Committed;
 use super::json::ApiJson;
-use super::runs::{visible_run, AppQuery};
+use super::runs::visible_run;
 use super::{audit, AppState};
 use crate::runs::RunView;
 
-/// Journal entries listed at most.
-const MAX_LISTED: usize = 1000;
+/// Journal entries on one page at most.
+const MAX_PAGE: u32 = 1000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -94,53 +94,78 @@ struct EntryView {
     op: String,
     created_at: i64,
     /// Size of the journaled answer.
-    bytes: usize,
+    bytes: i64,
 }
 
-/// A run's journal, first entries first.
+/// One page of a run's journal, first entries first.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({ "data": [{ "seq": 0, "op": "fetch", "created_at": 1764892800000_i64, "bytes": 412 }],
-    "length": 1, "truncated": false }))]
+    "length": 1, "next_cursor": null }))]
 struct JournalView {
     data: Vec<EntryView>,
     /// Entries in the journal.
-    length: usize,
-    /// More than the listed (first 1,000) entries exist.
-    truncated: bool,
+    length: i64,
+    /// Pass as `?cursor=` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` over journal positions.
+#[derive(Deserialize, Default, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct JournalQuery {
+    /// For org keys: which of the org's apps.
+    app_id: Option<String>,
+    /// Entries per page, 1 to 1000 (default 200).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// The journal a resumed run replays: positions, ops, sizes; never the answers.
 #[utoipa::path(get, path = "/runs/{id}/journal", operation_id = "get_run_journal", tag = "runs", summary = "A run's journal",
     security(("bearer" = ["runs:read"])),
-    params(("id" = String, Path, description = "Run id (`run_...`)"), AppQuery),
+    params(("id" = String, Path, description = "Run id (`run_...`)"), JournalQuery),
     responses((status = 200, body = JournalView), (status = 404, response = Problem)))]
 async fn journal(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<AppQuery>,
+    ApiQuery(q): ApiQuery<JournalQuery>,
 ) -> ApiResult<Json<JournalView>> {
     let (_org, app_id) = caller
         .app_to_read(&state, "runs:read", q.app_id.as_deref())
         .await?;
     visible_run(&state, &caller, &app_id, &id).await?;
-    // Position -1 holds the run's seed and start, not a call.
-    let mut entries = state.store.journal(&id).await?;
-    entries.retain(|e| e.seq >= 0);
-    let total = entries.len();
-    let data: Vec<EntryView> = entries
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit is 1 to {MAX_PAGE}")));
+    }
+    // Position -1 holds the run's seed and start, not a call: pages start after it.
+    let after =
+        match &q.cursor {
+            None => -1,
+            Some(c) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ApiError::BadRequest("cursor is not one this server gave out".into())
+            })?,
+        };
+    let entries = state.store.journal_index(&id, after, limit).await?;
+    let next_cursor = (entries.len() as u32 >= limit)
+        .then(|| entries.last().map(|e| e.seq.to_string()))
+        .flatten();
+    let data = entries
         .into_iter()
-        .take(MAX_LISTED)
         .map(|e| EntryView {
             seq: e.seq,
             op: e.op,
             created_at: e.created_at,
-            bytes: e.answer.len(),
+            bytes: e.bytes,
         })
         .collect();
     Ok(Json(JournalView {
         data,
-        length: total,
-        truncated: total > MAX_LISTED,
+        length: state.store.journal_length(&id).await?,
+        next_cursor,
     }))
 }

@@ -224,26 +224,24 @@ async fn revoke_key(
         Principal::App { app_id, .. } => Some(app_id.clone()),
         _ => None,
     };
-    // An app's last key that manages keys is kept: without one, nobody could act on
-    // the app again short of the org (and a dev tenant, which may have no org key in
-    // hand, would be lost).
+    // An app key may not revoke its app's last key that manages keys: without one,
+    // nobody could act on the app again short of the org. An org key may (it can always
+    // make a new app key), so a leaked app key can be revoked at once.
+    let rule = match caller.principal {
+        Principal::App { .. } => RevokeRule::KeepAppReachable,
+        _ => RevokeRule::Any,
+    };
     match state
         .store
-        .revoke_api_key(
-            &org_id,
-            app_id.as_deref(),
-            &id,
-            now_ms(),
-            RevokeRule::KeepAppReachable,
-        )
+        .revoke_api_key(&org_id, app_id.as_deref(), &id, now_ms(), rule)
         .await?
     {
         KeyRevoke::Revoked => {}
         KeyRevoke::NotFound => return Err(ApiError::not_found("API key")),
         KeyRevoke::LastKeyOfApp => {
             return Err(ApiError::Conflict(
-                "this is the app's last key that can manage keys (scope * or keys:write); \
-                 create another such key for the app first, then revoke this one"
+                "this is the app's last key with scope *; create another such key for the \
+                 app first (or revoke with an org key), then revoke this one"
                     .into(),
             ))
         }

@@ -77,6 +77,7 @@ impl From<RunError> for ApiError {
             RunError::Ended(status) => ApiError::Conflict(format!(
                 "the run has ended ({status}); signals reach only runs that have not"
             )),
+            RunError::Busy(why) => ApiError::Conflict(why),
             RunError::ShuttingDown => {
                 ApiError::Unavailable("this node is shutting down; retry on another".into())
             }

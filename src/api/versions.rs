@@ -64,7 +64,6 @@ pub(super) async fn update_version(
     } else {
         "agent_version.undeprecate"
     };
-    audit::record(&state, &caller, Some(&app_id), action, &target, json!({})).await?;
     let at = body.deprecated.then(now_ms);
     if !state
         .store
@@ -73,6 +72,7 @@ pub(super) async fn update_version(
     {
         return Err(ApiError::not_found("agent version"));
     }
+    audit::record(&state, &caller, Some(&app_id), action, &target, json!({})).await?;
     state
         .latest_versions
         .invalidate(&(app_id.clone(), agent.clone()));
@@ -85,7 +85,8 @@ pub(super) async fn update_version(
 }
 
 /// Delete a version that no run that has not ended uses (queued, running or waiting:
-/// a waiting durable run replays the same version) and no trigger pins.
+/// a waiting durable run replays the same version) and no trigger pins. Its number is
+/// never given to other content again.
 #[utoipa::path(delete, path = "/agents/{scope}/{name}/versions/{version}", tag = "agents",
     operation_id = "delete_version", summary = "Delete a version no run or trigger uses",
     security(("bearer" = ["agents:write"])),
@@ -126,22 +127,22 @@ pub(super) async fn delete_version(
         )));
     }
     let target = format!("{agent}@{version}");
-    audit::record(
-        &state,
-        &caller,
-        Some(&app_id),
-        "agent_version.delete",
-        &target,
-        json!({}),
-    )
-    .await?;
     match state
         .store
-        .delete_agent_version(&app_id, &agent, &version)
+        .delete_agent_version(&app_id, &agent, &version, now_ms())
         .await?
     {
         DeleteVersion::Deleted => {
-            state.latest_versions.invalidate(&(app_id, agent));
+            state.latest_versions.invalidate(&(app_id.clone(), agent));
+            audit::record(
+                &state,
+                &caller,
+                Some(&app_id),
+                "agent_version.delete",
+                &target,
+                json!({}),
+            )
+            .await?;
             Ok(StatusCode::NO_CONTENT)
         }
         DeleteVersion::NotFound => Err(ApiError::not_found("agent version")),

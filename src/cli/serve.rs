@@ -236,6 +236,9 @@ async fn deploy_one(store: &dyn Store, app_id: &str, path: &Path) -> anyhow::Res
         PutVersion::Conflict => {
             anyhow::bail!("{label} exists with other content; bump its version")
         }
+        PutVersion::Deleted => {
+            anyhow::bail!("{label} was deleted and its number is not reused; bump its version")
+        }
         PutVersion::Created | PutVersion::Unchanged => Ok(label),
     }
 }

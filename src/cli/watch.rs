@@ -67,19 +67,25 @@ pub fn spawn(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let dirs: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
-            // Reading a file is an event too (inotify's open): only changes count, or
-            // the redeploy's own reads would start the next one.
-            Ok(event) if changes(&event.kind) => {
-                for path in event.paths {
-                    let _ = tx.send(path);
+    // Symlinks are not followed: a link to `~` or `/` would watch the whole tree (the
+    // package check refuses symlinks anyway).
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |event: notify::Result<notify::Event>| {
+            match event {
+                // Reading a file is an event too (inotify's open): only changes count, or
+                // the redeploy's own reads would start the next one.
+                Ok(event) if changes(&event.kind) => {
+                    for path in event.paths {
+                        let _ = tx.send(path);
+                    }
                 }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "watching agent directories failed"),
             }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "watching agent directories failed"),
-        }
-    })?;
+        },
+        config,
+    )?;
     for dir in &dirs {
         watcher.watch(dir, RecursiveMode::Recursive)?;
     }

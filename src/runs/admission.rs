@@ -128,14 +128,36 @@ impl Admission {
         refuse_unless(d, "requests per minute")
     }
 
-    /// Admits a new run: rates from the narrowest tenant outwards (so a refused end-user
-    /// does not use up its app's or org's minute), the CPU budget, then the slots.
+    /// Admits a new run: the CPU budget (a read), then the slots, then the rates from
+    /// the narrowest tenant outwards (so a refused end-user does not use up its app's or
+    /// org's minute). Slots come before rates so that a client retrying a concurrency
+    /// refusal every second does not spend the run rate its app shares with everyone.
     /// Returns the permit and the tightest run rate, for the answer's `ratelimit-*`.
     pub async fn admit_run(
         &self,
         who: &RunTenant<'_>,
         run_id: &str,
     ) -> Result<(Permit, Decision), Refused> {
+        let l = &self.limits;
+        let cpu = QuotaKey::AppCpu { app: who.app_id }.key();
+        let d = self
+            .quotas
+            .check_budget(&cpu, l.cpu_ms_per_day, DAY)
+            .await?;
+        refuse_unless(d, "CPU milliseconds per day")?;
+        let permit = self.take_slots(who, run_id).await?;
+        match self.charge_run_rates(who).await {
+            Ok(tightest) => Ok((permit, tightest)),
+            Err(refused) => {
+                // Not admitted: the slots taken above go back.
+                self.release(permit, 0).await;
+                Err(refused)
+            }
+        }
+    }
+
+    /// One run against each run rate, narrowest first; the tightest of them.
+    async fn charge_run_rates(&self, who: &RunTenant<'_>) -> Result<Decision, Refused> {
         let l = &self.limits;
         let (app, org) = (who.app_id, who.org_id);
         let mut rates = Vec::with_capacity(3);
@@ -152,16 +174,7 @@ impl Admission {
             .hit(&QuotaKey::OrgRuns { org }, l.org_runs_per_minute)
             .await?;
         rates.push(refuse_unless(d, "org runs per minute")?);
-        let tightest = rates.into_iter().min_by_key(|d| d.remaining).unwrap_or(d);
-        let cpu = QuotaKey::AppCpu { app }.key();
-        let d = self
-            .quotas
-            .check_budget(&cpu, l.cpu_ms_per_day, DAY)
-            .await?;
-        refuse_unless(d, "CPU milliseconds per day")?;
-
-        let permit = self.take_slots(who, run_id).await?;
-        Ok((permit, tightest))
+        Ok(rates.into_iter().min_by_key(|d| d.remaining).unwrap_or(d))
     }
 
     /// Takes a run's concurrency slots (app, and end-user): at admission, and again when a

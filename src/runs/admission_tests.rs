@@ -164,6 +164,50 @@ async fn an_end_user_refused_a_slot_gives_the_app_slot_back() {
 }
 
 #[tokio::test]
+async fn concurrency_refusals_spend_no_run_rate_and_rate_refusals_hold_no_slot() {
+    for quotas in backends().await {
+        let a = Admission::new(
+            quotas,
+            AdmissionLimits {
+                concurrent_runs_per_app: 1,
+                app_runs_per_minute: 3,
+                ..limits()
+            },
+        );
+        let (held, _) = a
+            .admit_run(&who("o", "a", None), "r1")
+            .await
+            .expect("first");
+        // Retried every second for a while: none of these count against the minute.
+        for i in 0..10 {
+            let over = a.admit_run(&who("o", "a", None), &format!("busy{i}")).await;
+            assert_eq!(refused_by(over), "concurrent runs per app");
+        }
+        a.release(held, 0).await;
+        let (second, _) = a
+            .admit_run(&who("o", "a", None), "r2")
+            .await
+            .expect("the second of three runs this minute");
+        a.release(second, 0).await;
+        let (third, _) = a
+            .admit_run(&who("o", "a", None), "r3")
+            .await
+            .expect("the third");
+        a.release(third, 0).await;
+        // Now the minute is spent: the refusal hands its slot back at once.
+        let over = a.admit_run(&who("o", "a", None), "r4").await;
+        assert_eq!(refused_by(over), "app runs per minute");
+        let app_slots = QuotaKey::AppSlots { app: "a" }.key();
+        let free = a
+            .quotas()
+            .acquire_slot(&app_slots, "probe", 1, Duration::from_secs(60))
+            .await
+            .expect("backend");
+        assert!(free.allowed, "the refused run still holds the app's slot");
+    }
+}
+
+#[tokio::test]
 async fn tokens_and_requests_are_budgeted_per_app_and_key() {
     for quotas in backends().await {
         let a = Admission::new(

@@ -211,9 +211,12 @@ impl super::RunService {
             .add_signal(&signal, MAX_OPEN_SIGNALS, MAX_OPEN_SIGNAL_BYTES)
             .await?
         {
-            return Err(super::RunError::InputInvalid(format!(
+            // A conflict of the moment (the run takes signals as it waits): a retry with
+            // the same Idempotency-Key runs again.
+            return Err(super::RunError::Busy(format!(
                 "the run already holds {MAX_OPEN_SIGNALS} signals or {} MiB of signal \
-                 payloads it has not taken; nothing was kept",
+                 payloads it has not taken; nothing was kept, send it again once the run \
+                 has taken some",
                 MAX_OPEN_SIGNAL_BYTES >> 20
             )));
         }

@@ -84,6 +84,9 @@ pub enum RunError {
     /// The trigger that fired it was paused (or deleted) meanwhile.
     #[error("the trigger is paused")]
     TriggerPaused,
+    /// Refused for now: the run holds too much of something it has yet to take.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// A run to create.

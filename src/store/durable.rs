@@ -24,6 +24,15 @@ pub struct JournalEntry {
     pub created_at: Millis,
 }
 
+/// A journal entry without its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalIndexEntry {
+    pub seq: i64,
+    pub op: String,
+    pub created_at: Millis,
+    pub bytes: i64,
+}
+
 /// What a waiting run waits for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunWait {
@@ -59,6 +68,14 @@ pub trait DurableStore: Send + Sync {
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>>;
     /// How many entries a run's journal has.
     async fn journal_length(&self, run_id: &str) -> StoreResult<i64>;
+    /// Up to `limit` calls of a run's journal after position `after`, in order, with
+    /// their answers' sizes but not the answers (what `GET /v1/runs/{id}/journal` lists).
+    async fn journal_index(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<JournalIndexEntry>>;
 
     /// Keeps a signal for the run (first come, first taken, per name), unless the run
     /// already holds `max_open` signals it has not taken, or their payloads and this one

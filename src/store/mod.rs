@@ -146,6 +146,8 @@ pub enum PutVersion {
     Unchanged,
     /// The version existed with other content: nothing changed.
     Conflict,
+    /// The version number was used and deleted: it is never given to other content.
+    Deleted,
 }
 
 /// A run as stored.
@@ -331,7 +333,7 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
     ) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key of this org (and of this app when `app_id` is set). With
     /// [`RevokeRule::KeepAppReachable`] an app key is revoked only if another live key
-    /// of its app can manage keys (`*` or `keys:write`), decided under the app's row
+    /// of its app has scope `*` (the one that can make any key again), decided under the app's row
     /// lock so that racing revokes cannot leave the app without one. Revoking a revoked
     /// key keeps its first time.
     async fn revoke_api_key(
@@ -373,12 +375,14 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
         version: &str,
         at: Option<Millis>,
     ) -> StoreResult<bool>;
-    /// Deletes a version unless a run that has not ended uses it.
+    /// Deletes a version unless a run that has not ended uses it: a tombstone stays, so
+    /// the number is never reused; reads no longer find it.
     async fn delete_agent_version(
         &self,
         app_id: &str,
         name: &str,
         version: &str,
+        at: Millis,
     ) -> StoreResult<DeleteVersion>;
     /// The highest version of an agent that is not deprecated (semver order; names that
     /// are not semver last).

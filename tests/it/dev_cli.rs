@@ -133,6 +133,16 @@ async fn dev_creates_a_tenant_deploys_agents_and_runs_them() {
         .expect("json");
     let second_key = second["secret"].as_str().expect("secret").to_owned();
     assert_eq!(revoke(&second_key).await.expect("revoke").status(), 204);
+    // The second key is now the app's last, yet the org key revokes it at once (a leaked
+    // app key is never kept alive by the rule; the org can always make another).
+    let second_id = second["id"].as_str().expect("key id");
+    let by_org = http
+        .delete(format!("{base}/v1/api-keys/{second_id}"))
+        .bearer_auth(&org_key)
+        .send()
+        .await
+        .expect("revoke by the org");
+    assert_eq!(by_org.status(), 204);
     stop(child);
     // It holds keys: only its owner may read it.
     use std::os::unix::fs::PermissionsExt;

@@ -236,9 +236,12 @@ impl Store for FaultyStore {
         app_id: &str,
         name: &str,
         version: &str,
+        at: Millis,
     ) -> StoreResult<DeleteVersion> {
         self.check("delete_agent_version")?;
-        self.inner.delete_agent_version(app_id, name, version).await
+        self.inner
+            .delete_agent_version(app_id, name, version, at)
+            .await
     }
     async fn insert_run_audited(
         &self,

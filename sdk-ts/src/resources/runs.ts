@@ -1,7 +1,7 @@
 import type { APIPromise, RequestOptions } from "../core.js";
 import type { PagePromise } from "../pagination.js";
 import { RunEventStream, type StreamOptions } from "../streaming.js";
-import type { Journal, Run, RunCreateParams, RunListParams } from "../types.js";
+import type { Journal, JournalEntry, Run, RunCreateParams, RunListParams } from "../types.js";
 import { Resource, agentPath, seg } from "./shared.js";
 
 export interface RunCreateOptions extends RequestOptions {
@@ -16,6 +16,13 @@ export interface RunCreateOptions extends RequestOptions {
 export interface AppScoped extends RequestOptions {
   /** For org keys: the app the run belongs to. */
   app_id?: string | undefined;
+}
+
+export interface JournalPageOptions extends AppScoped {
+  /** Entries per page, 1 to 1000 (default 200). */
+  limit?: number | undefined;
+  /** The `next_cursor` of the previous page. */
+  cursor?: string | undefined;
 }
 
 const FINAL = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
@@ -67,10 +74,24 @@ export class Runs extends Resource {
     });
   }
 
-  /** The positions of a run's journal (kind, time, size; never the answers). */
-  journal(id: string, options: AppScoped = {}): APIPromise<Journal> {
-    const { app_id, ...request } = options;
-    return this.call({ method: "get", path: `/v1/runs/${seg(id)}/journal`, query: { app_id }, options: request });
+  /**
+   * One page of a run's journal positions (kind, time, size; never the answers), with
+   * the journal's `length` and the `next_cursor` of the next page.
+   */
+  journal(id: string, options: JournalPageOptions = {}): APIPromise<Journal> {
+    const { app_id, limit, cursor, ...request } = options;
+    return this.call({
+      method: "get",
+      path: `/v1/runs/${seg(id)}/journal`,
+      query: { app_id, limit, cursor },
+      options: request,
+    });
+  }
+
+  /** Every position of a run's journal, across pages: `for await (const e of ...)`. */
+  journalEntries(id: string, options: JournalPageOptions = {}): PagePromise<JournalEntry> {
+    const { app_id, limit, cursor, ...request } = options;
+    return this.paged<JournalEntry>(`/v1/runs/${seg(id)}/journal`, { app_id, limit, cursor }, request);
   }
 
   /**

@@ -192,6 +192,28 @@ pub fn resolve(
         }
         saved
     };
+    connection_from(url, api_key, app_id, name, saved)
+}
+
+/// The connection the flags, environment and a saved profile make together.
+fn connection_from(
+    url: Option<&str>,
+    api_key: Option<&str>,
+    app_id: Option<&str>,
+    name: &str,
+    saved: Option<Profile>,
+) -> CliResult<Connection> {
+    // A profile's key goes only to that profile's server: a URL from a flag or the
+    // environment that names another server needs its own key.
+    if let (Some(flag_url), None, Some(p)) = (url, api_key, &saved) {
+        if normalize_url(flag_url)? != normalize_url(&p.url)? {
+            return Err(CliError::usage(format!(
+                "{flag_url} is not the server of profile `{name}` ({}); its key is not sent elsewhere",
+                p.url
+            ))
+            .hint("give the key for that server with --api-key or ATOLL_API_KEY, or log in to it with `atoll login --profile NAME`"));
+        }
+    }
     let api_key = match (api_key, &saved) {
         (Some(k), _) => k.to_owned(),
         (None, Some(p)) => p.api_key.clone(),
@@ -257,6 +279,40 @@ mod tests {
             file.profiles[DEV_ORG_PROFILE].app_id.as_deref(),
             Some("app_1")
         );
+    }
+
+    #[test]
+    fn a_profiles_key_goes_only_to_its_own_server() {
+        let saved = || {
+            Some(Profile {
+                url: "https://prod.example.com/".into(),
+                api_key: "atl_prod".into(),
+                app_id: None,
+            })
+        };
+        let elsewhere = connection_from(Some("http://evil.test"), None, None, "default", saved());
+        assert!(
+            elsewhere.is_err(),
+            "the prod key would go to another server"
+        );
+        let same = connection_from(
+            Some("https://prod.example.com"),
+            None,
+            None,
+            "default",
+            saved(),
+        )
+        .expect("its own server");
+        assert_eq!(same.api_key, "atl_prod");
+        let own_key = connection_from(
+            Some("http://evil.test"),
+            Some("atl_other"),
+            None,
+            "default",
+            saved(),
+        )
+        .expect("a key of its own");
+        assert_eq!(own_key.api_key, "atl_other");
     }
 
     #[test]

@@ -7,6 +7,42 @@ use serde_json::Value;
 
 use super::logs::SseEvent;
 
+/// What an agent wrote (logs, emits, model output, tool results) reaches a terminal:
+/// control characters other than newline and tab are shown escaped, never sent, so no
+/// escape sequence (colours, cursor moves, OSC 52 clipboard writes) comes through.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn event_line(event: &SseEvent) -> String {
+    printable(&event_line_raw(event))
+}
+
+pub fn run_record(run: &Value) -> String {
+    printable(&run_record_raw(run))
+}
+
+pub fn run_outcome(run: &Value) -> String {
+    printable(&run_outcome_raw(run))
+}
+
+pub fn run_table(runs: &[Value]) -> String {
+    printable(&run_table_raw(runs))
+}
+
+/// `code: message`, and the stack (indented) when there is one.
+pub fn error_text(error: &Value) -> String {
+    printable(&error_text_raw(error))
+}
+
 /// Longest JSON value shown inline before it is cut.
 const INLINE: usize = 240;
 
@@ -31,8 +67,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// `code: message`, and the stack (indented) when there is one.
-pub fn error_text(error: &Value) -> String {
+fn error_text_raw(error: &Value) -> String {
     let code = str_of(error, "code");
     let message = str_of(error, "message");
     let mut out = match (code.is_empty(), message.is_empty()) {
@@ -84,10 +119,10 @@ impl EventPrinter {
                 if self.delta_line.is_some() {
                     let _ = writeln!(out);
                 }
-                let _ = write!(out, "{:<9}{model}: ", "llm");
+                let _ = write!(out, "{:<9}{}: ", "llm", printable(&model));
                 self.delta_line = Some(model);
             }
-            let _ = write!(out, "{}", str_of(&event.data, "delta"));
+            let _ = write!(out, "{}", printable(str_of(&event.data, "delta")));
             if let Some(dropped) = event.data.get("dropped") {
                 let _ = write!(out, " [{dropped} deltas dropped]");
             }
@@ -110,7 +145,7 @@ impl EventPrinter {
 }
 
 /// One event as one line (the label padded so that what follows lines up).
-pub fn event_line(event: &SseEvent) -> String {
+fn event_line_raw(event: &SseEvent) -> String {
     let d = &event.data;
     let text = match event.event.as_str() {
         "status" => str_of(d, "status").to_owned(),
@@ -186,7 +221,7 @@ pub fn event_line(event: &SseEvent) -> String {
 }
 
 /// A run record as a short table (`runs get`, and after `run --wait`).
-pub fn run_record(run: &Value) -> String {
+fn run_record_raw(run: &Value) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         ("id", str_of(run, "id").to_owned()),
         (
@@ -246,7 +281,7 @@ pub fn run_record(run: &Value) -> String {
 }
 
 /// The one-line verdict of an ended run, and its output (pretty) or error.
-pub fn run_outcome(run: &Value) -> String {
+fn run_outcome_raw(run: &Value) -> String {
     let took = match (
         run.get("started_at").and_then(Value::as_i64),
         run.get("finished_at").and_then(Value::as_i64),
@@ -272,7 +307,7 @@ pub fn run_outcome(run: &Value) -> String {
 }
 
 /// Runs as aligned columns.
-pub fn run_table(runs: &[Value]) -> String {
+fn run_table_raw(runs: &[Value]) -> String {
     let header = ["ID", "AGENT", "VERSION", "STATUS", "CREATED", "TOOK"];
     let mut rows: Vec<[String; 6]> = vec![header.map(str::to_owned)];
     for run in runs {
@@ -311,6 +346,28 @@ pub fn run_table(runs: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_text_cannot_send_escape_sequences_to_the_terminal() {
+        let hostile = "ok\u{1b}]52;c;cGF5bG9hZA==\u{7}\u{1b}[2Jdone\nnext\tcol\u{9b}";
+        let shown = printable(hostile);
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains("\\u{1b}") && shown.contains("next\tcol"),
+            "{shown:?}"
+        );
+        let line = event_line(&SseEvent {
+            id: Some(1),
+            event: "log".into(),
+            data: serde_json::json!({ "level": "info", "message": hostile }),
+        });
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+    }
     use serde_json::json;
 
     fn event(kind: &str, data: Value) -> SseEvent {

@@ -66,18 +66,21 @@ pub(super) async fn put_agent_version(pool: &AnyPool, v: &AgentVersion) -> Store
     let outcome = if inserted > 0 {
         PutVersion::Created
     } else {
-        let existing: String = sqlx::query_scalar(
-            "SELECT digest FROM agent_versions WHERE app_id = $1 AND name = $2 AND version = $3",
+        let existing = sqlx::query(
+            "SELECT digest, deleted_at FROM agent_versions
+             WHERE app_id = $1 AND name = $2 AND version = $3",
         )
         .bind(&v.app_id)
         .bind(&v.name)
         .bind(&v.version)
         .fetch_one(&mut *tx)
         .await?;
-        if existing == v.digest {
-            PutVersion::Unchanged
-        } else {
-            PutVersion::Conflict
+        let digest: String = col(&existing, "digest")?;
+        let deleted: Option<Millis> = col(&existing, "deleted_at")?;
+        match (deleted, digest == v.digest) {
+            (Some(_), _) => PutVersion::Deleted,
+            (None, true) => PutVersion::Unchanged,
+            (None, false) => PutVersion::Conflict,
         }
     };
     tx.commit().await?;
@@ -129,7 +132,8 @@ pub(super) async fn get_agent_version(
     let row = sqlx::query(concat!(
         "SELECT ",
         version_columns!(),
-        " FROM agent_versions WHERE app_id = $1 AND name = $2 AND version = $3"
+        " FROM agent_versions WHERE app_id = $1 AND name = $2 AND version = $3
+          AND deleted_at IS NULL"
     ))
     .bind(app_id)
     .bind(name)
@@ -148,7 +152,8 @@ pub(super) async fn list_agent_versions(
     let rows = sqlx::query(concat!(
         "SELECT ",
         version_columns!(),
-        " FROM agent_versions WHERE app_id = $1 AND name = $2 ORDER BY created_at, version"
+        " FROM agent_versions WHERE app_id = $1 AND name = $2 AND deleted_at IS NULL
+          ORDER BY created_at, version"
     ))
     .bind(app_id)
     .bind(name)
@@ -166,7 +171,7 @@ pub(super) async fn set_agent_version_deprecated(
 ) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE agent_versions SET deprecated_at = $4
-         WHERE app_id = $1 AND name = $2 AND version = $3",
+         WHERE app_id = $1 AND name = $2 AND version = $3 AND deleted_at IS NULL",
     )
     .bind(app_id)
     .bind(name)
@@ -177,35 +182,48 @@ pub(super) async fn set_agent_version_deprecated(
     Ok(done.rows_affected() > 0)
 }
 
-/// One statement: the version goes only if no run that has not ended names it (a run
-/// created after it is gone cannot find it, and fails `package_invalid`).
+/// The version row is locked first (a tombstone write), then runs are looked for in a
+/// statement of their own, which sees every run committed before the lock: of a delete
+/// and a run that names the version, either the run is found (kept) or the run's node
+/// finds no version later. A run created from a version read just before the delete, or
+/// from a cache of it, may still run the deleted code once.
 pub(super) async fn delete_agent_version(
     pool: &AnyPool,
     app_id: &str,
     name: &str,
     version: &str,
+    at: Millis,
 ) -> StoreResult<DeleteVersion> {
-    let deleted = sqlx::query(
-        "DELETE FROM agent_versions
-         WHERE app_id = $1 AND name = $2 AND version = $3
-           AND NOT EXISTS (SELECT 1 FROM runs WHERE app_id = $1 AND agent = $2
-                AND version = $3 AND status IN ('queued', 'running', 'waiting'))",
+    let mut tx = pool.begin().await?;
+    let marked = sqlx::query(
+        "UPDATE agent_versions SET deleted_at = $4, files = '{}'
+         WHERE app_id = $1 AND name = $2 AND version = $3 AND deleted_at IS NULL",
     )
     .bind(app_id)
     .bind(name)
     .bind(version)
-    .execute(pool)
+    .bind(at)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    if deleted > 0 {
-        return Ok(DeleteVersion::Deleted);
+    if marked == 0 {
+        return Ok(DeleteVersion::NotFound);
     }
-    Ok(
-        match get_agent_version(pool, app_id, name, version).await? {
-            Some(_) => DeleteVersion::InUse,
-            None => DeleteVersion::NotFound,
-        },
+    let in_use = sqlx::query(
+        "SELECT id FROM runs WHERE app_id = $1 AND agent = $2 AND version = $3
+           AND status IN ('queued', 'running', 'waiting') LIMIT 1",
     )
+    .bind(app_id)
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if in_use.is_some() {
+        // Dropping the transaction rolls the tombstone back.
+        return Ok(DeleteVersion::InUse);
+    }
+    tx.commit().await?;
+    Ok(DeleteVersion::Deleted)
 }
 
 pub(super) async fn state_get(

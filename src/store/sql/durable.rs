@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
 use super::util::{col, limit, opt_json_col};
-use crate::store::{JournalEntry, Millis, RunStatus, RunWait, Signal, StoreError, StoreResult};
+use crate::store::{
+    JournalEntry, JournalIndexEntry, Millis, RunStatus, RunWait, Signal, StoreError, StoreResult,
+};
 
 pub(super) async fn append_journal(
     pool: &AnyPool,
@@ -76,6 +78,38 @@ pub(super) async fn journal_length(pool: &AnyPool, run_id: &str) -> StoreResult<
     col(&row, "n")
 }
 
+pub(super) async fn journal_index(
+    pool: &AnyPool,
+    run_id: &str,
+    after: i64,
+    max: u32,
+) -> StoreResult<Vec<JournalIndexEntry>> {
+    sqlx::query(
+        "SELECT seq, op, created_at, LENGTH(answer) AS chars,
+                SUBSTR(answer, LENGTH(answer) - 1, 2) AS tail
+         FROM run_journal WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(run_id)
+    .bind(after)
+    .bind(limit(max))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        // Answers are stored as base64: their size without reading them.
+        let chars: i64 = col(r, "chars")?;
+        let tail: String = col(r, "tail")?;
+        let padding = tail.bytes().rev().take_while(|b| *b == b'=').count() as i64;
+        Ok(JournalIndexEntry {
+            seq: col(r, "seq")?,
+            op: col(r, "op")?,
+            created_at: col(r, "created_at")?,
+            bytes: chars / 4 * 3 - padding,
+        })
+    })
+    .collect()
+}
+
 pub(super) async fn add_signal(
     pool: &AnyPool,
     s: &Signal,
@@ -91,7 +125,7 @@ pub(super) async fn add_signal(
         .execute(&mut *tx)
         .await?;
     let held = sqlx::query(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(payload)), 0) AS bytes
+        "SELECT COUNT(*) AS n, COALESCE(SUM(OCTET_LENGTH(payload)), 0) AS bytes
          FROM run_signals WHERE run_id = $1 AND consumed_seq IS NULL",
     )
     .bind(&s.run_id)

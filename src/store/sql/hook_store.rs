@@ -143,6 +143,14 @@ impl DurableStore for SqlStore {
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         durable::journal(&self.pool, run_id).await
     }
+    async fn journal_index(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<JournalIndexEntry>> {
+        durable::journal_index(&self.pool, run_id, after, limit).await
+    }
     async fn journal_length(&self, run_id: &str) -> StoreResult<i64> {
         durable::journal_length(&self.pool, run_id).await
     }

@@ -284,8 +284,9 @@ impl Store for SqlStore {
         app_id: &str,
         name: &str,
         version: &str,
+        at: Millis,
     ) -> StoreResult<DeleteVersion> {
-        agents::delete_agent_version(&self.pool, app_id, name, version).await
+        agents::delete_agent_version(&self.pool, app_id, name, version, at).await
     }
 
     async fn insert_run_audited(

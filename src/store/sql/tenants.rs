@@ -206,8 +206,9 @@ pub(super) async fn revoke_api_key(
     let mut tx = pool.begin().await?;
     // A write first: SQLite then holds its write lock for the whole transaction (a read
     // first could not upgrade while another revoke reads); PostgreSQL locks the key.
-    sqlx::query("UPDATE api_keys SET id = id WHERE id = $1")
+    sqlx::query("UPDATE api_keys SET id = id WHERE id = $1 AND org_id = $2")
         .bind(id)
+        .bind(org_id)
         .execute(&mut *tx)
         .await?;
     let found = sqlx::query(
@@ -234,20 +235,20 @@ pub(super) async fn revoke_api_key(
             .bind(&key_app)
             .execute(&mut *tx)
             .await?;
-        let others = sqlx::query(
-            "SELECT scopes FROM api_keys
-             WHERE app_id = $1 AND id <> $2 AND kind = 'app' AND revoked_at IS NULL",
+        // Only a `*` key can make any other key again (a key grants at most its own
+        // scopes), so only one of those keeps the app reachable. Scopes are stored as a
+        // JSON array of strings: `"*"` appears in it exactly when the key has `*`.
+        let other = sqlx::query(
+            "SELECT id FROM api_keys
+             WHERE app_id = $1 AND id <> $2 AND kind = 'app' AND revoked_at IS NULL
+               AND scopes LIKE '%\"*\"%'
+             LIMIT 1",
         )
         .bind(&key_app)
         .bind(id)
-        .fetch_all(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        let mut manager = false;
-        for row in &others {
-            let scopes: Vec<String> = json_col(row, "scopes")?;
-            manager |= scopes.iter().any(|s| s == "*" || s == "keys:write");
-        }
-        if !manager {
+        if other.is_none() {
             return Ok(KeyRevoke::LastKeyOfApp);
         }
     }

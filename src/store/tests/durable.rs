@@ -94,6 +94,33 @@ pub(super) async fn journals_signals_and_waits(s: &SqlStore) {
     );
     assert_eq!(journal[0].answer, vec![0, 0, 0]);
     assert_eq!(s.journal_length("run_1").await.unwrap(), 2);
+    // The index gives answer sizes without the answers, page by page.
+    let index = s.journal_index("run_1", -1, 10).await.unwrap();
+    assert_eq!(
+        index.iter().map(|e| (e.seq, e.bytes)).collect::<Vec<_>>(),
+        vec![(0, 3), (1, 3)]
+    );
+    assert_eq!(s.journal_index("run_1", 0, 10).await.unwrap().len(), 1);
+    // Sizes are exact whatever the base64 padding (the run is not a journal the rest
+    // of this test reads).
+    s.insert_run(&run("run_sizes", "org_a", "app_a", 1))
+        .await
+        .unwrap();
+    let sized: Vec<JournalEntry> = [0usize, 1, 2, 4, 5]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| JournalEntry {
+            run_id: "run_sizes".into(),
+            answer: vec![7; *n],
+            ..entry(i as i64, i as i64)
+        })
+        .collect();
+    s.append_journal(&sized, 1).await.unwrap();
+    let index = s.journal_index("run_sizes", -1, 10).await.unwrap();
+    assert_eq!(
+        index.iter().map(|e| e.bytes).collect::<Vec<_>>(),
+        vec![0, 1, 2, 4, 5]
+    );
 
     // A signal is taken once, by one position, oldest first; taking again at that
     // position answers the same one.

@@ -192,6 +192,35 @@ async fn an_approval_parks_the_run_and_a_signal_resumes_it_without_repeating_eff
         .map(|e| e["op"].as_str().expect("op"))
         .collect();
     assert_eq!(ops, vec!["fetch", "wait", "fetch"], "{journal}");
+    assert_eq!(journal["length"], 3, "{journal}");
+    assert!(
+        journal["data"][0]["bytes"].as_i64().unwrap_or(0) > 0,
+        "{journal}"
+    );
+    // Pages: two entries, then the last one.
+    let (_, first) = api
+        .call(
+            Method::GET,
+            &format!("/v1/runs/{run}/journal?limit=2"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(2), "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, rest) = api
+        .call(
+            Method::GET,
+            &format!("/v1/runs/{run}/journal?limit=2&cursor={cursor}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(rest["data"][0]["seq"], 2, "{rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
     let (status, _) = api
         .call(Method::POST, &path, &key, Some(json!({ "payload": {} })))
         .await;

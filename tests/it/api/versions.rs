@@ -216,8 +216,47 @@ async fn a_version_in_use_is_not_deleted_and_latest_moves_back_when_it_goes() {
         .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
         .await;
     assert_eq!(ended["version"], "2.0.0");
-    // A version can be uploaded again under a deleted number.
-    upload(&api, &key, "2.0.0").await;
-    assert_eq!(latest(&api, &key).await, "2.0.0");
+    // A deleted number is never given to other content (caches keyed by agent@version
+    // would take it for the deleted code): 409, and a new number goes in.
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/agents/t/lifecycle/versions/2.0.0",
+            &key,
+            Some(json!({
+                "manifest": { "name": "@t/lifecycle", "version": "2.0.0" },
+                "files": { "main.js": "export default async () => 'other';" },
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("never reused")),
+        "{body}"
+    );
+    upload(&api, &key, "2.0.1").await;
+    assert_eq!(latest(&api, &key).await, "2.0.1");
+    let (_, versions) = api
+        .call(Method::GET, "/v1/agents/t/lifecycle/versions", &key, None)
+        .await;
+    assert!(
+        versions["data"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .all(|v| v["version"] != "2.0.0"),
+        "a deleted version is not listed: {versions}"
+    );
+    // The audit has the delete that happened, not the refused ones.
+    let (_, audit) = api.call(Method::GET, "/v1/audit", &key, None).await;
+    let deletes = audit["data"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|e| e["action"] == "agent_version.delete")
+        .count();
+    assert_eq!(deletes, 1, "{audit}");
     api.stop().await;
 }

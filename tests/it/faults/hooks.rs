@@ -152,6 +152,14 @@ impl DurableStore for FaultyStore {
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         self.inner.journal(run_id).await
     }
+    async fn journal_index(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<JournalIndexEntry>> {
+        self.inner.journal_index(run_id, after, limit).await
+    }
     async fn journal_length(&self, run_id: &str) -> StoreResult<i64> {
         self.inner.journal_length(run_id).await
     }
