@@ -85,15 +85,23 @@ describe("orgs, apps and API keys", () => {
     await assert.rejects(temp.runs.list().then((p) => p.data), AuthenticationError);
   });
 
-  test("the app's last key cannot be revoked (ConflictError)", async () => {
+  test("an app key cannot revoke its app's last * key (ConflictError); an org key can", async () => {
     const app = await server.org.apps.create({ name: "one key" });
     const only = await server.org.apiKeys.create({ name: "only", app_id: app.id });
-    const error = await server.org.apiKeys.revoke(only.id).then(
+    const itself = new Atoll({ baseUrl: server.url, apiKey: only.secret as string });
+    const error = await itself.apiKeys.revoke(only.id).then(
       () => assert.fail("revoked the last key"),
       (e: unknown) => e,
     );
     assert.ok(error instanceof ConflictError);
     assert.equal(error.status, 409);
+    // A leaked app key is revoked at once by the org.
+    await server.org.apiKeys.revoke(only.id);
+    const refused = await itself.apps.list().toArray().then(
+      () => assert.fail("the revoked key still works"),
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof AuthenticationError, String(refused));
   });
 });
 

@@ -1046,7 +1046,10 @@ export interface components {
             op: string;
             /** Format: int64 */
             created_at: number;
-            /** @description Size of the journaled answer. */
+            /**
+             * Format: int64
+             * @description Size of the journaled answer.
+             */
             bytes: number;
         };
         /**
@@ -1075,7 +1078,7 @@ export interface components {
             replayed: boolean;
         };
         /**
-         * @description A run's journal, first entries first.
+         * @description One page of a run's journal, first entries first.
          * @example {
          *       "data": [
          *         {
@@ -1086,15 +1089,18 @@ export interface components {
          *         }
          *       ],
          *       "length": 1,
-         *       "truncated": false
+         *       "next_cursor": null
          *     }
          */
         JournalView: {
             data: components["schemas"]["EntryView"][];
-            /** @description Entries in the journal. */
+            /**
+             * Format: int64
+             * @description Entries in the journal.
+             */
             length: number;
-            /** @description More than the listed (first 1,000) entries exist. */
-            truncated: boolean;
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
         };
         /**
          * @description A package as JSON: `agent.json`'s content and every other file as text.
@@ -3009,6 +3015,10 @@ export interface operations {
             query?: {
                 /** @description For org keys: which of the org's apps. */
                 app_id?: string;
+                /** @description Entries per page, 1 to 1000 (default 200). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
             };
             header?: {
                 /** @description With an app key: act for this end-user (their external id); the request sees only what that end-user may see. */
