@@ -15,7 +15,9 @@ use super::{package_of, version_key, Inner};
 use crate::host::{HostServices, Tenant};
 use crate::ids::now_ms;
 use crate::process::Sandbox;
-use crate::sandbox::{ErrorCode, EventKind, PoolError, RunEvent, RunGrant, RunOutcome, RunRequest};
+use crate::sandbox::{
+    ErrorCode, EventKind, PoolError, RunCanceller, RunEvent, RunGrant, RunOutcome, RunRequest,
+};
 use crate::store::{RunFinish, RunRow, RunStatus, StoreError, StoreResult};
 
 /// How `row`'s current attempt ended.
@@ -174,11 +176,7 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
                     if let Some(journal) = &journal {
                         journal.set_canceller(handle.canceller());
                     }
-                    inner
-                        .active
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(row.id.clone(), handle.canceller());
+                    become_active(inner, &row.id, handle.canceller());
                     slots.filled();
                     let inner = inner.clone();
                     tokio::spawn(async move {
@@ -417,6 +415,46 @@ async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
 
 /// The run no longer executes here: its slot on this node frees (waking the claimer, and
 /// shutdown once nothing is left).
+/// How long a cancel waits for a run that is being prepared on this node.
+const PENDING_CANCEL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Cancels the run if it is active here; else, when `claimed_here` (this node holds its
+/// lease, so it may be between its claim and becoming active), keeps the cancel for
+/// [`become_active`]. True if the run was cancelled now.
+pub(crate) fn cancel_here(inner: &Inner, run_id: &str, claimed_here: bool) -> bool {
+    let active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(canceller) = active.get(run_id) {
+        canceller.cancel();
+        return true;
+    }
+    if claimed_here {
+        let mut pending = inner
+            .cancels_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        pending.retain(|_, at| now.duration_since(*at) < PENDING_CANCEL);
+        pending.insert(run_id.to_owned(), now);
+    }
+    false
+}
+
+/// Registers a run as active here, honouring a cancel that came while it was prepared
+/// (both under the `active` lock, so no cancel falls between the two).
+fn become_active(inner: &Inner, run_id: &str, canceller: RunCanceller) {
+    let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
+    let cancelled = inner
+        .cancels_pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(run_id)
+        .is_some();
+    if cancelled {
+        canceller.cancel();
+    }
+    active.insert(run_id.to_owned(), canceller);
+}
+
 pub(crate) fn leave_active(inner: &Inner, run_id: &str) {
     let idle = {
         let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());

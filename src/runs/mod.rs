@@ -118,6 +118,9 @@ pub(crate) struct Inner {
     /// Who waits for which run on this node (`wait`): told how the run ended, once it
     /// is stored and its slot is free, so `?wait` answers without reading the store again.
     pub waiters: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<Arc<RunRow>>>>>,
+    /// Cancels that came for a run this node has claimed but not yet made active (it is
+    /// being prepared): honoured as it becomes active. Locked only while `active` is.
+    pub cancels_pending: Mutex<HashMap<String, std::time::Instant>>,
     pub packages: moka::sync::Cache<String, Arc<AgentPackage>>,
     pub accepting: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -173,6 +176,7 @@ impl RunService {
             active: Mutex::new(HashMap::new()),
             reserved: AtomicUsize::new(0),
             waiters: Mutex::new(HashMap::new()),
+            cancels_pending: Mutex::new(HashMap::new()),
             packages: moka::sync::Cache::builder()
                 .weigher(|key: &String, package: &Arc<AgentPackage>| {
                     let bytes: usize = package.files.values().map(|f| f.len()).sum();
@@ -378,15 +382,11 @@ impl RunService {
 
     /// Aborts a running run: here when this node runs it, else through its node.
     async fn cancel_running(&self, row: &RunRow) {
-        let canceller = self
-            .inner
-            .active
-            .lock()
-            .ok()
-            .and_then(|a| a.get(&row.id).cloned());
-        if let Some(canceller) = canceller {
-            canceller.cancel();
-        } else if let Some(owner) = &row.lease_owner {
+        let own = row.lease_owner.as_deref() == Some(self.inner.cfg.node_id.as_str());
+        if dispatch::cancel_here(&self.inner, &row.id, own) {
+            return;
+        }
+        if let Some(owner) = row.lease_owner.as_deref().filter(|_| !own) {
             // Another node runs it: ask that node over the bus.
             recovery::request_remote_cancel(&self.inner, owner, &row.id).await;
         }

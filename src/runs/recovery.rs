@@ -172,14 +172,9 @@ pub(crate) async fn listen_for_cancels(inner: &Arc<Inner>) {
             let Some(run_id) = message.data.get("run_id").and_then(|v| v.as_str()) else {
                 continue;
             };
-            let canceller = inner
-                .active
-                .lock()
-                .ok()
-                .and_then(|a| a.get(run_id).cloned());
-            if let Some(canceller) = canceller {
+            // A run still being prepared here is cancelled as it becomes active.
+            if super::dispatch::cancel_here(&inner, run_id, true) {
                 info!(run = run_id, "cancelled at another node's request");
-                canceller.cancel();
             }
         }
     });

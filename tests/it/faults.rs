@@ -25,6 +25,8 @@ pub struct FaultyStore {
     fired: Mutex<HashMap<&'static str, usize>>,
     /// `append_events` waits while this is false.
     gate: tokio::sync::watch::Sender<bool>,
+    /// How long `state_get` (part of preparing a claimed run) takes before it answers.
+    state_delay: Mutex<std::time::Duration>,
 }
 
 /// The text of every injected error: it must never reach a client or a run record.
@@ -37,6 +39,7 @@ impl FaultyStore {
             faults: Mutex::default(),
             fired: Mutex::default(),
             gate: tokio::sync::watch::channel(true).0,
+            state_delay: Mutex::default(),
         })
     }
 
@@ -77,6 +80,12 @@ impl FaultyStore {
             .get(method)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Makes every `state_get` take `delay`: a claimed run stays `running` but not yet
+    /// in the sandbox that long.
+    pub fn slow_state(&self, delay: std::time::Duration) {
+        *self.state_delay.lock().expect("lock") = delay;
     }
 
     /// Holds every `append_events` call until [`FaultyStore::open_events`].
@@ -387,6 +396,8 @@ impl Store for FaultyStore {
         end_user: &str,
     ) -> StoreResult<Option<Value>> {
         self.check("state_get")?;
+        let delay = *self.state_delay.lock().expect("lock");
+        tokio::time::sleep(delay).await;
         self.inner.state_get(app_id, agent, end_user).await
     }
     async fn state_set(

@@ -213,3 +213,38 @@ async fn wait_is_answered_from_memory_when_the_run_ran_here() {
     store.fail("get_run", 0);
     api.stop().await;
 }
+
+/// A cancel that comes while a claimed run is still being prepared (it is `running` in
+/// the store, not yet in the sandbox) is kept and honoured as the run starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_prepare_is_not_lost() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    super::upload_inline(
+        &api,
+        &key,
+        "sleeper",
+        json!({}),
+        "export default async () => { await new Promise((r) => setTimeout(r, 30000)); return 'slept'; };",
+    )
+    .await;
+    store.slow_state(std::time::Duration::from_millis(1500));
+    let (status, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/t/sleeper/runs",
+            &key,
+            Some(json!({ "input": {} })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    super::wait_running(&api, &key, &id).await;
+    let (status, _) = api
+        .call(Method::POST, &format!("/v1/runs/{id}/cancel"), &key, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let done = wait_final(&api, &key, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    api.stop().await;
+}
