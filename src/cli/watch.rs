@@ -186,14 +186,29 @@ async fn redeploy(api: &Api, dir: &Path) -> Result<Option<String>, (CliError, Op
             }
         }
     };
-    let packed = if target == disk.package.manifest.version {
-        disk
-    } else {
-        pack_dir(dir, Some(&target)).map_err(fail)?
-    };
-    upload(api, &packed, false).await.map_err(fail)?;
-    Ok(Some(packed.label()))
+    // A number already taken (a deprecated or deleted version `latest` skips) is
+    // passed over: the next dev number is tried.
+    let mut target = target;
+    for _ in 0..TAKEN_NUMBERS {
+        let packed = if target == disk.package.manifest.version {
+            pack_dir(dir, None).map_err(fail)?
+        } else {
+            pack_dir(dir, Some(&target)).map_err(fail)?
+        };
+        match upload(api, &packed, false).await {
+            Ok(_) => return Ok(Some(packed.label())),
+            Err(e) if e.is_status(409) => target = dev_successor(&target).map_err(fail)?,
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Err(fail(CliError::usage(format!(
+        "{TAKEN_NUMBERS} version numbers after {} are taken; bump the version in agent.json",
+        latest.as_deref().unwrap_or("the latest")
+    ))))
 }
+
+/// Version numbers a redeploy passes over before it gives up.
+const TAKEN_NUMBERS: usize = 20;
 
 #[cfg(test)]
 mod tests {

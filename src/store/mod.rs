@@ -364,7 +364,8 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
         name: &str,
         version: &str,
     ) -> StoreResult<Option<AgentVersion>>;
-    /// Every version string of an agent (the caller picks the highest semver).
+    /// Every version of an agent, in upload order, without its files (`files` is `{}`;
+    /// [`Store::get_agent_version`] has them).
     async fn list_agent_versions(&self, app_id: &str, name: &str)
         -> StoreResult<Vec<AgentVersion>>;
     /// Deprecates (`at`) or undeprecates (`None`) a version; false when there is none.
@@ -402,7 +403,10 @@ pub trait Store: HookStore + DurableStore + Send + Sync {
                 _ => a.version.cmp(&b.version),
             }
         });
-        Ok(versions.pop())
+        match versions.pop() {
+            Some(latest) => self.get_agent_version(app_id, name, &latest.version).await,
+            None => Ok(None),
+        }
     }
 
     /// Inserts a run and, when given, the audit event of its creation in the same

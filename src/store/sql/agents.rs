@@ -143,16 +143,16 @@ pub(super) async fn get_agent_version(
     row.as_ref().map(version_from_row).transpose()
 }
 
-/// In upload order.
+/// In upload order, without their files (`files` is `{}`): listing an agent with many
+/// versions reads manifests, not every package.
 pub(super) async fn list_agent_versions(
     pool: &AnyPool,
     app_id: &str,
     name: &str,
 ) -> StoreResult<Vec<AgentVersion>> {
     let rows = sqlx::query(concat!(
-        "SELECT ",
-        version_columns!(),
-        " FROM agent_versions WHERE app_id = $1 AND name = $2 AND deleted_at IS NULL
+        "SELECT app_id, name, version, manifest, '{}' AS files, digest, created_at, \
+         deprecated_at FROM agent_versions WHERE app_id = $1 AND name = $2 AND deleted_at IS NULL
           ORDER BY created_at, version"
     ))
     .bind(app_id)

@@ -64,7 +64,18 @@ pub(super) async fn agent_versions(s: &SqlStore) {
         .list_agent_versions("app_a", "@acme/triage")
         .await
         .unwrap();
-    assert_eq!(all, vec![v1, v2]);
+    // Listed without their files; a version read alone has them.
+    let bare = |v: &AgentVersion| AgentVersion {
+        files: json!({}),
+        ..v.clone()
+    };
+    assert_eq!(all, vec![bare(&v1), bare(&v2)]);
+    assert_eq!(
+        s.latest_agent_version("app_a", "@acme/triage")
+            .await
+            .unwrap(),
+        Some(v2.clone())
+    );
     assert_eq!(
         s.list_agent_versions("app_a", "@acme/none").await.unwrap(),
         vec![]
