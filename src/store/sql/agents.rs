@@ -150,11 +150,12 @@ pub(super) async fn list_agent_versions(
     app_id: &str,
     name: &str,
 ) -> StoreResult<Vec<AgentVersion>> {
-    let rows = sqlx::query(concat!(
-        "SELECT app_id, name, version, manifest, '{}' AS files, digest, created_at, \
-         deprecated_at FROM agent_versions WHERE app_id = $1 AND name = $2 AND deleted_at IS NULL
-          ORDER BY created_at, version"
-    ))
+    let rows = sqlx::query(
+        "SELECT app_id, name, version, manifest, '{}' AS files, digest, created_at,
+                deprecated_at FROM agent_versions
+         WHERE app_id = $1 AND name = $2 AND deleted_at IS NULL
+         ORDER BY created_at, version",
+    )
     .bind(app_id)
     .bind(name)
     .fetch_all(pool)
