@@ -89,6 +89,10 @@ pub enum RunError {
     Busy(String),
 }
 
+/// How many times a cancel follows a run that changed state under it (waiting → queued
+/// → running is the longest path).
+const CANCEL_LOOKS: usize = 4;
+
 /// A run to create.
 pub struct NewRun {
     pub org_id: String,
@@ -328,54 +332,41 @@ impl RunService {
     /// is aborted (its isolate terminated after the cancel grace).
     pub async fn cancel(&self, app_id: &str, run_id: &str) -> Result<Option<RunRow>, RunError> {
         let store = &self.inner.cfg.store;
-        let Some(row) = store.get_run(app_id, run_id).await? else {
-            return Ok(None);
-        };
-        match row.status {
-            RunStatus::Queued => {
-                // Ended straight from `queued` (`status = 'queued'` in the update): it wins
-                // only while no node has claimed it, and once it has, none can (so nothing
-                // else numbers its events, and no `run.started` is announced for it).
-                let finish = dispatch::finish_record(
-                    &row,
-                    RunStatus::Cancelled,
-                    None,
-                    Some(
-                        json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
-                    ),
-                    None,
-                );
-                if store.finish_queued_run(run_id, &finish).await? {
-                    dispatch::after_finish(&self.inner, &row, &finish).await;
-                } else if let Some(row) = store.get_run(app_id, run_id).await? {
-                    // A node claimed it first: cancel it where it runs.
-                    if row.status == RunStatus::Running {
-                        self.cancel_running(&row).await;
-                    }
+        // Each ending is a compare-and-set on the status it saw; one that loses (a node
+        // claimed the queued run, or a signal resumed the waiting one) looks again, so
+        // the cancel follows the run into its next state instead of being dropped.
+        for _ in 0..CANCEL_LOOKS {
+            let Some(row) = store.get_run(app_id, run_id).await? else {
+                return Ok(None);
+            };
+            let message = match row.status {
+                RunStatus::Running => {
+                    self.cancel_running(&row).await;
+                    break;
                 }
+                RunStatus::Queued => "the run was cancelled before it started",
+                // Parked: no isolate to stop, and no slots held.
+                RunStatus::Waiting => "the run was cancelled while it waited",
+                _ => break,
+            };
+            let finish = dispatch::finish_record(
+                &row,
+                RunStatus::Cancelled,
+                None,
+                Some(json!({ "code": "cancelled", "message": message })),
+                None,
+            );
+            // Ended straight from `queued` (`status = 'queued'` in the update) it wins
+            // only while no node has claimed it, and once it has, none can (so nothing
+            // else numbers its events, and no `run.started` is announced for it).
+            let ended = match row.status {
+                RunStatus::Queued => store.finish_queued_run(run_id, &finish).await?,
+                _ => store.finish_waiting_run(run_id, &finish).await?,
+            };
+            if ended {
+                dispatch::after_finish(&self.inner, &row, &finish).await;
+                break;
             }
-            RunStatus::Running => self.cancel_running(&row).await,
-            // Parked: no isolate to stop, and no slots held.
-            RunStatus::Waiting => {
-                let finish = dispatch::finish_record(
-                    &row,
-                    RunStatus::Cancelled,
-                    None,
-                    Some(
-                        json!({ "code": "cancelled", "message": "the run was cancelled while it waited" }),
-                    ),
-                    None,
-                );
-                if store.finish_waiting_run(run_id, &finish).await? {
-                    dispatch::after_finish(&self.inner, &row, &finish).await;
-                } else if let Some(row) = store.get_run(app_id, run_id).await? {
-                    // It resumed meanwhile: cancel it where it runs.
-                    if row.status == RunStatus::Running {
-                        self.cancel_running(&row).await;
-                    }
-                }
-            }
-            _ => {}
         }
         Ok(store.get_run(app_id, run_id).await?)
     }

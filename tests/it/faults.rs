@@ -25,8 +25,8 @@ pub struct FaultyStore {
     fired: Mutex<HashMap<&'static str, usize>>,
     /// `append_events` waits while this is false.
     gate: tokio::sync::watch::Sender<bool>,
-    /// How long `state_get` (part of preparing a claimed run) takes before it answers.
-    state_delay: Mutex<std::time::Duration>,
+    /// How long some calls take before they reach the store (`slow`).
+    delays: Mutex<HashMap<&'static str, std::time::Duration>>,
 }
 
 /// The text of every injected error: it must never reach a client or a run record.
@@ -39,7 +39,7 @@ impl FaultyStore {
             faults: Mutex::default(),
             fired: Mutex::default(),
             gate: tokio::sync::watch::channel(true).0,
-            state_delay: Mutex::default(),
+            delays: Mutex::default(),
         })
     }
 
@@ -82,10 +82,18 @@ impl FaultyStore {
             .unwrap_or(0)
     }
 
-    /// Makes every `state_get` take `delay`: a claimed run stays `running` but not yet
-    /// in the sandbox that long.
-    pub fn slow_state(&self, delay: std::time::Duration) {
-        *self.state_delay.lock().expect("lock") = delay;
+    /// Makes every call of `method` wait `delay` first. Honoured by `state_get` (a
+    /// claimed run stays `running` but not yet in the sandbox that long) and
+    /// `suspend_run` (a parking run stays `running` after its `waiting` event).
+    pub fn slow(&self, method: &'static str, delay: std::time::Duration) {
+        self.delays.lock().expect("lock").insert(method, delay);
+    }
+
+    pub(crate) async fn pause(&self, method: &'static str) {
+        let delay = self.delays.lock().expect("lock").get(method).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Holds every `append_events` call until [`FaultyStore::open_events`].
@@ -396,8 +404,7 @@ impl Store for FaultyStore {
         end_user: &str,
     ) -> StoreResult<Option<Value>> {
         self.check("state_get")?;
-        let delay = *self.state_delay.lock().expect("lock");
-        tokio::time::sleep(delay).await;
+        self.pause("state_get").await;
         self.inner.state_get(app_id, agent, end_user).await
     }
     async fn state_set(

@@ -228,7 +228,7 @@ async fn a_cancel_during_prepare_is_not_lost() {
         "export default async () => { await new Promise((r) => setTimeout(r, 30000)); return 'slept'; };",
     )
     .await;
-    store.slow_state(std::time::Duration::from_millis(1500));
+    store.slow("state_get", std::time::Duration::from_millis(1500));
     let (status, run) = api
         .call(
             Method::POST,
@@ -246,5 +246,69 @@ async fn a_cancel_during_prepare_is_not_lost() {
     assert_eq!(status, StatusCode::OK);
     let done = wait_final(&api, &key, &id).await;
     assert_eq!(done["status"], "cancelled", "{done}");
+    api.stop().await;
+}
+
+/// A signal that comes while a run is on its way to parking (its `waiting` event is out,
+/// it is still `running`) finds nobody to wake; the run, once parked, takes it itself.
+/// Without that second look the run would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_racing_a_park_is_not_lost() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    super::upload_inline(
+        &api,
+        &key,
+        "approver",
+        json!({}),
+        "export default async (input, ctx) => { const s = await ctx.waitFor('go'); return s.answer; };",
+    )
+    .await;
+    store.slow("suspend_run", std::time::Duration::from_millis(1500));
+    let (status, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/t/approver/runs",
+            &key,
+            Some(json!({ "input": {} })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    // Read the live stream until the `waiting` event: the run is parking now.
+    let mut stream = api
+        .req(Method::GET, &format!("/v1/runs/{id}/events"), &key)
+        .send()
+        .await
+        .expect("events");
+    let mut seen = String::new();
+    while !seen.contains("event: waiting") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.chunk())
+            .await
+            .expect("a waiting event in time")
+            .expect("stream")
+            .expect("not the end yet");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+    let (_, now) = api
+        .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
+        .await;
+    assert_eq!(
+        now["status"], "running",
+        "the park is still under way: {now}"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{id}/signals/go"),
+            &key,
+            Some(json!({ "payload": { "answer": "yes" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = wait_final(&api, &key, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], "yes", "{done}");
     api.stop().await;
 }

@@ -159,7 +159,14 @@ async fn login_saves_a_private_profile_and_refuses_a_wrong_key() {
     let out = done(
         cli_in(
             &config,
-            &["runs", "list", "--url", &format!("http://{closed}")],
+            &[
+                "runs",
+                "list",
+                "--url",
+                &format!("http://{closed}"),
+                "--api-key",
+                "atl_any",
+            ],
         )
         .output()
         .await
@@ -168,6 +175,22 @@ async fn login_saves_a_private_profile_and_refuses_a_wrong_key() {
     .expect(4);
     assert!(
         out.stderr.contains("is the server running"),
+        "{}",
+        out.stderr
+    );
+    // The saved key is never sent to a server the profile does not name.
+    let out = done(
+        cli_in(
+            &config,
+            &["runs", "list", "--url", &format!("http://{closed}")],
+        )
+        .output()
+        .await
+        .expect("run"),
+    )
+    .expect(2);
+    assert!(
+        out.stderr.contains("its key is not sent elsewhere"),
         "{}",
         out.stderr
     );

@@ -134,6 +134,8 @@ async fn init_deploy_and_run_the_scaffold() {
             broken.to_str().expect("path"),
             "--url",
             &format!("http://{closed}"),
+            "--api-key",
+            &dev.app_key,
         ])
         .await
         .expect(3);

@@ -182,6 +182,7 @@ impl DurableStore for FaultyStore {
         self.inner.take_signal(run_id, name, seq).await
     }
     async fn suspend_run(&self, run_id: &str, attempt: i32, wait: &RunWait) -> StoreResult<bool> {
+        self.pause("suspend_run").await;
         self.inner.suspend_run(run_id, attempt, wait).await
     }
     async fn run_wait(&self, run_id: &str) -> StoreResult<Option<RunWait>> {
