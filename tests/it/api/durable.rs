@@ -504,6 +504,70 @@ export default async (input, ctx) => {
     api.stop().await;
 }
 
+/// `Promise.race` of a fetch and a timer (`ctx.sleep`): the timer won, and on replay —
+/// where the fetch's journaled answer is there at once — it wins again; the fetch is not
+/// made a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_race_of_a_fetch_and_a_timer_replays_with_the_same_winner() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "fetched"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/slow", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    upload_inline(
+        &api,
+        &key,
+        "racer",
+        json!({ "permissions": { "fetch": ["127.0.0.1"] } }),
+        r#"
+export default async (input, ctx) => {
+  const fetched = fetch(input.url).then(async (r) => "fetch:" + (await r.text()));
+  const winner = await Promise.race([fetched, ctx.sleep(50).then(() => "timer")]);
+  const loser = await fetched;
+  await ctx.waitFor("go");
+  return { winner, loser };
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "racer", json!({ "url": url })).await;
+    wait_parked(&api, &key, &run).await;
+    api.call(
+        Method::POST,
+        &format!("/v1/runs/{run}/signals/go"),
+        &key,
+        Some(json!({})),
+    )
+    .await;
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({ "winner": "timer", "loser": "fetch:fetched" }),
+        "{done}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the fetch was made again on replay"
+    );
+    api.stop().await;
+}
+
 /// A call made before the wait whose answer came after the run parked is journaled late,
 /// and the replay does not make it again (positions are keyed, holes and all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
