@@ -16,13 +16,14 @@ use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
+use super::page::readable;
 use super::{audit, AppState};
 use crate::broker::connection::{describe, Connection, ConnectionSecret};
 use crate::broker::connection_aad;
 use crate::broker::destination::validate_entry;
 use crate::ids::now_ms;
 use crate::llm::Provider;
-use crate::store::ConnectionRow;
+use crate::store::{ConnectionRow, Page};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -311,14 +312,22 @@ async fn list_connections(
     caller: Caller,
 ) -> ApiResult<Json<ConnectionList>> {
     let (_org, app_id) = caller.app("connections:read")?;
-    let rows = state.store.list_connections(&app_id).await?;
-    let data = rows
-        .iter()
-        .filter(|row| caller.sees(Some(row.end_user.as_str())))
-        .map(view)
-        .collect::<ApiResult<_>>()?;
+    let mut rows = state.store.list_connections(&app_id).await?;
+    rows.retain(|row| caller.sees(Some(row.end_user.as_str())));
+    // One page holds every connection: no cursor to keep.
+    let unpaged = Page {
+        limit: u32::MAX,
+        after: None,
+    };
+    let listed = readable(
+        rows,
+        &unpaged,
+        |r| (r.created_at, r.name.clone()),
+        view,
+        "connection",
+    );
     Ok(Json(ConnectionList {
-        data,
+        data: listed.data,
         next_cursor: None,
     }))
 }

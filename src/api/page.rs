@@ -71,3 +71,65 @@ pub fn list<T>(items: Vec<T>, page: &Page, key: impl Fn(&T) -> (i64, String)) ->
         next_cursor,
     }
 }
+
+/// Stored rows shown through `view`: a row that no longer reads (a config written by
+/// another version, say) is logged and left out rather than failing the whole list;
+/// the next cursor still comes from the rows, so paging goes on past it.
+pub fn readable<R, T>(
+    rows: Vec<R>,
+    page: &Page,
+    key: impl Fn(&R) -> (i64, String),
+    view: impl Fn(&R) -> Result<T, ApiError>,
+    what: &str,
+) -> Listed<T> {
+    let next_cursor = (rows.len() as u32 >= page.limit)
+        .then(|| {
+            rows.last().map(|last| {
+                let (at, id) = key(last);
+                encode(at, &id)
+            })
+        })
+        .flatten();
+    let data = rows
+        .iter()
+        .filter_map(|row| match view(row) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let (_, id) = key(row);
+                tracing::warn!(%id, error = %e, "a stored {what} does not read; left out of the list");
+                None
+            }
+        })
+        .collect();
+    Listed { data, next_cursor }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_that_does_not_read_is_left_out_and_paging_goes_on() {
+        let rows = vec![(3_i64, "c"), (2, "bad"), (1, "a")];
+        let page = Page {
+            limit: 3,
+            after: None,
+        };
+        let listed = readable(
+            rows,
+            &page,
+            |r| (r.0, r.1.to_owned()),
+            |r| {
+                if r.1 == "bad" {
+                    Err(ApiError::Internal("does not read".into()))
+                } else {
+                    Ok(r.1.to_owned())
+                }
+            },
+            "thing",
+        );
+        assert_eq!(listed.data, vec!["c", "a"]);
+        // The page was full of rows: the cursor is there, from the last row.
+        assert_eq!(listed.next_cursor, Some(encode(1, "a")));
+    }
+}

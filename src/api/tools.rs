@@ -16,10 +16,11 @@ use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiPath;
 use super::json::ApiJson;
+use super::page::readable;
 use super::{audit, AppState};
 use crate::broker::tools::ToolSpec;
 use crate::ids::now_ms;
-use crate::store::ToolRow;
+use crate::store::{Page, ToolRow};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -127,9 +128,20 @@ async fn get_tool(
 async fn list_tools(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ToolList>> {
     let (_org, app_id) = caller.app("agents:read")?;
     let rows = state.store.list_tools(&app_id).await?;
-    let data = rows.iter().map(view).collect::<ApiResult<_>>()?;
+    // One page holds every tool: no cursor to keep.
+    let unpaged = Page {
+        limit: u32::MAX,
+        after: None,
+    };
+    let listed = readable(
+        rows,
+        &unpaged,
+        |r| (r.created_at, r.name.clone()),
+        view,
+        "tool",
+    );
     Ok(Json(ToolList {
-        data,
+        data: listed.data,
         next_cursor: None,
     }))
 }

@@ -18,7 +18,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{check_text, ApiPath, ApiQuery};
 use super::idempotency::CarriesSecret;
 use super::json::ApiJson;
-use super::page::{list, Listed, PageQuery};
+use super::page::{readable, Listed, PageQuery};
 use super::{audit, AppState};
 use crate::hooks::schedule::Schedule;
 use crate::hooks::signature::{new_secret, Scheme, Verify};
@@ -261,8 +261,13 @@ async fn list_triggers(
         .store
         .list_triggers(&app_id, &agent_name(&scope, &name), &page)
         .await?;
-    let views = rows.iter().map(view).collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(list(views, &page, |v| (v.created_at, v.id.clone()))))
+    Ok(Json(readable(
+        rows,
+        &page,
+        |r| (r.created_at, r.id.clone()),
+        view,
+        "trigger",
+    )))
 }
 
 /// Get a trigger (with `next_fire_at` for cron).
