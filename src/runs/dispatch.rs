@@ -38,6 +38,18 @@ pub(crate) fn finish_record(
     }
 }
 
+/// Whether this claim is the run's first start: a claim sets `started_at` only when it
+/// has none, and the lease to the claim's time plus the lease length, so the two are a
+/// lease apart exactly when the run never started before (a resumed or requeued run
+/// keeps its first `started_at`).
+fn first_start(row: &RunRow, lease: Duration) -> bool {
+    row.attempt <= 1
+        && matches!(
+            (row.started_at, row.lease_expires_at),
+            (Some(started), Some(until)) if until - started == lease.as_millis() as i64
+        )
+}
+
 /// Slots this node set aside for runs it is claiming. They count as taken until the run
 /// is active (or the reservation is dropped), so claims racing each other — the claimer
 /// and every request's `try_start` — never start more than `max_inflight` runs.
@@ -275,6 +287,7 @@ async fn prepare(
                 row,
                 package.manifest.durable,
                 inner.cfg.journal_max_bytes,
+                first_start(row, inner.cfg.lease),
             )
             .await?,
         )),

@@ -23,20 +23,42 @@ pub(super) async fn append_event(pool: &AnyPool, e: &StoredEvent) -> StoreResult
 
 /// Several events in one transaction (one commit instead of one per event); an event
 /// already stored is skipped, so a retried batch is harmless.
+/// Events per INSERT statement (5 parameters each: well within both backends' limits).
+const EVENTS_PER_STATEMENT: usize = 64;
+
+/// One multi-row INSERT per chunk, in one transaction: a network round trip per chunk on
+/// PostgreSQL, not per event.
 pub(super) async fn append_events(pool: &AnyPool, events: &[StoredEvent]) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
-    for e in events {
-        sqlx::query(
-            "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5)
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES {}
              ON CONFLICT (run_id, seq) DO NOTHING",
-        )
-        .bind(&e.run_id)
-        .bind(e.seq)
-        .bind(&e.kind)
-        .bind(json_text(&e.data))
-        .bind(e.created_at)
-        .execute(&mut *tx)
-        .await?;
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for e in chunk {
+            insert = insert
+                .bind(&e.run_id)
+                .bind(e.seq)
+                .bind(&e.kind)
+                .bind(json_text(&e.data))
+                .bind(e.created_at);
+        }
+        insert.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
