@@ -38,18 +38,6 @@ pub(crate) fn finish_record(
     }
 }
 
-/// Whether this claim is the run's first start: a claim sets `started_at` only when it
-/// has none, and the lease to the claim's time plus the lease length, so the two are a
-/// lease apart exactly when the run never started before (a resumed or requeued run
-/// keeps its first `started_at`).
-fn first_start(row: &RunRow, lease: Duration) -> bool {
-    row.attempt <= 1
-        && matches!(
-            (row.started_at, row.lease_expires_at),
-            (Some(started), Some(until)) if until - started == lease.as_millis() as i64
-        )
-}
-
 /// Slots this node set aside for runs it is claiming. They count as taken until the run
 /// is active (or the reservation is dropped), so claims racing each other — the claimer
 /// and every request's `try_start` — never start more than `max_inflight` runs.
@@ -134,13 +122,9 @@ async fn start_claimed(inner: &Arc<Inner>, rows: Vec<RunRow>, slots: &mut Reserv
     for row in rows {
         if inner.accepting.load(Ordering::Acquire) {
             execute(inner, row, slots).await;
-        } else if let Err(e) = inner
-            .cfg
-            .store
-            .requeue_run(&row.id, &inner.cfg.node_id, row.attempt)
-            .await
-        {
-            warn!(run = %row.id, error = %e, "could not requeue a run claimed during shutdown");
+        } else {
+            let cancelled = take_pending_cancel(inner, &row.id);
+            requeue_unless_cancelled(inner, &row, row.attempt, cancelled).await;
         }
     }
 }
@@ -223,11 +207,8 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
                 }
                 Err(PoolError::Saturated(_)) | Err(PoolError::Closed) => {
                     // Back to the queue: the claimer retries when the pool has room.
-                    let _ = inner
-                        .cfg
-                        .store
-                        .requeue_run(&row.id, &inner.cfg.node_id, row.attempt)
-                        .await;
+                    let cancelled = take_pending_cancel(inner, &row.id);
+                    requeue_unless_cancelled(inner, &row, row.attempt, cancelled).await;
                     return;
                 }
             }
@@ -287,7 +268,6 @@ async fn prepare(
                 row,
                 package.manifest.durable,
                 inner.cfg.journal_max_bytes,
-                first_start(row, inner.cfg.lease),
             )
             .await?,
         )),
@@ -409,19 +389,51 @@ async fn complete(inner: &Arc<Inner>, row: &RunRow, outcome: RunOutcome) {
 async fn retry_crashed(inner: &Arc<Inner>, row: &RunRow) {
     // Out of `active` first: once requeued, this node may claim the run again, and that
     // attempt's entry must not be the one removed here.
-    leave_active(inner, &row.id);
+    let cancelled = leave_active_cancelled(inner, &row.id);
+    requeue_unless_cancelled(inner, row, row.attempt + 1, cancelled).await;
+}
+
+/// A cancel kept for a run that is not active here (see [`cancel_here`]).
+fn take_pending_cancel(inner: &Inner, run_id: &str) -> bool {
+    let _active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
+    inner
+        .cancels_pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(run_id)
+        .is_some()
+}
+
+/// Puts a claimed run back in the queue (at `attempt`), unless a cancel came for it
+/// meanwhile: then it ends `cancelled` here, since no other node would know.
+async fn requeue_unless_cancelled(inner: &Arc<Inner>, row: &RunRow, attempt: i32, cancelled: bool) {
     let store = &inner.cfg.store;
+    if cancelled {
+        let finish = finish_record(
+            row,
+            RunStatus::Cancelled,
+            None,
+            Some(
+                json!({ "code": "cancelled", "message": "the run was cancelled before it started" }),
+            ),
+            None,
+        );
+        match finish_durably(inner, &row.id, &finish).await {
+            Ok(true) => after_finish(inner, row, &finish).await,
+            Ok(false) => {}
+            Err(e) => warn!(run = %row.id, error = %e, "could not end a cancelled run"),
+        }
+        return;
+    }
     match store
-        .requeue_run(&row.id, &inner.cfg.node_id, row.attempt + 1)
+        .requeue_run(&row.id, &inner.cfg.node_id, attempt)
         .await
     {
-        Ok(true) => info!(run = %row.id, "sandbox process died: run requeued for a second attempt"),
+        Ok(true) => info!(run = %row.id, attempt, "run requeued"),
         Ok(false) => {}
         // Still `running` under a lease nobody renews once it leaves `active`: the
         // reaper retries it.
-        Err(e) => {
-            warn!(run = %row.id, error = %e, "could not requeue a run whose sandbox process died")
-        }
+        Err(e) => warn!(run = %row.id, error = %e, "could not requeue a run"),
     }
     release_permit(inner, row, 0).await;
 }
@@ -469,15 +481,30 @@ fn become_active(inner: &Inner, run_id: &str, canceller: RunCanceller) {
 }
 
 pub(crate) fn leave_active(inner: &Inner, run_id: &str) {
-    let idle = {
+    leave_active_cancelled(inner, run_id);
+}
+
+/// Takes the run out of `active`; true if a cancel had come for it (to its canceller,
+/// or kept while it was not active yet). Under the `active` lock, like [`cancel_here`]:
+/// a cancel either is seen here or finds the run gone from `active` (and its caller
+/// looks at the store again).
+pub(crate) fn leave_active_cancelled(inner: &Inner, run_id: &str) -> bool {
+    let (idle, cancelled) = {
         let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
-        active.remove(run_id);
-        active.is_empty()
+        let asked = active.remove(run_id).is_some_and(|c| c.cancel_requested());
+        let kept = inner
+            .cancels_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run_id)
+            .is_some();
+        (active.is_empty(), asked || kept)
     };
     if idle {
         inner.idle.notify_waiters();
     }
     inner.wake.notify_one();
+    cancelled
 }
 
 /// `finish_run`, retried a few times: a store that fails briefly must not lose an

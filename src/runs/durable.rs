@@ -77,7 +77,9 @@ pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms
     let parked = store.suspend_run(&row.id, row.attempt, &wait).await;
     super::dispatch::release_permit(inner, row, cpu_ms).await;
     inner.sink.release_end(&row.id);
-    super::dispatch::leave_active(inner, &row.id);
+    // A cancel that reached the run on its way to parking (the isolate was ending
+    // anyway) is honoured now that it waits: it would otherwise resume later.
+    let cancelled = super::dispatch::leave_active_cancelled(inner, &row.id);
     match parked {
         Ok(true) => {}
         Ok(false) => return,
@@ -86,6 +88,29 @@ pub(crate) async fn park(inner: &Arc<Inner>, row: &RunRow, wait: RunWait, cpu_ms
             warn!(run = %row.id, error = %e, "could not park a waiting run");
             return;
         }
+    }
+    if cancelled
+        && !inner
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        let finish = super::dispatch::finish_record(
+            row,
+            RunStatus::Cancelled,
+            None,
+            Some(
+                json!({ "code": "cancelled", "message": "the run was cancelled while it parked" }),
+            ),
+            None,
+        );
+        match store.finish_waiting_run(&row.id, &finish).await {
+            Ok(true) => super::dispatch::after_finish(inner, row, &finish).await,
+            Ok(false) => {}
+            Err(e) => {
+                warn!(run = %row.id, error = %e, "could not end a run cancelled while it parked")
+            }
+        }
+        return;
     }
     info!(run = %row.id, signal = ?wait.name, wake_at = ?wait.wake_at, "run parked");
     // A signal sent while the run was still on its way to parking found it running and

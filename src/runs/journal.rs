@@ -65,25 +65,16 @@ fn entry_cost(answer_bytes: usize) -> u64 {
 const CLOCK_SEQ: i64 = -1;
 
 impl StoredJournal {
-    /// `first_start`: the run's first claim (nothing can have been journaled yet, so
-    /// nothing is read).
     pub async fn load(
         store: Arc<dyn Store>,
         row: &RunRow,
         durable: bool,
         limit_bytes: u64,
-        first_start: bool,
     ) -> Result<StoredJournal, crate::store::StoreError> {
-        let (mut replay, parked_on) = if first_start {
-            (Vec::new(), None)
-        } else {
-            // A run that parked on its very first call has an empty journal: the wait
-            // row is what says it resumes.
-            (
-                store.journal(&row.id).await?,
-                store.run_wait(&row.id).await?,
-            )
-        };
+        let mut replay = store.journal(&row.id).await?;
+        // A run that parked on its very first call has an empty journal: the wait row
+        // is what says it resumes.
+        let parked_on = store.run_wait(&row.id).await?;
         let stored_clock = match replay.first() {
             Some(first) if first.seq == CLOCK_SEQ => Some(replay.remove(0)),
             _ => None,

@@ -341,8 +341,14 @@ impl RunService {
             };
             let message = match row.status {
                 RunStatus::Running => {
-                    self.cancel_running(&row).await;
-                    break;
+                    if self.cancel_running(&row).await {
+                        break;
+                    }
+                    // Kept for a run this node is preparing, or parking: look again
+                    // shortly (a parked run is ended from `waiting`; one that starts
+                    // takes the kept cancel with it).
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
                 RunStatus::Queued => "the run was cancelled before it started",
                 // Parked: no isolate to stop, and no slots held.
@@ -371,15 +377,20 @@ impl RunService {
         Ok(store.get_run(app_id, run_id).await?)
     }
 
-    /// Aborts a running run: here when this node runs it, else through its node.
-    async fn cancel_running(&self, row: &RunRow) {
+    /// Aborts a running run: here when this node runs it, else through its node. False
+    /// when the cancel could only be kept (the run is claimed here but not active).
+    async fn cancel_running(&self, row: &RunRow) -> bool {
         let own = row.lease_owner.as_deref() == Some(self.inner.cfg.node_id.as_str());
         if dispatch::cancel_here(&self.inner, &row.id, own) {
-            return;
+            return true;
         }
-        if let Some(owner) = row.lease_owner.as_deref().filter(|_| !own) {
-            // Another node runs it: ask that node over the bus.
-            recovery::request_remote_cancel(&self.inner, owner, &row.id).await;
+        match row.lease_owner.as_deref().filter(|_| !own) {
+            Some(owner) => {
+                // Another node runs it: ask that node over the bus.
+                recovery::request_remote_cancel(&self.inner, owner, &row.id).await;
+                true
+            }
+            None => false,
         }
     }
 

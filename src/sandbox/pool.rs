@@ -328,6 +328,11 @@ impl RunCanceller {
         }
     }
 
+    /// Whether a cancel was asked for (by [`RunCanceller::cancel`]).
+    pub fn cancel_requested(&self) -> bool {
+        self.run.cancel_requested()
+    }
+
     pub fn cancel(&self) {
         self.run.request_cancel(self.grace);
         if let Some(relay) = &self.relay {

@@ -312,3 +312,60 @@ async fn a_signal_racing_a_park_is_not_lost() {
     assert_eq!(done["output"], "yes", "{done}");
     api.stop().await;
 }
+
+/// A cancel that reaches a run on its way to parking (its isolate is ending anyway) is
+/// honoured once it waits: the run ends `cancelled` and no signal resumes it later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_park_ends_the_run() {
+    let (api, store) = TestApi::start_faulty().await;
+    let (_org, _app, key) = api.tenant().await;
+    super::upload_inline(
+        &api,
+        &key,
+        "parker",
+        json!({}),
+        "export default async (input, ctx) => { await ctx.waitFor('go'); return 'resumed'; };",
+    )
+    .await;
+    store.slow("suspend_run", std::time::Duration::from_millis(1500));
+    let (_, run) = api
+        .call(
+            Method::POST,
+            "/v1/agents/t/parker/runs",
+            &key,
+            Some(json!({ "input": {} })),
+        )
+        .await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    let mut stream = api
+        .req(Method::GET, &format!("/v1/runs/{id}/events"), &key)
+        .send()
+        .await
+        .expect("events");
+    let mut seen = String::new();
+    while !seen.contains("event: waiting") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.chunk())
+            .await
+            .expect("a waiting event in time")
+            .expect("stream")
+            .expect("not the end yet");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+    let (status, _) = api
+        .call(Method::POST, &format!("/v1/runs/{id}/cancel"), &key, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let done = wait_final(&api, &key, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{id}/signals/go"),
+            &key,
+            Some(json!({ "payload": 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "an ended run takes no signal");
+    api.stop().await;
+}

@@ -162,8 +162,9 @@ async fn schemathesis(dir: &Path, base: &str, key: &str) -> Result<(), String> {
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
             "--max-examples",
             "15",
+            // Generous: the suite runs many servers on two cores at once.
             "--request-timeout",
-            "20",
+            "60",
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "")
