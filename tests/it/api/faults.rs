@@ -249,6 +249,24 @@ async fn a_cancel_during_prepare_is_not_lost() {
     api.stop().await;
 }
 
+/// Reads the run's live stream until its `waiting` event: the run is parking now.
+async fn until_waiting_event(api: &TestApi, key: &str, id: &str) {
+    let mut stream = api
+        .req(Method::GET, &format!("/v1/runs/{id}/events"), key)
+        .send()
+        .await
+        .expect("events");
+    let mut seen = String::new();
+    while !seen.contains("event: waiting") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.chunk())
+            .await
+            .expect("a waiting event in time")
+            .expect("stream")
+            .expect("not the end yet");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
 /// A signal that comes while a run is on its way to parking (its `waiting` event is out,
 /// it is still `running`) finds nobody to wake; the run, once parked, takes it itself.
 /// Without that second look the run would wait forever.
@@ -275,22 +293,7 @@ async fn a_signal_racing_a_park_is_not_lost() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let id = run["id"].as_str().expect("id").to_owned();
-    // Read the live stream until the `waiting` event: the run is parking now.
-    let mut stream = api
-        .req(Method::GET, &format!("/v1/runs/{id}/events"), &key)
-        .send()
-        .await
-        .expect("events");
-    let mut seen = String::new();
-    while !seen.contains("event: waiting") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.chunk())
-            .await
-            .expect("a waiting event in time")
-            .expect("stream")
-            .expect("not the end yet");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    drop(stream);
+    until_waiting_event(&api, &key, &id).await;
     let (_, now) = api
         .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
         .await;
@@ -337,21 +340,7 @@ async fn a_cancel_racing_a_park_ends_the_run() {
         )
         .await;
     let id = run["id"].as_str().expect("id").to_owned();
-    let mut stream = api
-        .req(Method::GET, &format!("/v1/runs/{id}/events"), &key)
-        .send()
-        .await
-        .expect("events");
-    let mut seen = String::new();
-    while !seen.contains("event: waiting") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.chunk())
-            .await
-            .expect("a waiting event in time")
-            .expect("stream")
-            .expect("not the end yet");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    drop(stream);
+    until_waiting_event(&api, &key, &id).await;
     let (status, _) = api
         .call(Method::POST, &format!("/v1/runs/{id}/cancel"), &key, None)
         .await;
