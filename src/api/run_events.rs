@@ -60,6 +60,22 @@ struct Cursor {
     live: BoxStream<'static, BusEvent>,
 }
 
+/// One Server-Sent Event of a run's stream (what the schema of the stream describes).
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({ "id": "1", "event": "status", "data": "{\"status\":\"running\"}" }))]
+#[allow(dead_code)]
+struct RunEventFrame {
+    /// The event's number, strictly increasing per run (a closing `end` the stream adds
+    /// for a finished run whose stored history has none after `Last-Event-ID` has none).
+    id: Option<String>,
+    #[schema(
+        pattern = "^(status|log|emit|llm\\.delta|tool\\.call|tool\\.result|fetch|waiting|resumed|output|error|log_truncated|end)$"
+    )]
+    event: String,
+    /// The event's JSON, as text.
+    data: String,
+}
+
 /// The run's events as Server-Sent Events: `id:` strictly increasing per run, `event:`
 /// one of status, log, emit, llm.delta, tool.call, tool.result, fetch, waiting, resumed,
 /// output, error, and a final `end` after which the stream closes. `Last-Event-ID`
@@ -71,8 +87,8 @@ struct Cursor {
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
         AppQuery),
     responses(
-        (status = 200, description = "An SSE stream", content_type = "text/event-stream", body = String,
-            example = "id: 1\nevent: status\ndata: {\"status\":\"running\"}\n\n"),
+        (status = 200, description = "An SSE stream; the schema describes each event",
+            content_type = "text/event-stream", body = RunEventFrame),
         (status = 404, response = super::doc::Problem),
     ))]
 pub async fn stream(

@@ -1523,6 +1523,24 @@ export interface components {
             stack?: string | null;
         };
         /**
+         * @description One Server-Sent Event of a run's stream (what the schema of the stream describes).
+         * @example {
+         *       "id": "1",
+         *       "event": "status",
+         *       "data": "{\"status\":\"running\"}"
+         *     }
+         */
+        RunEventFrame: {
+            /**
+             * @description The event's number, strictly increasing per run (a closing `end` the stream adds
+             *     for a finished run whose stored history has none after `Last-Event-ID` has none).
+             */
+            id?: string | null;
+            event: string;
+            /** @description The event's JSON, as text. */
+            data: string;
+        };
+        /**
          * @description Where a run is (SPEC §5 "Runs"). The string forms are part of the product contract and
          *     of the stores' `CHECK` constraints.
          * @enum {string}
@@ -2914,18 +2932,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description An SSE stream */
+            /** @description An SSE stream; the schema describes each event */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example id: 1
-                     *     event: status
-                     *     data: {"status":"running"}
-                     */
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["RunEventFrame"];
                 };
             };
             400: components["responses"]["Problem"];
