@@ -142,7 +142,15 @@ pub(crate) async fn resume(inner: &Arc<Inner>, row: &RunRow) {
         end_user: row.end_user.as_deref(),
     };
     match inner.cfg.admission.take_slots(&tenant, &row.id).await {
-        Ok(_) => {
+        Ok(permit) => {
+            // A cancel may have ended it between the resume and the slots (from
+            // `queued`, releasing slots it did not hold yet): give these back.
+            if let Ok(Some(now)) = store.get_run(&row.app_id, &row.id).await {
+                if now.status.is_final() {
+                    inner.cfg.admission.release(permit, 0).await;
+                    return;
+                }
+            }
             info!(run = %row.id, "run resumes");
             inner.wake.notify_one();
         }
