@@ -214,31 +214,31 @@ async fn wait_is_answered_from_memory_when_the_run_ran_here() {
     api.stop().await;
 }
 
-/// A cancel that comes while a claimed run is still being prepared (it is `running` in
-/// the store, not yet in the sandbox) is kept and honoured as the run starts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_during_prepare_is_not_lost() {
+/// A server whose store takes 1.5 s over `slow` calls, an agent `name` of `main`, and a
+/// run of it started: (api, app key, run id).
+async fn slow_run(slow: &'static str, name: &str, main: &str) -> (TestApi, String, String) {
     let (api, store) = TestApi::start_faulty().await;
     let (_org, _app, key) = api.tenant().await;
-    super::upload_inline(
-        &api,
-        &key,
-        "sleeper",
-        json!({}),
-        "export default async () => { await new Promise((r) => setTimeout(r, 30000)); return 'slept'; };",
-    )
-    .await;
-    store.slow("state_get", std::time::Duration::from_millis(1500));
+    super::upload_inline(&api, &key, name, json!({}), main).await;
+    store.slow(slow, std::time::Duration::from_millis(1500));
     let (status, run) = api
         .call(
             Method::POST,
-            "/v1/agents/t/sleeper/runs",
+            &format!("/v1/agents/t/{name}/runs"),
             &key,
             Some(json!({ "input": {} })),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let id = run["id"].as_str().expect("id").to_owned();
+    (api, key, id)
+}
+
+/// A cancel that comes while a claimed run is still being prepared (it is `running` in
+/// the store, not yet in the sandbox) is kept and honoured as the run starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_prepare_is_not_lost() {
+    let (api, key, id) = slow_run("state_get", "sleeper", "export default async () => { await new Promise((r) => setTimeout(r, 30000)); return 'slept'; };").await;
     super::wait_running(&api, &key, &id).await;
     let (status, _) = api
         .call(Method::POST, &format!("/v1/runs/{id}/cancel"), &key, None)
@@ -272,27 +272,7 @@ async fn until_waiting_event(api: &TestApi, key: &str, id: &str) {
 /// Without that second look the run would wait forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_racing_a_park_is_not_lost() {
-    let (api, store) = TestApi::start_faulty().await;
-    let (_org, _app, key) = api.tenant().await;
-    super::upload_inline(
-        &api,
-        &key,
-        "approver",
-        json!({}),
-        "export default async (input, ctx) => { const s = await ctx.waitFor('go'); return s.answer; };",
-    )
-    .await;
-    store.slow("suspend_run", std::time::Duration::from_millis(1500));
-    let (status, run) = api
-        .call(
-            Method::POST,
-            "/v1/agents/t/approver/runs",
-            &key,
-            Some(json!({ "input": {} })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-    let id = run["id"].as_str().expect("id").to_owned();
+    let (api, key, id) = slow_run("suspend_run", "approver", "export default async (input, ctx) => { const s = await ctx.waitFor('go'); return s.answer; };").await;
     until_waiting_event(&api, &key, &id).await;
     let (_, now) = api
         .call(Method::GET, &format!("/v1/runs/{id}"), &key, None)
@@ -320,26 +300,12 @@ async fn a_signal_racing_a_park_is_not_lost() {
 /// honoured once it waits: the run ends `cancelled` and no signal resumes it later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_racing_a_park_ends_the_run() {
-    let (api, store) = TestApi::start_faulty().await;
-    let (_org, _app, key) = api.tenant().await;
-    super::upload_inline(
-        &api,
-        &key,
+    let (api, key, id) = slow_run(
+        "suspend_run",
         "parker",
-        json!({}),
         "export default async (input, ctx) => { await ctx.waitFor('go'); return 'resumed'; };",
     )
     .await;
-    store.slow("suspend_run", std::time::Duration::from_millis(1500));
-    let (_, run) = api
-        .call(
-            Method::POST,
-            "/v1/agents/t/parker/runs",
-            &key,
-            Some(json!({ "input": {} })),
-        )
-        .await;
-    let id = run["id"].as_str().expect("id").to_owned();
     until_waiting_event(&api, &key, &id).await;
     let (status, _) = api
         .call(Method::POST, &format!("/v1/runs/{id}/cancel"), &key, None)

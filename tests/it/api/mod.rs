@@ -7,6 +7,7 @@ mod broker;
 mod broker_leaks;
 mod durable;
 mod durable_crash;
+mod durable_order;
 mod errors;
 mod events;
 mod fairness;
