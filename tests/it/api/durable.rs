@@ -234,6 +234,17 @@ async fn an_approval_parks_the_run_and_a_signal_resumes_it_without_repeating_eff
         .await;
     assert_eq!(rest["data"][0]["seq"], 2, "{rest}");
     assert!(rest["next_cursor"].is_null(), "{rest}");
+    for bad in ["limit=0", "limit=1001", "cursor=abc", "cursor=-5"] {
+        let (status, body) = api
+            .call(
+                Method::GET,
+                &format!("/v1/runs/{run}/journal?{bad}"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
     let (status, _) = api
         .call(Method::POST, &path, &key, Some(json!({ "payload": {} })))
         .await;

@@ -260,3 +260,52 @@ async fn a_version_in_use_is_not_deleted_and_latest_moves_back_when_it_goes() {
     assert_eq!(deletes, 1, "{audit}");
     api.stop().await;
 }
+
+/// Another tenant's key, an impersonating key and bad input change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_cannot_deprecate_or_delete_a_version() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    let (_other_org, _other_app, other_key) = api.tenant().await;
+    upload(&api, &key, "1.0.0").await;
+    let (status, _) = deprecate(&api, &other_key, "1.0.0", true).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's version");
+    let (status, _) = delete(&api, &other_key, "1.0.0").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's version");
+    // Acting for an end-user: the app's versions are not theirs to change.
+    let acting = api
+        .req(
+            Method::DELETE,
+            "/v1/agents/t/lifecycle/versions/1.0.0",
+            &key,
+        )
+        .header("x-atoll-end-user", "mallory")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(acting.status(), StatusCode::FORBIDDEN);
+    // A control character in the version, a body that is not the one documented.
+    let (status, _) = delete(&api, &key, "1.0.0%00").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/v1/agents/t/lifecycle/versions/1.0.0",
+            &key,
+            Some(json!({ "deprecated": "yes" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Nothing changed: the version is there, latest and not deprecated.
+    assert_eq!(latest(&api, &key).await, "1.0.0");
+    let (_, v) = api
+        .call(
+            Method::GET,
+            "/v1/agents/t/lifecycle/versions/1.0.0",
+            &key,
+            None,
+        )
+        .await;
+    assert!(v["deprecated_at"].is_null(), "{v}");
+    api.stop().await;
+}
