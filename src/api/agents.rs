@@ -36,6 +36,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
 }
 
+/// The `{scope}/{name}` of an agent's paths, as documented (the handlers read them
+/// through `ApiPath`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AgentPath {
+    /// Package scope, without the `@`.
+    scope: String,
+    /// Package name.
+    name: String,
+}
+
 /// `@scope/name` from the path segments.
 pub fn agent_name(scope: &str, name: &str) -> String {
     format!("@{scope}/{name}")
@@ -144,8 +156,7 @@ pub fn version_record(app_id: &str, package: &AgentPackage) -> serde_json::Resul
     summary = "Upload a package version (gzip, zip or JSON files map)",
     security(("bearer" = ["agents:write"])),
     params(
-        ("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+        AgentPath,
         ("version" = String, Path, description = "Semver version, as in agent.json"),
     ),
     request_body(content(
@@ -323,8 +334,7 @@ async fn latest_uncached(
 /// Get an agent with its latest version.
 #[utoipa::path(get, path = "/agents/{scope}/{name}", tag = "agents", summary = "Get an agent",
     security(("bearer" = ["agents:read"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name")),
+    params(AgentPath),
     responses((status = 200, body = AgentView), (status = 404, response = Problem)))]
 async fn get_agent(
     State(state): State<AppState>,
@@ -350,8 +360,7 @@ async fn get_agent(
 /// Every version of an agent (one page).
 #[utoipa::path(get, path = "/agents/{scope}/{name}/versions", tag = "agents", summary = "List versions",
     security(("bearer" = ["agents:read"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name")),
+    params(AgentPath),
     responses((status = 200, body = Listed<VersionSummary>), (status = 404, response = Problem)))]
 async fn list_versions(
     State(state): State<AppState>,
@@ -376,8 +385,7 @@ async fn list_versions(
 /// Get a version with its manifest.
 #[utoipa::path(get, path = "/agents/{scope}/{name}/versions/{version}", tag = "agents", summary = "Get a version",
     security(("bearer" = ["agents:read"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("version" = String, Path, description = "Semver version")),
     responses((status = 200, body = VersionDetail), (status = 404, response = Problem)))]
 async fn get_version(

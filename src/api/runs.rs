@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::agents::AgentPath;
 use super::agents::{agent_name, latest_version};
 use super::auth::Caller;
 use super::doc::Problem;
@@ -89,8 +90,7 @@ impl From<RunError> for ApiError {
 #[utoipa::path(post, path = "/agents/{scope}/{name}/runs", tag = "runs",
     summary = "Start a run (?wait=N for up to 60 s)",
     security(("bearer" = ["runs:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"), WaitQuery),
+    params(AgentPath, WaitQuery),
     request_body = StartRun,
     responses(
         (status = 202, description = "Queued or still running", body = RunView),

@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::agents::agent_name;
+use super::agents::AgentPath;
 use super::auth::Caller;
 use super::doc::Problem;
 use super::error::{ApiError, ApiResult};
@@ -87,8 +88,7 @@ fn view(t: &TriggerRow) -> ApiResult<TriggerView> {
 #[utoipa::path(post, path = "/agents/{scope}/{name}/triggers", operation_id = "create_trigger", tag = "triggers",
     summary = "Create a webhook or cron trigger",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name")),
+    params(AgentPath),
     request_body(content = TriggerConfig, example = json!({ "type": "webhook", "verify": "github", "input_pointer": "/pull_request" })),
     responses((status = 201, body = TriggerView), (status = 404, response = Problem),
         (status = 409, response = Problem), (status = 422, response = Problem)))]
@@ -246,8 +246,7 @@ async fn find(
 #[utoipa::path(get, path = "/agents/{scope}/{name}/triggers", tag = "triggers",
     summary = "List an agent's triggers",
     security(("bearer" = ["agents:read"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"), PageQuery),
+    params(AgentPath, PageQuery),
     responses((status = 200, body = Listed<TriggerView>)))]
 async fn list_triggers(
     State(state): State<AppState>,
@@ -274,8 +273,7 @@ async fn list_triggers(
 #[utoipa::path(get, path = "/agents/{scope}/{name}/triggers/{id}", tag = "triggers",
     summary = "Get a trigger (with next_fire_at)",
     security(("bearer" = ["agents:read"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("id" = String, Path, description = "Trigger id (`trg_...`)")),
     responses((status = 200, body = TriggerView), (status = 404, response = Problem)))]
 async fn get_trigger(
@@ -293,8 +291,7 @@ async fn get_trigger(
 #[utoipa::path(delete, path = "/agents/{scope}/{name}/triggers/{id}", tag = "triggers",
     summary = "Delete a trigger",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("id" = String, Path, description = "Trigger id (`trg_...`)", example = "trg_0123456789abcdef0123456789abcdef")),
     responses((status = 204, description = "Deleted"), (status = 404, response = Problem)))]
 async fn delete_trigger(
@@ -327,8 +324,7 @@ async fn delete_trigger(
 #[utoipa::path(post, path = "/agents/{scope}/{name}/triggers/{id}/pause", operation_id = "pause_trigger", tag = "triggers",
     summary = "Pause a trigger",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("id" = String, Path, description = "Trigger id (`trg_...`)")),
     responses((status = 200, body = TriggerView), (status = 404, response = Problem)))]
 async fn pause(
@@ -343,8 +339,7 @@ async fn pause(
 #[utoipa::path(post, path = "/agents/{scope}/{name}/triggers/{id}/resume", operation_id = "resume_trigger", tag = "triggers",
     summary = "Resume a trigger",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("id" = String, Path, description = "Trigger id (`trg_...`)")),
     responses((status = 200, body = TriggerView), (status = 404, response = Problem)))]
 async fn resume(
@@ -417,8 +412,7 @@ struct TriggerSecret {
 #[utoipa::path(post, path = "/agents/{scope}/{name}/triggers/{id}/rotate-secret", operation_id = "rotate_trigger_secret", tag = "triggers",
     summary = "Replace a webhook trigger's secret",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("id" = String, Path, description = "Trigger id (`trg_...`)")),
     request_body(content = Option<RotateSecret>, description = "Optional: the sender's own secret"),
     responses((status = 200, body = TriggerSecret), (status = 404, response = Problem),

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::agents::AgentPath;
 use super::agents::{agent_name, version_summary, VersionSummary};
 use super::auth::Caller;
 use super::doc::Problem;
@@ -43,8 +44,7 @@ pub(super) struct VersionUpdate {
 #[utoipa::path(patch, path = "/agents/{scope}/{name}/versions/{version}", tag = "agents",
     operation_id = "update_version", summary = "Deprecate or undeprecate a version",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("version" = String, Path, description = "Semver version")),
     request_body = VersionUpdate,
     responses((status = 200, body = VersionSummary), (status = 404, response = Problem)))]
@@ -90,8 +90,7 @@ pub(super) async fn update_version(
 #[utoipa::path(delete, path = "/agents/{scope}/{name}/versions/{version}", tag = "agents",
     operation_id = "delete_version", summary = "Delete a version no run or trigger uses",
     security(("bearer" = ["agents:write"])),
-    params(("scope" = String, Path, description = "Package scope, without the `@`"),
-        ("name" = String, Path, description = "Package name"),
+    params(AgentPath,
         ("version" = String, Path, description = "Semver version", example = "1.0.0")),
     responses((status = 204, description = "Deleted"), (status = 404, response = Problem),
         (status = 409, response = Problem)))]

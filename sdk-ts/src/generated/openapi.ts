@@ -2359,9 +2359,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
             };
             cookie?: never;
@@ -2408,9 +2408,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
             };
             cookie?: never;
@@ -2457,9 +2457,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Semver version */
                 version: string;
@@ -2508,9 +2508,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Semver version, as in agent.json */
                 version: string;
@@ -2577,9 +2577,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /**
                  * @description Semver version
@@ -2630,9 +2630,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Semver version */
                 version: string;
@@ -2695,9 +2695,9 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
             };
             cookie?: never;
@@ -4186,9 +4186,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
             };
             cookie?: never;
@@ -4236,9 +4236,9 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
             };
             cookie?: never;
@@ -4300,9 +4300,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Trigger id (`trg_...`) */
                 id: string;
@@ -4351,9 +4351,9 @@ export interface operations {
                 "x-atoll-end-user"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /**
                  * @description Trigger id (`trg_...`)
@@ -4405,9 +4405,9 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Trigger id (`trg_...`) */
                 id: string;
@@ -4462,9 +4462,9 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Trigger id (`trg_...`) */
                 id: string;
@@ -4519,9 +4519,9 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
-                /** @description Package scope, without the `@` */
+                /** @description Package scope, without the `@`. */
                 scope: string;
-                /** @description Package name */
+                /** @description Package name. */
                 name: string;
                 /** @description Trigger id (`trg_...`) */
                 id: string;
