@@ -11,6 +11,7 @@ import {
 import { makeContext } from "ext:atoll/10_ctx.js";
 import { installWebGlobals } from "ext:atoll/08_web_globals.js";
 import { installClock } from "ext:atoll/09_clock.js";
+import { useHostTimers } from "ext:atoll/01_timers.js";
 
 const { JSONParse, JSONStringify, String, TypeError } = primordials;
 const unrefOpPromise = (promise) => core.unrefOpPromise(promise);
@@ -42,6 +43,8 @@ function report(phase, err) {
 
 async function runAgent() {
   const start = JSONParse(op_atoll_run_start());
+  // Before the agent's modules run: their top-level timers are journaled too.
+  useHostTimers(start.journaled);
   let ns;
   try {
     ns = await import(start.entry);

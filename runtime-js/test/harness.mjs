@@ -27,6 +27,8 @@ const OPS = [
   "op_atoll_fetch",
   "op_atoll_fetch_body",
   "op_atoll_log",
+  "op_atoll_timer",
+  "op_atoll_clear_timer",
 ];
 
 // --- the loader hooks (they run on Node's loader thread) ---------------------------
@@ -82,6 +84,11 @@ const harness = {
   logs: [],
   /** Errors given to core.reportUnhandledException. */
   reportedErrors: [],
+  /** Every op_atoll_timer call: { id, ms }; ids given to op_atoll_clear_timer. */
+  timerCalls: [],
+  clearedTimers: [],
+  /** Pending host timers: id -> clear. */
+  hostTimers: new Map(),
   /** Every op_atoll_fetch call: { request (parsed JSON), body }. */
   fetchCalls: [],
   /** Response bodies op_atoll_fetch left for op_atoll_fetch_body, by id. */
@@ -124,6 +131,26 @@ const harness = {
     op_atoll_log(level, message) {
       harness.logs.push({ level, message });
     },
+    // Like the host: due after `ms`, refused `cleared: ...` once cleared.
+    op_atoll_timer(id, ms) {
+      harness.timerCalls.push({ id, ms });
+      return new Promise((resolve, reject) => {
+        const handle = setTimeout(() => {
+          harness.hostTimers.delete(id);
+          resolve();
+        }, ms);
+        harness.hostTimers.set(id, () => {
+          clearTimeout(handle);
+          reject(new Error("cleared: the timer was cleared"));
+        });
+      });
+    },
+    op_atoll_clear_timer(id) {
+      harness.clearedTimers.push(id);
+      const clear = harness.hostTimers.get(id);
+      harness.hostTimers.delete(id);
+      if (clear) clear();
+    },
   },
   core: {
     createTimer(callback, after, args, repeat, refed) {
@@ -150,6 +177,8 @@ const harness = {
     harness.logs.length = 0;
     harness.reportedErrors.length = 0;
     harness.fetchCalls.length = 0;
+    harness.timerCalls.length = 0;
+    harness.clearedTimers.length = 0;
     harness.heldBodies.clear();
     harness.fetchHandler = () => {
       throw new Error("test_error: no fetch handler scripted");

@@ -194,6 +194,16 @@ impl WaitRequest {
 pub trait Waiter: Send + Sync {
     /// The signal's payload, or null after a sleep.
     async fn wait(&self, tenant: &Tenant, request: WaitRequest) -> Result<Value, HostError>;
+
+    /// A JS timer (the run's `id` for it) of a journaled run: answers when it is due,
+    /// or with the code `cleared` once [`Waiter::clear_timer`] cleared it.
+    async fn timer(&self, _id: u32, ms: u64) -> Result<(), HostError> {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(WaitRequest::MAX_MS))).await;
+        Ok(())
+    }
+
+    /// Clears a timer set by [`Waiter::timer`].
+    fn clear_timer(&self, _id: u32) {}
 }
 
 /// A journaled host call: what was asked at a position and the answer given, encoded
@@ -229,6 +239,9 @@ pub trait RunJournal: Send + Sync {
     async fn turn(&self, seq: u64) -> Result<(), HostError>;
     /// Records the live answer at `seq`; an error fails the run with its code.
     async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError>;
+    /// Replaces the answer recorded at `seq` (a JS timer the run cleared as it fired:
+    /// the run ignored the firing, and so must its replay).
+    async fn replace(&self, seq: u64, answer: Vec<u8>);
     /// A live `ctx.sleep` / `ctx.waitFor` at `seq`.
     async fn wait(&self, seq: u64, request: &WaitRequest) -> WaitDecision;
     /// The replay asked `asked` at `seq`, where the journal holds something else: the

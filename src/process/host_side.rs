@@ -64,6 +64,11 @@ pub(super) async fn dispatch(run: &RemoteRun, request: HostRequest, deltas: Delt
             body,
             redirect,
         } => return fetch(run, connection, method, &url, headers, body, redirect).await,
+        // Served by `journaled::answer`, which knows the timer's position.
+        HostRequest::Timer { .. } => Err(HostError::new(
+            "internal",
+            "a timer is not a call to dispatch",
+        )),
         // Without a journal nothing can park the run: a sleep sleeps, a signal cannot come.
         HostRequest::Wait { request } => match request.parse::<WaitRequest>() {
             Ok(wait) => {

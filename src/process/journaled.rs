@@ -4,6 +4,8 @@
 //! recorded before the child sees it. Waits are decided here too: answered now, or the
 //! run parks.
 
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 
 use super::host_side::dispatch;
@@ -19,9 +21,15 @@ fn refused(e: HostError) -> Answer {
     }
 }
 
-/// What identifies a call: the digest of its encoding.
+/// What identifies a call: the digest of its encoding. A timer's `at` is left out: it
+/// is the clock the run read when it set the timer, which may have moved on by the
+/// answers that came in the same turn of its event loop, differently on replay.
 fn digest(request: &HostRequest) -> String {
-    let bytes = protocol::encode(request).unwrap_or_default();
+    let bytes = match request {
+        HostRequest::Timer { ms, .. } => protocol::encode(&HostRequest::Timer { ms: *ms, at: 0 }),
+        _ => protocol::encode(request),
+    }
+    .unwrap_or_default();
     hex::encode(Sha256::digest(&bytes))
 }
 
@@ -33,6 +41,16 @@ pub(super) async fn answer(
     deltas: DeltaSink,
 ) -> (Answer, i64) {
     let Some(journal) = run.journal.clone() else {
+        if let HostRequest::Timer { ms, .. } = request {
+            tokio::time::sleep(Duration::from_millis(ms.min(WaitRequest::MAX_MS))).await;
+            let _gate = run.timers.gate.lock().await;
+            let answer = if run.timers.take_due(seq) {
+                Answer::Value(Json("null".into()))
+            } else {
+                super::timers::cleared()
+            };
+            return (answer, now_ms());
+        }
         return (dispatch(run, request, deltas).await, now_ms());
     };
     if let Some(recorded) = journal.recorded(seq) {
@@ -41,6 +59,12 @@ pub(super) async fn answer(
         // Answered in the order the journaled run got its answers.
         if let Err(e) = journal.turn(seq).await {
             return (refused(e), at);
+        }
+        if matches!(request, HostRequest::Timer { .. }) {
+            let _gate = run.timers.gate.lock().await;
+            if !run.timers.take_due(seq) {
+                return (super::timers::cleared(), at);
+            }
         }
         return (answer, at);
     }
@@ -89,7 +113,26 @@ async fn live(
     }
     let op = request.kind();
     let asked = digest(&request);
+    // A due timer's firing is recorded under its run's timer gate (see `timers`).
+    let mut _timer_gate = None;
     let answer = match &mut request {
+        HostRequest::Timer { ms, at } => {
+            let ms = (*ms).min(WaitRequest::MAX_MS);
+            // Asked again by a resumed run (it was pending when the run parked): due
+            // when it was due before, at once if that has passed.
+            let due_in = if journal.replaying(seq) {
+                let due = at.saturating_add(ms as i64);
+                due.saturating_sub(now_ms()).max(0) as u64
+            } else {
+                ms
+            };
+            tokio::time::sleep(Duration::from_millis(due_in)).await;
+            _timer_gate = Some(run.timers.gate.lock().await);
+            if !run.timers.take_due(seq) {
+                return (super::timers::cleared(), now_ms());
+            }
+            Answer::Value(Json("null".into()))
+        }
         HostRequest::Wait { request } => {
             let wait = match request.parse::<WaitRequest>() {
                 Ok(wait) => wait,

@@ -9,6 +9,7 @@
 //! - [`proxy`]: the host services inside a child, as calls over the socket.
 //! - `remote`: one child seen from the server — its runs, its channel, its death.
 //! - `host_side`: the server's half of each host call, grant checked again.
+//! - `timers`: a journaled run's JS timers, served (and cleared) on the server.
 //! - [`supervisor`]: the active child, the warm spare, recycling and crash replacement.
 
 pub mod child;
@@ -22,6 +23,7 @@ pub mod proxy;
 mod remote;
 mod remote_run;
 pub mod supervisor;
+mod timers;
 
 use std::time::Duration;
 

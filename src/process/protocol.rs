@@ -145,6 +145,11 @@ pub enum ToServer {
         level: u8,
         line: String,
     },
+    /// The run cleared the JS timer it asked for in `call`.
+    ClearTimer {
+        run: String,
+        call: u64,
+    },
     /// How a `Check` went: the first module that does not parse or link, if any.
     Checked {
         check: u64,
@@ -202,6 +207,14 @@ pub enum HostRequest {
     Wait {
         request: Json,
     },
+    /// A JS timer (`setTimeout`, one tick of `setInterval`) of a journaled run: answered
+    /// when it is due, so its firing is journaled and ordered like any answer. `at` is
+    /// the run's clock when it was set: a timer asked again on resume is due at
+    /// `at + ms`, not `ms` later.
+    Timer {
+        ms: u64,
+        at: i64,
+    },
 }
 
 impl HostRequest {
@@ -218,6 +231,7 @@ impl HostRequest {
             HostRequest::Llm { .. } => "llm",
             HostRequest::Fetch { .. } => "fetch",
             HostRequest::Wait { .. } => "wait",
+            HostRequest::Timer { .. } => "timer",
         }
     }
 }

@@ -71,13 +71,27 @@ impl Link {
         }
     }
 
+    /// A new call id.
+    fn next_call(&self) -> u64 {
+        self.next_call.fetch_add(1, Ordering::Relaxed)
+    }
+
     async fn call(
         &self,
         run: &str,
         request: HostRequest,
         deltas: Option<DeltaSink>,
     ) -> Result<(Answer, i64), HostError> {
-        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        self.call_as(self.next_call(), run, request, deltas).await
+    }
+
+    async fn call_as(
+        &self,
+        call: u64,
+        run: &str,
+        request: HostRequest,
+        deltas: Option<DeltaSink>,
+    ) -> Result<(Answer, i64), HostError> {
         let (reply, answer) = oneshot::channel();
         lock(&self.pending).insert(call, Pending { reply, deltas });
         let _guard = CallGuard(self, call);
@@ -112,6 +126,7 @@ impl Link {
             link: self.clone(),
             run: run.to_owned(),
             clock: clock.clone(),
+            timers: Mutex::new(TimerCalls::default()),
         });
         HostServices {
             memory: proxy.clone(),
@@ -142,7 +157,20 @@ struct Proxy {
     link: Arc<Link>,
     run: String,
     clock: Option<Arc<RunClock>>,
+    timers: Mutex<TimerCalls>,
 }
+
+/// The calls serving a run's JS timers, by the run's id for each timer.
+#[derive(Default)]
+struct TimerCalls {
+    pending: HashMap<u32, u64>,
+    /// Lately answered: a timer the run clears after its firing came, but before its
+    /// callback ran, was journaled as fired, and the server must hear of the clear.
+    fired: std::collections::VecDeque<(u32, u64)>,
+}
+
+/// As many answered timers as the server remembers (see `remote_run::Timers`).
+const FIRED_KEPT: usize = 1_000;
 
 impl Proxy {
     /// A call's answer, the run's clock moved to when it was given.
@@ -229,6 +257,49 @@ impl Waiter for Proxy {
             request: Json::of(&request),
         };
         self.value(request, None).await
+    }
+
+    async fn timer(&self, id: u32, ms: u64) -> Result<(), HostError> {
+        let at = self.clock.as_ref().map_or_else(crate::ids::now_ms, |c| c.now_ms());
+        let call = self.link.next_call();
+        lock(&self.timers).pending.insert(id, call);
+        let request = HostRequest::Timer { ms, at };
+        let answered = self.link.call_as(call, &self.run, request, None).await;
+        {
+            let mut timers = lock(&self.timers);
+            timers.pending.remove(&id);
+            if timers.fired.len() >= FIRED_KEPT {
+                timers.fired.pop_front();
+            }
+            timers.fired.push_back((id, call));
+        }
+        let (answer, at) = answered?;
+        if let Some(clock) = &self.clock {
+            clock.advance(at);
+        }
+        match answer {
+            Answer::Value(_) => Ok(()),
+            Answer::Refused { code, message } => Err(HostError::new(intern(&code), message)),
+            _ => Err(HostError::new("internal", "unexpected answer from the server")),
+        }
+    }
+
+    fn clear_timer(&self, id: u32) {
+        let call = {
+            let mut timers = lock(&self.timers);
+            let fired = timers.fired.iter().position(|(i, _)| *i == id);
+            timers.pending.remove(&id).or_else(|| {
+                fired
+                    .and_then(|i| timers.fired.remove(i))
+                    .map(|(_, call)| call)
+            })
+        };
+        if let Some(call) = call {
+            self.link.send(ToServer::ClearTimer {
+                run: self.run.clone(),
+                call,
+            });
+        }
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Spawn {
 pub(crate) struct Child {
     pub id: u64,
     pub pid: u32,
-    out: mpsc::UnboundedSender<ToChild>,
+    pub(super) out: mpsc::UnboundedSender<ToChild>,
     runs: Mutex<HashMap<String, Arc<RemoteRun>>>,
     pub submitted: AtomicU64,
     ready: AtomicBool,
@@ -266,6 +266,7 @@ impl Child {
             .collect();
         for run in &overdue {
             lock(&self.runs).remove(run.shared.run_id());
+            run.stop_timers();
             let code = if run.shared.cancel_requested() {
                 ErrorCode::Cancelled
             } else {
@@ -314,6 +315,7 @@ impl Child {
         let lost: Vec<Arc<RemoteRun>> = lock(&self.runs).drain().map(|(_, r)| r).collect();
         let reason = describe(status);
         for run in &lost {
+            run.stop_timers();
             let outcome = RunOutcome::failed(
                 RunError::new(
                     ErrorCode::SandboxCrashed,
@@ -338,7 +340,7 @@ impl Child {
         });
     }
 
-    fn run(&self, id: &str) -> Option<Arc<RemoteRun>> {
+    pub(super) fn run(&self, id: &str) -> Option<Arc<RemoteRun>> {
         lock(&self.runs).get(id).cloned()
     }
 
@@ -383,6 +385,12 @@ impl Child {
                     run.shared.publish(kind, value);
                 }
             }
+            ToServer::Call {
+                call,
+                run,
+                request: request @ protocol::HostRequest::Timer { .. },
+            } => self.set_timer(call, &run, request),
+            ToServer::ClearTimer { run, call } => self.clear_timer(call, &run),
             ToServer::Call { call, run, request } => {
                 let Some(run) = self.run(&run) else {
                     let answer = protocol::Answer::Refused {
@@ -445,6 +453,7 @@ impl Child {
                 let Some(run) = lock(&self.runs).remove(&run) else {
                     return;
                 };
+                run.stop_timers();
                 let outcome = outcome.parse::<RunOutcome>().unwrap_or_else(|_| {
                     RunOutcome::failed(
                         RunError::new(

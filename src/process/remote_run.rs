@@ -1,13 +1,16 @@
 //! A run hosted by a sandbox process, as the server holds it: what serving its host
 //! calls needs (services, grant, journal, budgets) and the count of its calls in flight.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::AbortHandle;
 
 use crate::broker::budget::HostMemory;
 use crate::host::{HostServices, Tenant};
 use crate::package::AgentPackage;
-use crate::sandbox::shared::RunShared;
+use crate::sandbox::shared::{lock, RunShared};
 use crate::sandbox::{RunGrant, RunRequest};
 
 /// A run hosted by a child: what the server needs to serve its host calls and end it.
@@ -35,6 +38,8 @@ pub(crate) struct RemoteRun {
     pub next_op: AtomicU64,
     /// Its host calls being served now.
     pub(super) calls_in_flight: AtomicU32,
+    /// Its JS timers not yet due.
+    pub(super) timers: Timers,
 }
 
 impl RemoteRun {
@@ -54,7 +59,71 @@ impl RemoteRun {
             journal: req.journal,
             next_op: AtomicU64::new(0),
             calls_in_flight: AtomicU32::new(0),
+            timers: Timers::default(),
         }
+    }
+
+    /// The run is over here (ended, parked, lost): its timers stop, so a run that set a
+    /// year-long timer holds nothing on the server once it is gone.
+    pub(super) fn stop_timers(&self) {
+        let pending = {
+            let mut table = lock(&self.timers.table);
+            table.stopped = true;
+            std::mem::take(&mut table.pending)
+        };
+        for timer in pending.into_values() {
+            timer.task.abort();
+        }
+    }
+}
+
+/// A run's JS timers on the server: each is a host call answered when it is due.
+#[derive(Default)]
+pub(crate) struct Timers {
+    pub(super) table: Mutex<TimerTable>,
+    /// Held while a due timer's firing is recorded, and while a clear decides what it
+    /// comes to: a timer is either cleared before it fired, or its recorded firing is
+    /// replaced by the clear (the run ignored it).
+    pub(super) gate: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+pub(crate) struct TimerTable {
+    /// Not yet due, by the child's call id.
+    pub pending: HashMap<u64, PendingTimer>,
+    /// Timers that fired lately (call id, position): a clear can cross a firing on the
+    /// channel, and must then find the firing it replaces.
+    pub fired: VecDeque<(u64, u64)>,
+    /// The run is gone: no timer is set any more.
+    pub stopped: bool,
+}
+
+pub(crate) struct PendingTimer {
+    pub seq: u64,
+    pub task: AbortHandle,
+}
+
+impl Timers {
+    /// Timers one run may have pending on the server (each costs it a task).
+    pub const MAX_PENDING: usize = 1_000;
+
+    /// Whether the timer at `seq` is still pending, taking it out if so (it fires now).
+    pub fn take_due(&self, seq: u64) -> bool {
+        let mut table = lock(&self.table);
+        let Some(call) = table
+            .pending
+            .iter()
+            .find(|(_, t)| t.seq == seq)
+            .map(|(c, _)| *c)
+        else {
+            return false;
+        };
+        table.pending.remove(&call);
+        if table.fired.len() >= Self::MAX_PENDING {
+            table.fired.pop_front();
+        }
+        table.fired.push_back((call, seq));
+        true
     }
 }
 

@@ -185,16 +185,12 @@ async fn execute(inner: &Arc<Inner>, row: RunRow, slots: &mut Reservation<'_>) {
                         // Parked on a wait: not an ending (whatever the isolate did after).
                         if let Some(journal) = &journal {
                             if let Some(wait) = journal.parked() {
-                                // Answers that came after the wait are kept too: their
-                                // calls were made, and a replay must not make them again.
-                                journal.keep_late().await;
                                 let cpu = outcome.usage.cpu_ms.ceil() as u64;
                                 durable::park(&inner, &row, wait, cpu)
                                     .instrument(finish)
                                     .await;
                                 return;
                             }
-                            journal.keep().await;
                         }
                         if retry_on_crash && outcome.error_code() == Some(ErrorCode::SandboxCrashed)
                         {
@@ -258,19 +254,22 @@ async fn prepare(
         }
     };
     let end_user_key = row.end_user.clone().unwrap_or_default();
-    let state = store
+    let mut state = store
         .state_get(&row.app_id, &row.agent, &end_user_key)
         .await?;
     let journal = match &inner.cfg.sandbox {
-        Sandbox::Processes(_) => Some(Arc::new(
-            StoredJournal::load(
+        Sandbox::Processes(_) => {
+            let journal = StoredJournal::load(
                 store.clone(),
                 row,
                 package.manifest.durable,
                 inner.cfg.journal_max_bytes,
+                state,
             )
-            .await?,
-        )),
+            .await?;
+            state = journal.start_state();
+            Some(Arc::new(journal))
+        }
         Sandbox::InProcess(_) => None,
     };
     let resumes = journal.as_ref().is_some_and(|j| j.resumes());

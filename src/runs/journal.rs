@@ -31,9 +31,6 @@ pub(crate) struct StoredJournal {
     /// The attempt this execution belongs to: its appends are refused once it is over.
     attempt: i32,
     store: Arc<dyn Store>,
-    /// Every entry is stored before it is answered (a durable agent's run resumes after
-    /// its node died); otherwise entries are kept here until the run parks.
-    durable: bool,
     limit_bytes: u64,
     /// What the journal held when this execution started, by position.
     replay: std::collections::HashMap<u64, JournalEntry>,
@@ -42,6 +39,7 @@ pub(crate) struct StoredJournal {
     replay_end: u64,
     /// The wait this run was parked on when it resumed.
     parked_on: Option<RunWait>,
+    /// The seed and start, until they are stored with the first answer.
     unsaved: Mutex<Vec<JournalEntry>>,
     bytes: AtomicU64,
     halt: Mutex<Option<Halt>>,
@@ -53,6 +51,9 @@ pub(crate) struct StoredJournal {
     live_rank: AtomicU64,
     /// The run's replayable clock and randomness, from its journaled seed and start.
     clock: Arc<RunClock>,
+    /// The `ctx.state` the run started with: journaled with its seed, so a resumed run
+    /// sees what its first execution saw, not what another run saved since.
+    start_state: Option<Value>,
 }
 
 /// What an entry costs against the journal's limit: its answer and a fixed share for
@@ -65,11 +66,17 @@ fn entry_cost(answer_bytes: usize) -> u64 {
 const CLOCK_SEQ: i64 = -1;
 
 impl StoredJournal {
+    /// `state` is the agent's state as the store holds it now: what a first execution
+    /// starts with (a resumed one starts with the state its journal holds). Every answer
+    /// is stored before the run sees it; the seed, start and state go first — before the
+    /// run starts for a `durable` agent (it resumes after its node died), with the first
+    /// answer otherwise, so a run that makes no host call and never waits writes none.
     pub async fn load(
         store: Arc<dyn Store>,
         row: &RunRow,
         durable: bool,
         limit_bytes: u64,
+        state: Option<Value>,
     ) -> Result<StoredJournal, crate::store::StoreError> {
         let mut replay = store.journal(&row.id).await?;
         // A run that parked on its very first call has an empty journal: the wait row
@@ -93,8 +100,9 @@ impl StoredJournal {
             .max(0) as u64;
         // The run's seed and start: journaled at its first execution, read back after.
         let mut unsaved = Vec::new();
-        let (seed, start) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
-            Some(clock) => clock,
+        let (seed, start, start_state) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
+            // An entry from before states were journaled holds none: the state now.
+            Some((seed, start, journaled)) => (seed, start, journaled.unwrap_or(state)),
             None => {
                 let mut seed = [0u8; 32];
                 getrandom::getrandom(&mut seed).map_err(|e| {
@@ -103,6 +111,7 @@ impl StoredJournal {
                 let start = now_ms();
                 let mut answer = seed.to_vec();
                 answer.extend_from_slice(&start.to_le_bytes());
+                answer.extend_from_slice(&serde_json::to_vec(&state).unwrap_or_default());
                 let entry = JournalEntry {
                     run_id: row.id.clone(),
                     seq: CLOCK_SEQ,
@@ -119,14 +128,13 @@ impl StoredJournal {
                 } else {
                     unsaved.push(entry);
                 }
-                (seed, start)
+                (seed, start, state)
             }
         };
         Ok(StoredJournal {
             run_id: row.id.clone(),
             attempt: row.attempt,
             store,
-            durable,
             limit_bytes,
             replay,
             replay_end,
@@ -139,7 +147,13 @@ impl StoredJournal {
             ranked: tokio::sync::Notify::new(),
             live_rank: AtomicU64::new(live_rank),
             clock: Arc::new(RunClock::new(seed, start)),
+            start_state,
         })
+    }
+
+    /// The `ctx.state` this execution starts with.
+    pub fn start_state(&self) -> Option<Value> {
+        self.start_state.clone()
     }
 
     /// The replayable clock and randomness this run's isolate gets.
@@ -162,21 +176,6 @@ impl StoredJournal {
             Some(Halt::Parked(wait)) => Some(wait.clone()),
             _ => None,
         }
-    }
-
-    /// Stores what this execution journaled, once it ended, for a run that had parked
-    /// before (its journal is the record `GET /v1/runs/{id}/journal` shows); a run that
-    /// never parked has nothing to replay and keeps its journal in memory only.
-    pub async fn keep(&self) {
-        if self.resumes() && !self.durable {
-            let _ = self.save().await;
-        }
-    }
-
-    /// Stores the answers that came after the run parked (calls made before its wait
-    /// that finished later): a replay must not make those calls again.
-    pub async fn keep_late(&self) {
-        let _ = self.save().await;
     }
 
     /// Stops the run: no further host call is served. A failing run's isolate is ended
@@ -204,9 +203,14 @@ impl StoredJournal {
         e
     }
 
-    /// Stores the entries kept in memory (before the run parks).
-    async fn save(&self) -> Result<(), HostError> {
-        let unsaved = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Stores `entry` (if any) and the seed and start not stored yet.
+    async fn save(&self, entry: Option<JournalEntry>) -> Result<(), HostError> {
+        let mut unsaved =
+            std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+        unsaved.extend(entry);
+        if unsaved.is_empty() {
+            return Ok(());
+        }
         self.store
             .append_journal(&unsaved, self.attempt)
             .await
@@ -217,7 +221,7 @@ impl StoredJournal {
     }
 
     async fn park(&self, wait: RunWait) -> WaitDecision {
-        if let Err(e) = self.save().await {
+        if let Err(e) = self.save(None).await {
             return WaitDecision::Resolved(Err(e));
         }
         self.halt(Halt::Parked(wait));
@@ -294,23 +298,24 @@ impl RunJournal for StoredJournal {
             answer: record.answer,
             created_at: record.at,
         };
-        // Stored now for a durable agent, and for a run that parked already (a call made
-        // before its wait, answered after it: nothing else would store it).
-        if self.durable || self.parked().is_some() {
-            self.store
-                .append_journal(std::slice::from_ref(&entry), self.attempt)
-                .await
-                .map_err(|e| {
-                    warn!(run = %self.run_id, error = %e, "could not journal a host call");
-                    self.fail("internal", "the run's journal could not be stored".into())
-                })?;
-        } else {
-            self.unsaved
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(entry);
+        // Stored before the run sees it: a replay must not make the call again, whether
+        // the run parks later, parked already (a call made before its wait, answered
+        // after it) or its node dies.
+        self.save(Some(entry)).await.map_err(|e| {
+            self.halt(Halt::Failed(e.clone()));
+            e
+        })
+    }
+
+    async fn replace(&self, seq: u64, answer: Vec<u8>) {
+        if let Err(e) = self
+            .store
+            .replace_journal_answer(&self.run_id, seq as i64, &answer)
+            .await
+        {
+            warn!(run = %self.run_id, seq, error = %e, "could not replace a journal answer");
+            self.fail("internal", "the run's journal could not be stored".into());
         }
-        Ok(())
     }
 
     async fn wait(&self, seq: u64, request: &WaitRequest) -> WaitDecision {
@@ -415,9 +420,17 @@ impl StoredJournal {
     }
 }
 
-/// The seed and start a clock entry holds.
-fn clock_of(answer: &[u8]) -> Option<([u8; 32], i64)> {
+/// What a clock entry holds: the seed, the start and the run's starting state as JSON
+/// (`None` for an entry written before states were journaled).
+type ClockEntry = ([u8; 32], i64, Option<Option<Value>>);
+
+/// The seed, start and starting state a clock entry holds.
+fn clock_of(answer: &[u8]) -> Option<ClockEntry> {
     let seed: [u8; 32] = answer.get(..32)?.try_into().ok()?;
     let start = i64::from_le_bytes(answer.get(32..40)?.try_into().ok()?);
-    Some((seed, start))
+    let state = match answer.get(40..) {
+        None | Some([]) => None,
+        Some(json) => Some(serde_json::from_slice(json).ok()?),
+    };
+    Some((seed, start, state))
 }

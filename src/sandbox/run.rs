@@ -64,6 +64,8 @@ pub(crate) async fn execute(
         "entry": PackageLoader::entry_url(&req.package),
         "input": req.input,
         "state": req.state,
+        // A journaled run's timers are host calls (their firings are journaled).
+        "journaled": req.services.clock.is_some(),
         "run": {
             "id": req.run_id, "agent": manifest.name, "version": manifest.version.to_string(),
             "end_user": req.tenant.end_user, "trigger": req.trigger, "attempt": req.attempt,

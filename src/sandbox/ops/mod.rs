@@ -92,6 +92,8 @@ deno_core::extension!(
         fetch::op_atoll_fetch,
         fetch::op_atoll_fetch_body,
         wait::op_atoll_wait,
+        wait::op_atoll_timer,
+        wait::op_atoll_clear_timer,
         web::op_atoll_url_parse,
         web::op_atoll_url_set,
         web::op_atoll_random_fill,

@@ -29,3 +29,26 @@ pub async fn op_atoll_wait(
         Err(HostError { code, message }) => Err(refusal(code, message)),
     }
 }
+
+/// One JS timer of a journaled run (`setTimeout`, one `setInterval` tick), served on the
+/// host so that its firing is journaled: resolves when it is due; rejects with the code
+/// `cleared` once `op_atoll_clear_timer` cleared it.
+#[op2]
+pub async fn op_atoll_timer(
+    state: Rc<RefCell<OpState>>,
+    id: u32,
+    #[number] ms: u64,
+) -> Result<(), JsErrorBox> {
+    let scope = run_scope(&state.borrow())?;
+    let waits = scope.services.waits.clone();
+    waits
+        .timer(id, ms.min(WaitRequest::MAX_MS))
+        .await
+        .map_err(|HostError { code, message }| refusal(code, message))
+}
+
+#[op2(fast)]
+pub fn op_atoll_clear_timer(state: &mut OpState, id: u32) -> Result<(), JsErrorBox> {
+    run_scope(state)?.services.waits.clear_timer(id);
+    Ok(())
+}

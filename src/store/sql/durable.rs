@@ -11,22 +11,16 @@ use crate::store::{
     JournalEntry, JournalIndexEntry, Millis, RunStatus, RunWait, Signal, StoreError, StoreResult,
 };
 
-pub(super) async fn append_journal(
-    pool: &AnyPool,
-    entries: &[JournalEntry],
+const APPEND_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, op, digest, rank, answer, created_at)
+     SELECT $1, $2, $3, $4, $5, $6, $7
+     WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $8)
+     ON CONFLICT (run_id, seq) DO NOTHING";
+
+fn append_entry<'q>(
+    e: &'q JournalEntry,
     attempt: i32,
-) -> StoreResult<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let mut tx = pool.begin().await?;
-    for e in entries {
-        sqlx::query(
-            "INSERT INTO run_journal (run_id, seq, op, digest, rank, answer, created_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7
-             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $8)
-             ON CONFLICT (run_id, seq) DO NOTHING",
-        )
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(APPEND_ENTRY)
         .bind(&e.run_id)
         .bind(e.seq)
         .bind(&e.op)
@@ -35,10 +29,43 @@ pub(super) async fn append_journal(
         .bind(B64.encode(&e.answer))
         .bind(e.created_at)
         .bind(i64::from(attempt))
-        .execute(&mut *tx)
-        .await?;
+}
+
+pub(super) async fn append_journal(
+    pool: &AnyPool,
+    entries: &[JournalEntry],
+    attempt: i32,
+) -> StoreResult<()> {
+    match entries {
+        [] => {}
+        // One statement is atomic by itself: most appends (one call's answer) skip the
+        // transaction's two extra round trips.
+        [e] => {
+            append_entry(e, attempt).execute(pool).await?;
+        }
+        _ => {
+            let mut tx = pool.begin().await?;
+            for e in entries {
+                append_entry(e, attempt).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
     }
-    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn replace_journal_answer(
+    pool: &AnyPool,
+    run_id: &str,
+    seq: i64,
+    answer: &[u8],
+) -> StoreResult<()> {
+    sqlx::query("UPDATE run_journal SET answer = $3 WHERE run_id = $1 AND seq = $2")
+        .bind(run_id)
+        .bind(seq)
+        .bind(B64.encode(answer))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

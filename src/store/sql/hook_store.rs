@@ -140,6 +140,14 @@ impl DurableStore for SqlStore {
     async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()> {
         durable::append_journal(&self.pool, entries, attempt).await
     }
+    async fn replace_journal_answer(
+        &self,
+        run_id: &str,
+        seq: i64,
+        answer: &[u8],
+    ) -> StoreResult<()> {
+        durable::replace_journal_answer(&self.pool, run_id, seq, answer).await
+    }
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         durable::journal(&self.pool, run_id).await
     }

@@ -8,6 +8,7 @@ mod broker_leaks;
 mod durable;
 mod durable_crash;
 mod durable_order;
+mod durable_replay;
 mod errors;
 mod events;
 mod fairness;

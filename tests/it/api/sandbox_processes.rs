@@ -18,7 +18,7 @@ use super::{args_for, upload_inline, wait_final, TestApi, ADMIN};
 const SECRET: &str = "sk_sandbox_secret_7f3a91c2e8";
 const MASTER_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-fn children(api: &TestApi) -> Vec<u32> {
+pub(super) fn children(api: &TestApi) -> Vec<u32> {
     let server = api.server.as_ref().expect("server");
     let stats = server
         .state

@@ -149,6 +149,14 @@ impl DurableStore for FaultyStore {
     async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()> {
         self.inner.append_journal(entries, attempt).await
     }
+    async fn replace_journal_answer(
+        &self,
+        run_id: &str,
+        seq: i64,
+        answer: &[u8],
+    ) -> StoreResult<()> {
+        self.inner.replace_journal_answer(run_id, seq, answer).await
+    }
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         self.inner.journal(run_id).await
     }
