@@ -10,11 +10,12 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use super::durable::start;
+use super::durable::{resume_with_go, start, wait_parked};
 use super::sandbox_processes::children;
 use super::{upload_inline, wait_final, TestApi};
 
-/// A loopback service: `/hang` never answers; `/count` answers how often it was asked.
+/// A loopback service: `/hang` never answers; `/count` answers, 300 ms late, how often
+/// it was asked.
 async fn service() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let hung = Arc::new(AtomicUsize::new(0));
     let counted = Arc::new(AtomicUsize::new(0));
@@ -34,7 +35,10 @@ async fn service() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
             "/count",
             get(move || {
                 let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-                async move { n.to_string() }
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    n.to_string()
+                }
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -94,5 +98,133 @@ export default async (input, ctx) => {
             && message.contains("memory.set"),
         "{message}"
     );
+    api.stop().await;
+}
+
+/// A `Promise.race` of a fetch and a JS timer: the timer won before the run parked, and
+/// wins again on replay although the fetch's answer is in the journal (and comes at
+/// once); the fetch is not made again, and `setInterval`'s ticks replay as they came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_race_of_a_fetch_and_a_js_timer_replays_with_the_same_winner() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    let (base, _, counted) = service().await;
+    upload_inline(
+        &api,
+        &key,
+        "race",
+        json!({ "permissions": { "fetch": ["127.0.0.1"] } }),
+        r#"
+export default async (input, ctx) => {
+  const fetched = fetch(input.base + "/count").then((r) => r.text());
+  const winner = await Promise.race([
+    fetched.then((n) => "fetch " + n),
+    new Promise((r) => setTimeout(() => r("timer"), 20)),
+  ]);
+  const count = await fetched;
+  let ticks = 0;
+  await new Promise((r) => {
+    const id = setInterval(() => {
+      ticks++;
+      if (ticks === 3) { clearInterval(id); r(); }
+    }, 10);
+  });
+  const seen = { winner, count, ticks, at: Date.now() };
+  ctx.emit("seen", seen);
+  await ctx.waitFor("go");
+  return seen;
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "race", json!({ "base": base })).await;
+    let done = resume_with_go(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"]["winner"], "timer", "{done}");
+    assert_eq!(done["output"]["count"], "1", "{done}");
+    assert_eq!(done["output"]["ticks"], 3, "{done}");
+    let events = super::events_text(&api, &key, &run).await;
+    let seen = events
+        .lines()
+        .find_map(|l| l.strip_prefix("data: ").filter(|d| d.contains("\"seen\"")))
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .expect("the seen event");
+    assert_eq!(seen["data"]["at"], done["output"]["at"], "{seen}");
+    assert_eq!(counted.load(Ordering::SeqCst), 1, "the fetch was made again");
+    api.stop().await;
+}
+
+/// A timer still pending when the run parked is due when it was due: on resume it fires
+/// at once (its deadline passed during the wait), not its whole delay later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_timer_due_during_a_wait_fires_once_the_run_resumes() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    upload_inline(
+        &api,
+        &key,
+        "later",
+        json!({}),
+        r#"
+export default async (input, ctx) => {
+  const t0 = Date.now();
+  let firedAt = null;
+  setTimeout(() => { firedAt = Date.now(); }, 1500);
+  await ctx.sleep(2000);
+  await new Promise((r) => setTimeout(r, 1000));
+  return { fired: firedAt !== null, after: firedAt === null ? null : firedAt - t0 };
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "later", json!({})).await;
+    wait_parked(&api, &key, &run).await;
+    let done = wait_final(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"]["fired"], true, "{done}");
+    assert!(done["output"]["after"].as_i64().expect("after") >= 1500, "{done}");
+    api.stop().await;
+}
+
+/// A timer that fires while the run is busy and is cleared before its callback could
+/// run: the journal holds the clear, not the firing, so the replay (which answers the
+/// firing as soon as its turn comes) does not run the callback either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_cleared_as_it_fired_stays_cleared_on_replay() {
+    let api = TestApi::start().await;
+    let (_org, _app, key) = api.tenant().await;
+    upload_inline(
+        &api,
+        &key,
+        "cleared",
+        json!({ "permissions": { "memory": ["app"] } }),
+        r#"
+export default async (input, ctx) => {
+  const order = [];
+  const t = setTimeout(() => order.push("timer"), 30);
+  await ctx.memory.get("k", { scope: "app" });
+  let x = 0;
+  for (let i = 0; i < 20000000; i++) x += i;
+  clearTimeout(t);
+  await ctx.waitFor("go");
+  return { order, x: x > 0 };
+};"#,
+    )
+    .await;
+    let run = start(&api, &key, "cleared", json!({})).await;
+    wait_parked(&api, &key, &run).await;
+    let store = api.server.as_ref().expect("server").state.store.clone();
+    let journal = store.journal(&run).await.expect("journal");
+    let timer = journal
+        .iter()
+        .find(|e| e.op == "timer")
+        .expect("the timer's entry");
+    let answer: atoll::process::protocol::Answer =
+        atoll::process::protocol::decode(&timer.answer).expect("answer");
+    assert!(
+        matches!(&answer, atoll::process::protocol::Answer::Refused { code, .. } if code == "cleared"),
+        "the timer fired during the busy loop; its entry is the clear: {answer:?}"
+    );
+    let done = resume_with_go(&api, &key, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!({ "order": [], "x": true }), "{done}");
     api.stop().await;
 }
