@@ -137,45 +137,40 @@ async fn start_run(
             .upsert_end_user(&app_id, external, &new_id("eu"), now_ms())
             .await?;
     }
-    let (row, rate) = state
-        .runs
-        .create(NewRun {
-            org_id,
-            app_id: app_id.clone(),
-            version,
-            input: body.input,
-            end_user,
-            metadata: body.metadata,
-            trigger: "api".into(),
-            // Stored with the run: a run is never created without its trace.
-            audit: audit::event(
-                &caller,
-                Some(&app_id),
-                "run.create",
-                "",
-                json!({ "agent": full_name, "version": version_name }),
-            ),
-            firing: None,
-        })
-        .await?;
-    if let Some(Extension(committed)) = committed {
-        committed.mark();
-    }
-    // The run exists from here on: whatever happens, the answer names it.
-    let row = if wait > 0 {
-        match state
-            .runs
-            .wait(&app_id, &row.id, Duration::from_secs(wait))
-            .await
-        {
-            Ok(latest) => latest.unwrap_or(row),
-            Err(e) => {
-                tracing::warn!(run = %row.id, error = %e, "waiting for a run failed; answering 202");
-                row
-            }
+    let new = NewRun {
+        org_id,
+        app_id: app_id.clone(),
+        version,
+        input: body.input,
+        end_user,
+        metadata: body.metadata,
+        trigger: "api".into(),
+        // Stored with the run: a run is never created without its trace.
+        audit: audit::event(
+            &caller,
+            Some(&app_id),
+            "run.create",
+            "",
+            json!({ "agent": full_name, "version": version_name }),
+        ),
+        firing: None,
+    };
+    // The side effect is committed once the run is stored, whether or not the client
+    // stays for the wait; whatever happens after, the answer names the run.
+    let mark = || {
+        if let Some(Extension(committed)) = &committed {
+            committed.mark();
         }
+    };
+    let (row, rate) = if wait > 0 {
+        state
+            .runs
+            .create_and_wait(new, Duration::from_secs(wait), mark)
+            .await?
     } else {
-        row
+        let created = state.runs.create(new).await?;
+        mark();
+        created
     };
     let status = if row.status.is_final() {
         StatusCode::OK

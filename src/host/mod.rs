@@ -198,7 +198,10 @@ pub trait Waiter: Send + Sync {
     /// A JS timer (the run's `id` for it) of a journaled run: answers when it is due,
     /// or with the code `cleared` once [`Waiter::clear_timer`] cleared it.
     async fn timer(&self, _id: u32, ms: u64) -> Result<(), HostError> {
-        tokio::time::sleep(std::time::Duration::from_millis(ms.min(WaitRequest::MAX_MS))).await;
+        tokio::time::sleep(std::time::Duration::from_millis(
+            ms.min(WaitRequest::MAX_MS),
+        ))
+        .await;
         Ok(())
     }
 

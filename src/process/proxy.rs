@@ -260,7 +260,10 @@ impl Waiter for Proxy {
     }
 
     async fn timer(&self, id: u32, ms: u64) -> Result<(), HostError> {
-        let at = self.clock.as_ref().map_or_else(crate::ids::now_ms, |c| c.now_ms());
+        let at = self
+            .clock
+            .as_ref()
+            .map_or_else(crate::ids::now_ms, |c| c.now_ms());
         let call = self.link.next_call();
         lock(&self.timers).pending.insert(id, call);
         let request = HostRequest::Timer { ms, at };
@@ -280,7 +283,10 @@ impl Waiter for Proxy {
         match answer {
             Answer::Value(_) => Ok(()),
             Answer::Refused { code, message } => Err(HostError::new(intern(&code), message)),
-            _ => Err(HostError::new("internal", "unexpected answer from the server")),
+            _ => Err(HostError::new(
+                "internal",
+                "unexpected answer from the server",
+            )),
         }
     }
 

@@ -100,37 +100,38 @@ impl StoredJournal {
             .max(0) as u64;
         // The run's seed and start: journaled at its first execution, read back after.
         let mut unsaved = Vec::new();
-        let (seed, start, start_state) = match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
-            // An entry from before states were journaled holds none: the state now.
-            Some((seed, start, journaled)) => (seed, start, journaled.unwrap_or(state)),
-            None => {
-                let mut seed = [0u8; 32];
-                getrandom::getrandom(&mut seed).map_err(|e| {
-                    crate::store::StoreError::Database(format!("no randomness for a seed: {e}"))
-                })?;
-                let start = now_ms();
-                let mut answer = seed.to_vec();
-                answer.extend_from_slice(&start.to_le_bytes());
-                answer.extend_from_slice(&serde_json::to_vec(&state).unwrap_or_default());
-                let entry = JournalEntry {
-                    run_id: row.id.clone(),
-                    seq: CLOCK_SEQ,
-                    op: "clock".into(),
-                    digest: String::new(),
-                    rank: -1,
-                    answer,
-                    created_at: start,
-                };
-                if durable {
-                    store
-                        .append_journal(std::slice::from_ref(&entry), row.attempt)
-                        .await?;
-                } else {
-                    unsaved.push(entry);
+        let (seed, start, start_state) =
+            match stored_clock.as_ref().and_then(|e| clock_of(&e.answer)) {
+                // An entry from before states were journaled holds none: the state now.
+                Some((seed, start, journaled)) => (seed, start, journaled.unwrap_or(state)),
+                None => {
+                    let mut seed = [0u8; 32];
+                    getrandom::getrandom(&mut seed).map_err(|e| {
+                        crate::store::StoreError::Database(format!("no randomness for a seed: {e}"))
+                    })?;
+                    let start = now_ms();
+                    let mut answer = seed.to_vec();
+                    answer.extend_from_slice(&start.to_le_bytes());
+                    answer.extend_from_slice(&serde_json::to_vec(&state).unwrap_or_default());
+                    let entry = JournalEntry {
+                        run_id: row.id.clone(),
+                        seq: CLOCK_SEQ,
+                        op: "clock".into(),
+                        digest: String::new(),
+                        rank: -1,
+                        answer,
+                        created_at: start,
+                    };
+                    if durable {
+                        store
+                            .append_journal(std::slice::from_ref(&entry), row.attempt)
+                            .await?;
+                    } else {
+                        unsaved.push(entry);
+                    }
+                    (seed, start, state)
                 }
-                (seed, start, state)
-            }
-        };
+            };
         Ok(StoredJournal {
             run_id: row.id.clone(),
             attempt: row.attempt,

@@ -242,6 +242,41 @@ impl RunService {
     /// Validates the input, admits the run (rates, budget, slots), stores it as `queued`
     /// and hands it to this node's claimer. The permit is given back when the run ends.
     pub async fn create(&self, new: NewRun) -> Result<(RunRow, Decision), RunError> {
+        self.create_as(new_id("run"), new).await
+    }
+
+    /// [`RunService::create`], then waits up to `timeout` for the run to end: its latest
+    /// record (the created one if waiting fails). The waiter is registered before the
+    /// run exists, so an ending on this node cannot be missed and the wait starts
+    /// without reading the run back. `created` is called as soon as the run is stored
+    /// (before the wait, which a client going away cuts short).
+    pub async fn create_and_wait(
+        &self,
+        new: NewRun,
+        timeout: Duration,
+        created: impl FnOnce(),
+    ) -> Result<(RunRow, Decision), RunError> {
+        let id = new_id("run");
+        let (told, ended_here) = tokio::sync::oneshot::channel();
+        let _waiting = Waiting::register(&self.inner, &id, told);
+        let live = self.inner.cfg.bus.subscribe(&id).await.ok();
+        let (row, rate) = self.create_as(id.clone(), new).await?;
+        created();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let app_id = row.app_id.clone();
+        match self
+            .until_ended(&app_id, &id, Some(row.clone()), ended_here, live, deadline)
+            .await
+        {
+            Ok(latest) => Ok((latest.unwrap_or(row), rate)),
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "waiting for a run failed; answering 202");
+                Ok((row, rate))
+            }
+        }
+    }
+
+    async fn create_as(&self, id: String, new: NewRun) -> Result<(RunRow, Decision), RunError> {
         if !self.inner.accepting.load(Ordering::Acquire) {
             return Err(RunError::ShuttingDown);
         }
@@ -251,7 +286,6 @@ impl RunService {
                 "input does not match the agent's input schema: {why}"
             ))
         })?;
-        let id = new_id("run");
         let tenant = RunTenant {
             org_id: &new.org_id,
             app_id: &new.app_id,
@@ -401,16 +435,35 @@ impl RunService {
         run_id: &str,
         timeout: Duration,
     ) -> Result<Option<RunRow>, RunError> {
-        let store = &self.inner.cfg.store;
         // Subscribe first so an ending between the read and the wait is seen: in memory
         // when the run ends on this node, else by its `end` event.
-        let (told, mut ended_here) = tokio::sync::oneshot::channel();
+        let (told, ended_here) = tokio::sync::oneshot::channel();
         let _waiting = Waiting::register(&self.inner, run_id, told);
-        let mut live = self.inner.cfg.bus.subscribe(run_id).await.ok();
+        let live = self.inner.cfg.bus.subscribe(run_id).await.ok();
         let deadline = tokio::time::Instant::now() + timeout;
+        self.until_ended(app_id, run_id, None, ended_here, live, deadline)
+            .await
+    }
+
+    /// The wait itself, once subscribed: `known` is a record read (or written) after
+    /// subscribing, which saves the first read.
+    async fn until_ended(
+        &self,
+        app_id: &str,
+        run_id: &str,
+        mut known: Option<RunRow>,
+        mut ended_here: tokio::sync::oneshot::Receiver<Arc<RunRow>>,
+        mut live: Option<futures::stream::BoxStream<'static, crate::bus::BusEvent>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<RunRow>, RunError> {
+        let store = &self.inner.cfg.store;
         loop {
-            let Some(row) = store.get_run(app_id, run_id).await? else {
-                return Ok(None);
+            let row = match known.take() {
+                Some(row) => row,
+                None => match store.get_run(app_id, run_id).await? {
+                    Some(row) => row,
+                    None => return Ok(None),
+                },
             };
             if row.status.is_final() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(row));

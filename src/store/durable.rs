@@ -66,8 +66,12 @@ pub trait DurableStore: Send + Sync {
     async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()>;
     /// Replaces the answer journaled at a position (a JS timer cleared as it fired: its
     /// firing is replayed as the clear the run acted on).
-    async fn replace_journal_answer(&self, run_id: &str, seq: i64, answer: &[u8])
-        -> StoreResult<()>;
+    async fn replace_journal_answer(
+        &self,
+        run_id: &str,
+        seq: i64,
+        answer: &[u8],
+    ) -> StoreResult<()>;
     /// A run's journal, in order.
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>>;
     /// How many entries a run's journal has.

@@ -11,7 +11,8 @@ use crate::store::{
     JournalEntry, JournalIndexEntry, Millis, RunStatus, RunWait, Signal, StoreError, StoreResult,
 };
 
-const APPEND_ENTRY: &str = "INSERT INTO run_journal (run_id, seq, op, digest, rank, answer, created_at)
+const APPEND_ENTRY: &str =
+    "INSERT INTO run_journal (run_id, seq, op, digest, rank, answer, created_at)
      SELECT $1, $2, $3, $4, $5, $6, $7
      WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $8)
      ON CONFLICT (run_id, seq) DO NOTHING";

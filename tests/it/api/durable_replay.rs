@@ -149,7 +149,11 @@ export default async (input, ctx) => {
         .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
         .expect("the seen event");
     assert_eq!(seen["data"]["at"], done["output"]["at"], "{seen}");
-    assert_eq!(counted.load(Ordering::SeqCst), 1, "the fetch was made again");
+    assert_eq!(
+        counted.load(Ordering::SeqCst),
+        1,
+        "the fetch was made again"
+    );
     api.stop().await;
 }
 
@@ -180,7 +184,10 @@ export default async (input, ctx) => {
     let done = wait_final(&api, &key, &run).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["output"]["fired"], true, "{done}");
-    assert!(done["output"]["after"].as_i64().expect("after") >= 1500, "{done}");
+    assert!(
+        done["output"]["after"].as_i64().expect("after") >= 1500,
+        "{done}"
+    );
     api.stop().await;
 }
 
