@@ -242,6 +242,9 @@ pub trait RunJournal: Send + Sync {
     async fn turn(&self, seq: u64) -> Result<(), HostError>;
     /// Records the live answer at `seq`; an error fails the run with its code.
     async fn record(&self, seq: u64, record: JournalRecord) -> Result<(), HostError>;
+    /// Waits until every answer the journal held when this execution started was given
+    /// (a replay that never asks for one of them fails, as [`RunJournal::turn`] does).
+    async fn replayed(&self) -> Result<(), HostError>;
     /// Replaces the answer recorded at `seq` (a JS timer the run cleared as it fired:
     /// the run ignored the firing, and so must its replay).
     async fn replace(&self, seq: u64, answer: Vec<u8>);

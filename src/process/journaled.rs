@@ -33,6 +33,22 @@ fn digest(request: &HostRequest) -> String {
     hex::encode(Sha256::digest(&bytes))
 }
 
+/// Journals a timer the run cleared before it was due, at its position: a replay answers
+/// it `cleared` instead of firing it.
+pub(super) async fn record_cleared(journal: &dyn RunJournal, seq: u64, ms: u64) {
+    let Ok(answer) = protocol::encode(&super::timers::cleared()) else {
+        return;
+    };
+    let record = JournalRecord {
+        op: "timer".to_owned(),
+        digest: digest(&HostRequest::Timer { ms, at: 0 }),
+        answer: answer.to_vec(),
+        at: now_ms(),
+    };
+    // A failure fails the run (the journal says so); nothing to answer here.
+    let _ = journal.record(seq, record).await;
+}
+
 /// The answer to a call and when it was given: replayed calls keep their journaled time.
 pub(super) async fn answer(
     run: &RemoteRun,
@@ -121,6 +137,11 @@ async fn live(
             // Asked again by a resumed run (it was pending when the run parked): due
             // when it was due before, at once if that has passed.
             let due_in = if journal.replaying(seq) {
+                // Not before every journaled answer was given: firing in the middle of
+                // the replay would make calls at positions the journal holds others at.
+                if let Err(e) = journal.replayed().await {
+                    return (refused(e), now_ms());
+                }
                 let due = at.saturating_add(ms as i64);
                 due.saturating_sub(now_ms()).max(0) as u64
             } else {

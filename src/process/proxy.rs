@@ -265,7 +265,13 @@ impl Waiter for Proxy {
             .as_ref()
             .map_or_else(crate::ids::now_ms, |c| c.now_ms());
         let call = self.link.next_call();
-        lock(&self.timers).pending.insert(id, call);
+        {
+            let mut timers = lock(&self.timers);
+            // A `setInterval` re-arms from the handler of its last tick: that tick was
+            // taken by the run, a clear from now on is this call's.
+            timers.fired.retain(|(i, _)| *i != id);
+            timers.pending.insert(id, call);
+        }
         let request = HostRequest::Timer { ms, at };
         let answered = self.link.call_as(call, &self.run, request, None).await;
         {
@@ -293,7 +299,7 @@ impl Waiter for Proxy {
     fn clear_timer(&self, id: u32) {
         let call = {
             let mut timers = lock(&self.timers);
-            let fired = timers.fired.iter().position(|(i, _)| *i == id);
+            let fired = timers.fired.iter().rposition(|(i, _)| *i == id);
             timers.pending.remove(&id).or_else(|| {
                 fired
                     .and_then(|i| timers.fired.remove(i))

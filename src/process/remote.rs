@@ -301,6 +301,10 @@ impl Child {
             }
         }
         self.exited.store(true, Ordering::Release);
+        // Its runs' timers stop now, not once the exit status is known.
+        for run in lock(&self.runs).values() {
+            run.stop_timers();
+        }
         // Checks still waiting learn at once that no answer will come.
         lock(&self.checks).clear();
         self.ready_changed.notify_waiters();

@@ -100,6 +100,7 @@ pub(crate) struct TimerTable {
 
 pub(crate) struct PendingTimer {
     pub seq: u64,
+    pub ms: u64,
     pub task: AbortHandle,
 }
 

@@ -41,10 +41,19 @@ impl Child {
             let message = "this run is not hosted by this sandbox process".into();
             return self.reply(call, refuse("no_such_run", message));
         };
+        let HostRequest::Timer { ms, .. } = request else {
+            return self.reply(call, refuse("bad_request", "not a timer".into()));
+        };
         let mut table = lock(&run.timers.table);
         if table.stopped {
             drop(table);
             return self.reply(call, refuse("suspended", "the run has ended".into()));
+        }
+        if table.pending.contains_key(&call) {
+            // A child reusing a call id would leave a task nobody can stop.
+            drop(table);
+            let message = "this call id is in use".into();
+            return self.reply(call, refuse("bad_request", message));
         }
         if table.pending.len() >= Timers::MAX_PENDING {
             drop(table);
@@ -77,43 +86,59 @@ impl Child {
             call,
             PendingTimer {
                 seq,
+                ms,
                 task: task.abort_handle(),
             },
         );
     }
 
-    /// The run cleared the timer of `call`: it does not fire, or, if its firing crossed
-    /// the clear on the channel, the journaled firing becomes the clear the run acted on.
+    /// The run cleared the timer of `call`. Not yet due: it does not fire, and the clear
+    /// is journaled at its position (a replay must not fire it either). Due already (its
+    /// firing crossed the clear on the channel): the journaled firing becomes the clear
+    /// the run acted on. Anything else (an unknown call) is ignored.
     pub(super) fn clear_timer(&self, call: u64, run_id: &str) {
         let Some(run) = self.run(run_id) else {
             return;
         };
-        let out = self.out.clone();
-        tokio::spawn(async move {
-            let _gate = run.timers.gate.lock().await;
-            let (pending, fired) = {
-                let mut table = lock(&run.timers.table);
-                let pending = table.pending.remove(&call);
-                let fired = table
+        let (pending, fired) = {
+            let mut table = lock(&run.timers.table);
+            let pending = table.pending.remove(&call);
+            let fired = match pending {
+                Some(_) => None,
+                None => table
                     .fired
                     .iter()
                     .position(|(c, _)| *c == call)
-                    .and_then(|i| table.fired.remove(i));
-                (pending, fired)
+                    .and_then(|i| table.fired.remove(i)),
             };
-            if let Some(timer) = pending {
-                timer.task.abort();
-                let _ = out.send(ToChild::Reply {
-                    call,
-                    answer: cleared(),
-                    over_budget: false,
-                    at: now_ms(),
-                });
-            } else if let (Some((_, seq)), Some(journal)) = (fired, &run.journal) {
+            (pending, fired)
+        };
+        let journal = run.journal.clone();
+        if let Some(timer) = pending {
+            // A replayed timer answers from the journal in its turn (out of the table, it
+            // answers `cleared`): stopping it would stall the answers ranked after it.
+            let replayed = journal
+                .as_ref()
+                .is_some_and(|j| j.recorded(timer.seq).is_some());
+            if replayed {
+                return;
+            }
+            timer.task.abort();
+            self.reply(call, cleared());
+            let Some(journal) = journal else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _gate = run.timers.gate.lock().await;
+                super::journaled::record_cleared(journal.as_ref(), timer.seq, timer.ms).await;
+            });
+        } else if let (Some((_, seq)), Some(journal)) = (fired, journal) {
+            tokio::spawn(async move {
+                let _gate = run.timers.gate.lock().await;
                 if let Ok(answer) = super::protocol::encode(&cleared()) {
                     journal.replace(seq, answer.to_vec()).await;
                 }
-            }
-        });
+            });
+        }
     }
 }

@@ -49,6 +49,11 @@ pub(crate) struct StoredJournal {
     ranked: tokio::sync::Notify,
     /// The rank the next live answer gets (after every replayed one).
     live_rank: AtomicU64,
+    /// One past the highest rank replayed: the replay is over once `next_rank` reaches it.
+    replay_rank_end: u64,
+    /// Held while entries are stored: the seed and start go with the first, never after
+    /// a later one (a concurrent answer's single-statement append could commit first).
+    saving: tokio::sync::Mutex<()>,
     /// The run's replayable clock and randomness, from its journaled seed and start.
     clock: Arc<RunClock>,
     /// The `ctx.state` the run started with: journaled with its seed, so a resumed run
@@ -147,6 +152,8 @@ impl StoredJournal {
             next_rank: AtomicU64::new(0),
             ranked: tokio::sync::Notify::new(),
             live_rank: AtomicU64::new(live_rank),
+            replay_rank_end: live_rank,
+            saving: tokio::sync::Mutex::new(()),
             clock: Arc::new(RunClock::new(seed, start)),
             start_state,
         })
@@ -206,6 +213,7 @@ impl StoredJournal {
 
     /// Stores `entry` (if any) and the seed and start not stored yet.
     async fn save(&self, entry: Option<JournalEntry>) -> Result<(), HostError> {
+        let _saving = self.saving.lock().await;
         let mut unsaved =
             std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
         unsaved.extend(entry);
@@ -302,16 +310,28 @@ impl RunJournal for StoredJournal {
         // Stored before the run sees it: a replay must not make the call again, whether
         // the run parks later, parked already (a call made before its wait, answered
         // after it) or its node dies.
-        self.save(Some(entry)).await.map_err(|e| {
-            self.halt(Halt::Failed(e.clone()));
-            e
-        })
+        self.save(Some(entry))
+            .await
+            .inspect_err(|e| self.halt(Halt::Failed(e.clone())))
+    }
+
+    async fn replayed(&self) -> Result<(), HostError> {
+        loop {
+            let notified = self.ranked.notified();
+            if self.next_rank.load(Ordering::Acquire) >= self.replay_rank_end {
+                return Ok(());
+            }
+            if let Some(halt) = self.halted() {
+                return Err(halt);
+            }
+            notified.await;
+        }
     }
 
     async fn replace(&self, seq: u64, answer: Vec<u8>) {
         if let Err(e) = self
             .store
-            .replace_journal_answer(&self.run_id, seq as i64, &answer)
+            .replace_journal_answer(&self.run_id, seq as i64, &answer, self.attempt)
             .await
         {
             warn!(run = %self.run_id, seq, error = %e, "could not replace a journal answer");

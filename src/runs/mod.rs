@@ -260,7 +260,14 @@ impl RunService {
         let (told, ended_here) = tokio::sync::oneshot::channel();
         let _waiting = Waiting::register(&self.inner, &id, told);
         let live = self.inner.cfg.bus.subscribe(&id).await.ok();
-        let (row, rate) = self.create_as(id.clone(), new).await?;
+        let (row, rate) = match self.create_as(id.clone(), new).await {
+            Ok(created) => created,
+            Err(e) => {
+                // Closed before the registration goes, so that it leaves no entry.
+                drop(ended_here);
+                return Err(e);
+            }
+        };
         created();
         let deadline = tokio::time::Instant::now() + timeout;
         let app_id = row.app_id.clone();

@@ -65,12 +65,14 @@ pub trait DurableStore: Send + Sync {
     /// run was requeued) appends nothing.
     async fn append_journal(&self, entries: &[JournalEntry], attempt: i32) -> StoreResult<()>;
     /// Replaces the answer journaled at a position (a JS timer cleared as it fired: its
-    /// firing is replayed as the clear the run acted on).
+    /// firing is replayed as the clear the run acted on); like appends, only while the run
+    /// is at `attempt`.
     async fn replace_journal_answer(
         &self,
         run_id: &str,
         seq: i64,
         answer: &[u8],
+        attempt: i32,
     ) -> StoreResult<()>;
     /// A run's journal, in order.
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>>;

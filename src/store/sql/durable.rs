@@ -60,13 +60,18 @@ pub(super) async fn replace_journal_answer(
     run_id: &str,
     seq: i64,
     answer: &[u8],
+    attempt: i32,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE run_journal SET answer = $3 WHERE run_id = $1 AND seq = $2")
-        .bind(run_id)
-        .bind(seq)
-        .bind(B64.encode(answer))
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE run_journal SET answer = $3 WHERE run_id = $1 AND seq = $2
+         AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $4)",
+    )
+    .bind(run_id)
+    .bind(seq)
+    .bind(B64.encode(answer))
+    .bind(i64::from(attempt))
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -145,8 +145,9 @@ impl DurableStore for SqlStore {
         run_id: &str,
         seq: i64,
         answer: &[u8],
+        attempt: i32,
     ) -> StoreResult<()> {
-        durable::replace_journal_answer(&self.pool, run_id, seq, answer).await
+        durable::replace_journal_answer(&self.pool, run_id, seq, answer, attempt).await
     }
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         durable::journal(&self.pool, run_id).await

@@ -154,8 +154,11 @@ impl DurableStore for FaultyStore {
         run_id: &str,
         seq: i64,
         answer: &[u8],
+        attempt: i32,
     ) -> StoreResult<()> {
-        self.inner.replace_journal_answer(run_id, seq, answer).await
+        self.inner
+            .replace_journal_answer(run_id, seq, answer, attempt)
+            .await
     }
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
         self.inner.journal(run_id).await
