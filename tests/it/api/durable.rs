@@ -363,27 +363,12 @@ export default async (input, ctx) => {
     wait_parked(&api, &key, &run).await;
     let setter = start(&api, &key, "drift", json!({ "set": true })).await;
     assert_eq!(wait_final(&api, &key, &setter).await["status"], "succeeded");
-    api.call(
-        Method::POST,
-        &format!("/v1/runs/{run}/signals/go"),
-        &key,
-        Some(json!({})),
-    )
-    .await;
-    let done = wait_final(&api, &key, &run).await;
+    let done = resume_with_go(&api, &key, &run).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["output"], json!({ "flip": false }), "{done}");
     // A run started now sees the saved state.
     let later = start(&api, &key, "drift", json!({})).await;
-    wait_parked(&api, &key, &later).await;
-    api.call(
-        Method::POST,
-        &format!("/v1/runs/{later}/signals/go"),
-        &key,
-        Some(json!({})),
-    )
-    .await;
-    let done = wait_final(&api, &key, &later).await;
+    let done = resume_with_go(&api, &key, &later).await;
     assert_eq!(done["output"], json!({ "flip": true }), "{done}");
     api.stop().await;
 }
