@@ -7,12 +7,16 @@
 //! - [`lockdown`]: what a child does to itself before any JS runs (seccomp, rlimits, ...).
 //! - [`child`]: the child's main loop; it hosts an in-process [`Pool`].
 //! - [`proxy`]: the host services inside a child, as calls over the socket.
-//! - `remote`: one child seen from the server — its runs, its channel, its death.
-//! - `host_side`: the server's half of each host call, grant checked again.
+//! - `remote`: one child seen from the server — its runs, its channel, its death
+//!   (`exit` puts how it ended into words).
+//! - `calls`: a host call taken from a child (bounded per run and per child);
+//!   `host_side`: the server's half of each host call, grant checked again.
 //! - `timers`: a journaled run's JS timers, served (and cleared) on the server.
 //! - [`supervisor`]: the active child, the warm spare, recycling and crash replacement.
 
+mod calls;
 pub mod child;
+mod exit;
 mod host_side;
 #[cfg(test)]
 mod host_side_tests;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,9 +19,7 @@ use tracing::{debug, info, warn};
 use super::child::CHANNEL_FD;
 use super::lockdown::LockdownReport;
 use super::protocol::{self, ChildStats, Json, PackageSpec, RunSpec, ToChild, ToServer};
-use super::remote_run::CallCounted;
 pub(crate) use super::remote_run::RemoteRun;
-use crate::host::DeltaSink;
 use crate::sandbox::shared::{lock, RunShared};
 use crate::sandbox::{
     ErrorCode, PoolConfig, PoolError, RunCanceller, RunError, RunHandle, RunOutcome, RunRequest,
@@ -31,9 +29,6 @@ use crate::sandbox::{
 /// Host calls one child may have in flight; past that the server stops reading its
 /// channel until some finish (back-pressure on a child that floods).
 const MAX_CALLS_IN_FLIGHT: usize = 8192;
-/// Host calls one run may have in flight: past that its calls are refused at once, so
-/// that one run cannot hold the child's permits (and stall its neighbours' calls).
-const MAX_CALLS_PER_RUN: u32 = 256;
 
 /// What a package check comes to: the first module that fails, or why it could not run.
 type CheckAnswer = Result<Option<String>, String>;
@@ -317,7 +312,7 @@ impl Child {
             }
         };
         let lost: Vec<Arc<RemoteRun>> = lock(&self.runs).drain().map(|(_, r)| r).collect();
-        let reason = describe(status);
+        let reason = super::exit::describe(status);
         for run in &lost {
             run.stop_timers();
             let outcome = RunOutcome::failed(
@@ -396,62 +391,7 @@ impl Child {
             } => self.set_timer(call, &run, request),
             ToServer::ClearTimer { run, call } => self.clear_timer(call, &run),
             ToServer::Call { call, run, request } => {
-                let Some(run) = self.run(&run) else {
-                    let answer = protocol::Answer::Refused {
-                        code: "no_such_run".into(),
-                        message: "this run is not hosted by this sandbox process".into(),
-                    };
-                    let _ = self.out.send(ToChild::Reply {
-                        call,
-                        answer,
-                        over_budget: false,
-                        at: crate::ids::now_ms(),
-                    });
-                    return;
-                };
-                if run.calls_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_CALLS_PER_RUN {
-                    run.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
-                    let answer = protocol::Answer::Refused {
-                        code: "too_many_calls".into(),
-                        message: format!(
-                            "a run has at most {MAX_CALLS_PER_RUN} host calls in flight; await some first"
-                        ),
-                    };
-                    let _ = self.out.send(ToChild::Reply {
-                        call,
-                        answer,
-                        over_budget: false,
-                        at: crate::ids::now_ms(),
-                    });
-                    return;
-                }
-                let counted = CallCounted(run.clone());
-                let Ok(permit) = calls.clone().acquire_owned().await else {
-                    return;
-                };
-                // Positions follow the order the child asked (its channel is ordered),
-                // before the calls run concurrently.
-                let seq = run.next_op.fetch_add(1, Ordering::AcqRel);
-                let out = self.out.clone();
-                tokio::spawn(async move {
-                    let deltas_out = out.clone();
-                    let deltas: DeltaSink = Arc::new(move |text: &str| {
-                        let _ = deltas_out.send(ToChild::Delta {
-                            call,
-                            text: text.to_owned(),
-                        });
-                    });
-                    let (answer, over_budget, at) =
-                        super::host_side::serve(&run, seq, request, deltas).await;
-                    drop(counted);
-                    let _ = out.send(ToChild::Reply {
-                        call,
-                        answer,
-                        over_budget,
-                        at,
-                    });
-                    drop(permit);
-                });
+                self.take_call(call, &run, request, calls).await;
             }
             ToServer::Outcome { run, outcome } => {
                 let Some(run) = lock(&self.runs).remove(&run) else {
@@ -522,31 +462,6 @@ async fn write_loop(
             Err(e) => warn!(error = %e, "could not encode a frame for a sandbox process"),
         }
     }
-}
-
-/// `exit status 0`, `killed by SIGSEGV`, ...
-pub(crate) fn describe(status: Option<ExitStatus>) -> String {
-    match status {
-        None => "exit status unknown".into(),
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(signal)) => format!("killed by {}", signal_name(signal)),
-            _ => s.to_string(),
-        },
-    }
-}
-
-fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        libc::SIGKILL => "SIGKILL (the OOM killer, or an operator)",
-        libc::SIGSEGV => "SIGSEGV (an engine defect)",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGSYS => "SIGSYS (a system call the lockdown forbids)",
-        libc::SIGTERM => "SIGTERM",
-        other => return format!("signal {other}"),
-    };
-    name.to_owned()
 }
 
 fn page_size() -> u64 {

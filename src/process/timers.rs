@@ -22,7 +22,8 @@ pub(super) fn cleared() -> Answer {
 }
 
 impl Child {
-    fn reply(&self, call: u64, answer: Answer) {
+    /// Answers a call at once (a refusal, or a cleared timer).
+    pub(super) fn reply(&self, call: u64, answer: Answer) {
         let _ = self.out.send(ToChild::Reply {
             call,
             answer,
