@@ -59,11 +59,9 @@ pub(super) async fn answer(
     let Some(journal) = run.journal.clone() else {
         if let HostRequest::Timer { ms, .. } = request {
             tokio::time::sleep(Duration::from_millis(ms.min(WaitRequest::MAX_MS))).await;
-            let _gate = run.timers.gate.lock().await;
-            let answer = if run.timers.take_due(seq) {
-                Answer::Value(Json("null".into()))
-            } else {
-                super::timers::cleared()
+            let answer = match run.timers.fire(seq).await {
+                Some(_gate) => Answer::Value(Json("null".into())),
+                None => super::timers::cleared(),
             };
             return (answer, now_ms());
         }
@@ -76,11 +74,8 @@ pub(super) async fn answer(
         if let Err(e) = journal.turn(seq).await {
             return (refused(e), at);
         }
-        if matches!(request, HostRequest::Timer { .. }) {
-            let _gate = run.timers.gate.lock().await;
-            if !run.timers.take_due(seq) {
-                return (super::timers::cleared(), at);
-            }
+        if matches!(request, HostRequest::Timer { .. }) && run.timers.fire(seq).await.is_none() {
+            return (super::timers::cleared(), at);
         }
         return (answer, at);
     }
@@ -148,8 +143,8 @@ async fn live(
                 ms
             };
             tokio::time::sleep(Duration::from_millis(due_in)).await;
-            _timer_gate = Some(run.timers.gate.lock().await);
-            if !run.timers.take_due(seq) {
+            _timer_gate = run.timers.fire(seq).await;
+            if _timer_gate.is_none() {
                 return (super::timers::cleared(), now_ms());
             }
             Answer::Value(Json("null".into()))

@@ -108,8 +108,15 @@ impl Timers {
     /// Timers one run may have pending on the server (each costs it a task).
     pub const MAX_PENDING: usize = 1_000;
 
-    /// Whether the timer at `seq` is still pending, taking it out if so (it fires now).
-    pub fn take_due(&self, seq: u64) -> bool {
+    /// The timer at `seq` is due: the gate, held, if it is still pending (it fires now;
+    /// its firing is recorded under the gate), or None if the run cleared it.
+    pub async fn fire(&self, seq: u64) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let gate = self.gate.lock().await;
+        self.take_due(seq).then_some(gate)
+    }
+
+    /// Whether the timer at `seq` is still pending, taking it out if so.
+    fn take_due(&self, seq: u64) -> bool {
         let mut table = lock(&self.table);
         let Some(call) = table
             .pending
